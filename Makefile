@@ -1,0 +1,41 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: demo test lint pytest venv bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check checker tests bench alembic
+	$(BIN)/ruff format --check checker tests bench alembic
+
+# CHECKER_TEST_PG_URL is set when a PostgreSQL server answers on 127.0.0.1:5432.
+pytest: $(STAMP)
+	@if [ -z "$$CHECKER_TEST_PG_URL" ] && $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1).close()" 2>/dev/null; then \
+		export CHECKER_TEST_PG_URL='$(PG_URL)'; echo "PostgreSQL found: CHECKER_TEST_PG_URL=$$CHECKER_TEST_PG_URL"; \
+	fi; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
+
+test: lint pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m checker.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

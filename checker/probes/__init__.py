@@ -1,0 +1,1 @@
+"""Probes: one module per protocol, all returning a ProbeResult."""

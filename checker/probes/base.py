@@ -1,0 +1,116 @@
+"""The result contract every probe returns, and the stable error vocabulary (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorKind(StrEnum):
+    """Stable names: alerts, metrics and digests group by these. Never rename one."""
+
+    timeout = "timeout"
+    connect_timeout = "connect_timeout"
+    stall = "stall"
+    dns = "dns"
+    connect = "connect"
+    tls = "tls"
+    auth = "auth"
+    not_found = "not_found"
+    rate_limited = "rate_limited"
+    quota = "quota"
+    client_error = "client_error"
+    server_error = "server_error"
+    bad_response = "bad_response"
+    empty = "empty"
+    truncated = "truncated"
+    disconnect = "disconnect"
+    stream_error = "stream_error"
+    wrong_answer = "wrong_answer"
+    model_mismatch = "model_mismatch"
+    too_large = "too_large"
+    condition = "condition"
+
+
+# Exactly the fields `checker check --json` prints, in this order (DESIGN.md contract).
+JSON_FIELDS: tuple[str, ...] = (
+    "target",
+    "probe",
+    "started_at",
+    "ok",
+    "error",
+    "status",
+    "latency_ms",
+    "connect_ms",
+    "ttfb_ms",
+    "ttft_ms",
+    "tokens_per_s",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "model",
+    "retry_after_s",
+    "detail",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    target: str
+    probe: str
+    started_at: datetime = field(default_factory=utcnow)
+    ok: bool = False
+    error: ErrorKind | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    connect_ms: float | None = None
+    ttfb_ms: float | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    model: str | None = None
+    retry_after_s: float | None = None
+    detail: str | None = None
+    # Recorded and stored, but not part of the printed JSON contract.
+    chunks: int | None = None
+    max_gap_ms: float | None = None
+    # Streamed text length, for token-honesty checks; never the text itself.
+    output_chars: int | None = None
+    location: str | None = None
+
+    def fail(self, kind: ErrorKind, detail: str | None = None) -> ProbeResult:
+        """Mark failed; the first classification wins, so later symptoms never mask the cause."""
+        if self.error is None:
+            self.error = kind
+            self.detail = detail
+        self.ok = False
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in JSON_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            elif isinstance(value, ErrorKind):
+                value = value.value
+            elif isinstance(value, float):
+                value = round(value, 3)
+            out[name] = value
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

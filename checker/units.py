@@ -1,0 +1,48 @@
+"""Parsing of human units used in the config: durations and percentages (pure)."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `500ms`, `30s`, `5m`, `1h`, `30d`, `1w`; a bare number means seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 500ms, 30s, 5m, 1h, 30d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _SECONDS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration like 500ms, 30s, 5m, 1h, 30d (got {value!r})")
+    if seconds <= 0:
+        raise ValueError(f"expected a positive duration (got {value!r})")
+    return seconds
+
+
+def parse_fraction(value: object) -> float:
+    """A fraction in (0, 1) from `99.5%` or 0.995."""
+    if isinstance(value, bool):
+        raise ValueError("expected a percentage like 99.5%")
+    if isinstance(value, str) and (m := _PERCENT.match(value)):
+        frac = float(m.group(1)) / 100.0
+    elif isinstance(value, int | float):
+        frac = float(value)
+    else:
+        raise ValueError(f"expected a percentage like 99.5% (got {value!r})")
+    if not 0.0 < frac < 1.0:
+        raise ValueError(f"expected a percentage strictly between 0% and 100% (got {value!r})")
+    return frac
+
+
+def format_duration(seconds: float) -> str:
+    """Shortest exact rendering, for messages: 90 -> '90s', 3600 -> '1h'."""
+    for unit in ("w", "d", "h", "m", "s"):
+        size = _SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"

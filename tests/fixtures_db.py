@@ -1,0 +1,1 @@
+"""Fixtures that give a migrated database: SQLite always, PostgreSQL when configured."""

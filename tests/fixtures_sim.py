@@ -1,0 +1,1 @@
+"""Fixtures that start the simulated OpenAI-compatible server."""

@@ -1,11 +1,11 @@
 """Gatus-style readable conditions for `kind: http` targets (pure).
 
-    status == 200
-    latency_ms < 300
-    body contains "ok"
-    json.status == "ok"
-    json.items[0].id != null
-    header.content-type contains "json"
+status == 200
+latency_ms < 300
+body contains "ok"
+json.status == "ok"
+json.items[0].id != null
+header.content-type contains "json"
 """
 
 from __future__ import annotations
@@ -126,8 +126,12 @@ def evaluate(cond: Condition, obs: Observed, parsed_json: Any = _MISSING) -> str
         ok = False
     if ok:
         return None
-    shown = actual if not isinstance(actual, str) else (actual[:60] + ("…" if len(actual) > 60 else ""))
-    return f"{cond.text} (got {shown!r})" if isinstance(shown, str) else f"{cond.text} (got {shown})"
+    shown = (
+        actual if not isinstance(actual, str) else (actual[:60] + ("…" if len(actual) > 60 else ""))
+    )
+    return (
+        f"{cond.text} (got {shown!r})" if isinstance(shown, str) else f"{cond.text} (got {shown})"
+    )
 
 
 def parse_json_body(body: str) -> Any:

@@ -436,9 +436,12 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
                     nxt = value
                     line = key.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                nxt = node.value[part]
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            nxt = node.value[part]
         if nxt is None:
             break
         node = nxt
@@ -511,7 +514,9 @@ def parse(text: str, filename: str = "<config>") -> Config:
         raise ConfigError([f"{filename}:1: (top level): expected a mapping with `targets:`"])
     env_errors: list[tuple[tuple[Any, ...], str]] = []
     data = _substitute(data, (), env_errors)
-    problems = [f"{filename}:{_line_of(root, loc)}: {_fmt_loc(loc)}: {msg}" for loc, msg in env_errors]
+    problems = [
+        f"{filename}:{_line_of(root, loc)}: {_fmt_loc(loc)}: {msg}" for loc, msg in env_errors
+    ]
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,167 @@
+"""The `checker` command line: one verb per job, clear one-line errors, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from checker import config as config_mod
+from checker.config import Config, ConfigError, Target
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Synthetic monitor for LLM APIs: uptime, latency, TTFT, SLO burn, cost, alerts.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema management.")
+app.add_typer(db_app, name="db")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")]
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def fail(lines: list[str] | str, code: int = 2) -> NoReturn:
+    for line in [lines] if isinstance(lines, str) else lines:
+        # Plain print: rich markup would eat brackets like targets[0] in messages.
+        print(f"error: {line}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        return config_mod.load(path)
+    except ConfigError as exc:
+        fail(exc.problems)
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Things that are valid but probably not what the operator meant."""
+    try:
+        from checker.slo import single_failure_pages
+    except ImportError:  # the SLO core is optional for the probe-only CLI
+        return []
+    warnings = []
+    for t in cfg.targets:
+        slo = cfg.slo(t)
+        if single_failure_pages(cfg.interval(t), slo):
+            warnings.append(
+                f"target {t.name}: with interval {cfg.interval(t):g}s and objective "
+                f"{slo.availability:.3%}, a single failed probe would page; "
+                "raise slo.min_bad, probe more often or relax the objective"
+            )
+    return warnings
+
+
+@app.command()
+def validate(config: ConfigOpt) -> None:
+    """Check a config file; exit 0 with a summary, or 2 with one line per problem."""
+    cfg = load_config(config)
+    for w in config_warnings(cfg):
+        print(f"warning: {w}", file=sys.stderr)
+    probes = sum(len(t.probe_names) for t in cfg.targets)
+    print(
+        f"{config}: valid: {len(cfg.targets)} targets, {probes} probes, "
+        f"{len(cfg.notify)} notification channels"
+    )
+
+
+def select(cfg: Config, names: list[str] | None, probe: str | None) -> list[tuple[Target, str]]:
+    targets = cfg.targets
+    if names:
+        known = {t.name for t in cfg.targets}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            fail(f"unknown target(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        targets = [t for t in cfg.targets if t.name in names]
+    chosen = [(t, p) for t in targets for p in t.probe_names if probe is None or p == probe]
+    if not chosen:
+        fail(f"no target runs probe {probe!r}" if probe else "nothing to run")
+    return chosen
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+@app.command()
+def check(
+    config: ConfigOpt,
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="Target names (default: all).")
+    ] = None,
+    probe: Annotated[str | None, typer.Option(help="Run only this probe.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One ProbeResult JSON per line.")] = False,
+) -> None:
+    """Run each selected probe once now, concurrently; exit 1 when any failed."""
+    cfg = load_config(config)
+    selection = select(cfg, targets, probe)
+
+    from checker.probes.clients import ClientPool
+    from checker.probes.runner import run_all
+    from checker.redact import Redactor
+
+    async def go() -> list:
+        async with ClientPool(cfg) as pool:
+            return await run_all(cfg, selection, pool, Redactor(cfg.secrets()))
+
+    results = asyncio.run(go())
+    if as_json:
+        for r in results:
+            print(json.dumps(r.to_json()))
+    else:
+        table = Table(title=None, show_lines=False)
+        for col in ("target", "probe", "result", "status", "latency", "ttfb", "ttft", "tok/s"):
+            table.add_column(col, justify="right" if col not in ("target", "probe") else "left")
+        table.add_column("detail", overflow="fold")
+        for r in results:
+            verdict = "[green]ok[/]" if r.ok else f"[red]{r.error}[/]"
+            table.add_row(
+                r.target,
+                r.probe,
+                verdict,
+                _fmt(r.status),
+                _fmt(r.latency_ms),
+                _fmt(r.ttfb_ms),
+                _fmt(r.ttft_ms),
+                _fmt(r.tokens_per_s, 1),
+                (r.detail or "").replace("[", r"\["),
+            )
+        stdout.print(table)
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+@app.command()
+def sim(
+    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8900,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    api_key: Annotated[str | None, typer.Option(help="Require this bearer key.")] = None,
+    behavior: Annotated[
+        str | None, typer.Option(help="JSON object of Behavior fields for the default route.")
+    ] = None,
+) -> None:
+    """Serve the simulated OpenAI/Anthropic-compatible endpoint (for demos and tests)."""
+    from checker.sim import Behavior, run_forever
+
+    behaviors = {}
+    if behavior:
+        try:
+            behaviors["default"] = Behavior.from_dict(json.loads(behavior))
+        except (ValueError, TypeError) as exc:
+            fail(f"--behavior: expected a JSON object of Behavior fields ({exc})")
+    run_forever(host, port, api_key, behaviors)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

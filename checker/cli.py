@@ -138,6 +138,126 @@ def check(
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="text or json.")]
+
+
+def _setup_logs(cfg: Config | None, level: str, fmt: str) -> None:
+    from checker import logs
+    from checker.redact import Redactor
+
+    if level.lower() not in ("debug", "info", "warning", "error"):
+        fail(f"--log-level: expected debug, info, warning or error (got {level!r})")
+    if fmt not in ("text", "json"):
+        fail(f"--log-format: expected text or json (got {fmt!r})")
+    logs.setup(level, fmt, Redactor(cfg.secrets() if cfg else []))
+
+
+@app.command()
+def run(
+    config: ConfigOpt,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "text",
+) -> None:
+    """Run the service: scheduled probes, storage, alerts (until SIGTERM/Ctrl-C)."""
+    from checker.service import Service
+
+    cfg = load_config(config)
+    _setup_logs(cfg, log_level, log_format)
+    code = asyncio.run(Service(config, cfg).run())
+    raise typer.Exit(code)
+
+
+WINDOWS = ("1h", "24h", "7d", "30d")
+
+
+@app.command()
+def status(
+    config: ConfigOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+    window: Annotated[str, typer.Option(help="Window for counts and percentiles.")] = "24h",
+) -> None:
+    """Per target: uptime over 1h/24h/7d/30d, latency and TTFT percentiles, errors, last result."""
+    from datetime import UTC, datetime
+
+    from checker.store import db
+    from checker.store.queries import status as query_status
+
+    if window not in WINDOWS:
+        fail(f"--window: expected one of {', '.join(WINDOWS)} (got {window!r})")
+    cfg = load_config(config)
+    url = cfg.storage.resolved_url()
+    engine = db.make_engine(url)
+    try:
+        rows = query_status(
+            engine,
+            [t.name for t in cfg.targets],
+            datetime.now(UTC),
+            main_window=window,
+            count_rate_limited={t.name: cfg.slo(t).count_rate_limited for t in cfg.targets},
+        )
+    except Exception as exc:
+        fail(
+            f"{cfg.storage.resolved_url().split('://')[0]} database: {type(exc).__name__}: "
+            "is the schema created? run `checker db upgrade -c FILE`"
+        )
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows], indent=None))
+        return
+    table = Table()
+    table.add_column("target")
+    for w in WINDOWS:
+        table.add_column(f"up {w}", justify="right")
+    for col in ("p50 ms", "p95 ms", "p99 ms", "ttft p50", "ttft p95", "tok/s", f"n {window}"):
+        table.add_column(col, justify="right")
+    table.add_column("errors")
+    table.add_column("last")
+    for r in rows:
+        doc = r.to_json()
+        up = [("-" if doc["uptime"][w] is None else f"{doc['uptime'][w]:.2%}") for w in WINDOWS]
+        lat, ttft = doc["latency_ms"], doc["ttft_ms"]
+        last = doc["last"]
+        last_text = "-" if not last else ("ok" if last["ok"] else f"[red]{last['error']}[/]")
+        table.add_row(
+            doc["target"],
+            *up,
+            _fmt(lat["p50"]),
+            _fmt(lat["p95"]),
+            _fmt(lat["p99"]),
+            _fmt(ttft["p50"]),
+            _fmt(ttft["p95"]),
+            _fmt(doc["tokens_per_s_p50"], 1),
+            str(doc["results"]),
+            ", ".join(f"{k} {v}" for k, v in sorted(doc["errors"].items())) or "-",
+            last_text,
+        )
+    stdout.print(table)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt) -> None:
+    """Create or migrate the database schema to the latest revision."""
+    from checker.store import migrate
+
+    cfg = load_config(config)
+    migrate.upgrade(cfg.storage.resolved_url())
+    print("database schema is up to date")
+
+
+@db_app.command("check")
+def db_check(config: ConfigOpt) -> None:
+    """Exit 1 when the database schema differs from the models."""
+    from checker.store import migrate
+
+    cfg = load_config(config)
+    diffs = migrate.check(cfg.storage.resolved_url())
+    for d in diffs:
+        print(f"difference: {d}")
+    raise typer.Exit(1 if diffs else 0)
+
+
 @app.command()
 def sim(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 8900,

@@ -1,0 +1,378 @@
+"""The long-running service: scheduled probes, the writer, signals, systemd notification.
+
+Wiring only: measuring lives in probes/, storing in store/, judging in slo.py/rules.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from checker import config as config_mod
+from checker import logs, sdnotify
+from checker.config import FREE_PROBES, Config, ConfigError, Target
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.redact import Redactor
+
+log = logging.getLogger("checker.service")
+
+PROBE_JOB_PREFIX = "probe:"
+
+
+def job_id(target: str, probe: str) -> str:
+    return f"{PROBE_JOB_PREFIX}{target}:{probe}"
+
+
+def spread_offset(key: str, interval: float) -> float:
+    """A stable start offset within the interval, so 500 targets never fire at once.
+
+    Stable across restarts (a hash, not random), so a restart does not bunch probes up.
+    """
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") / 2**64) * interval
+
+
+@dataclass
+class TargetState:
+    """What the scheduler remembers about a target between probes (in memory)."""
+
+    hold_until: float = 0.0  # monotonic; a 429 Retry-After holds the target until then
+    spend_day: str = ""
+    spend_usd: float = 0.0
+    last_ok: dict[str, bool] = field(default_factory=dict)
+
+
+class Service:
+    def __init__(
+        self,
+        config_path: Path | None,
+        cfg: Config,
+        *,
+        on_result: Callable[[ProbeResult], None] | None = None,
+    ) -> None:
+        self.config_path = config_path
+        self.cfg = cfg
+        self.redactor = Redactor(cfg.secrets())
+        self.states: dict[str, TargetState] = {}
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self.scheduler_lag_s: list[float] = []  # recent lags, for metrics and the bench
+        self.skipped: dict[str, int] = {"retry_after": 0, "spend_cap": 0, "max_instances": 0}
+        self._on_result = on_result
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self._semaphore = asyncio.Semaphore(cfg.scheduler.max_concurrency)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        from checker.pricing import PriceBook
+        from checker.probes.clients import ClientPool
+        from checker.store import db, migrate
+        from checker.store.models import sync_targets
+        from checker.store.writer import ResultWriter
+
+        url = self.cfg.storage.resolved_url()
+        await asyncio.to_thread(migrate.upgrade, url)
+        self.engine = db.make_engine(url)
+        await asyncio.to_thread(sync_targets, self.engine, self.cfg)
+        self.prices = PriceBook(self.cfg)
+        self.writer = ResultWriter(self.engine, self.cfg.storage, on_flush=self._after_flush)
+        await self.writer.start()
+        await self._load_spend_today()
+        self.pool = ClientPool(self.cfg)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler.add_listener(
+            self._on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES
+        )
+        self._schedule_probes(self.cfg)
+        self._schedule_housekeeping()
+        self.scheduler.start()
+        self._started = True
+        sdnotify.notify("READY=1\nSTATUS=probing")
+        if (every := sdnotify.watchdog_interval()) is not None:
+            self._watchdog = asyncio.create_task(self._watchdog_loop(every))
+        log.info(
+            "service started: %d targets, %d probe jobs, storage %s",
+            len(self.cfg.targets),
+            sum(len(t.probe_names) for t in self.cfg.targets),
+            _describe_url(url),
+        )
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        await self.start()
+        await self._stopping.wait()
+        await self.stop()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop scheduling, give in-flight probes a grace, flush every result, then exit."""
+        if not self._started:
+            return
+        self._started = False
+        sdnotify.notify("STOPPING=1")
+        log.info("stopping: %d probes in flight", len(self.inflight))
+        self.scheduler.shutdown(wait=False)
+        if self.inflight:
+            _done, pending = await asyncio.wait(
+                set(self.inflight), timeout=self.cfg.scheduler.shutdown_grace
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        if self._watchdog:
+            self._watchdog.cancel()
+        await self.writer.close()
+        await self.pool.aclose()
+        await asyncio.to_thread(self.engine.dispose)
+        log.info(
+            "stopped: %d results written, %d dropped, %d still queued",
+            self.writer.written,
+            self.writer.dropped,
+            self.writer.queue_depth,
+        )
+
+    async def reload(self) -> bool:
+        """SIGHUP: apply a new config without a restart; a broken one is rejected, old kept."""
+        if self.config_path is None:
+            return False
+        try:
+            new = await asyncio.to_thread(config_mod.load, self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload rejected, keeping the running config: %s", problem)
+            return False
+        if new.storage.resolved_url() != self.cfg.storage.resolved_url():
+            log.warning("reload: storage.url changes need a restart; keeping the old database")
+        old = self.cfg
+        self.cfg = new
+        self.redactor = Redactor(new.secrets())
+        logs.set_redactor(self.redactor)
+        self.pool.update(new)
+        from checker.pricing import PriceBook
+        from checker.store.models import sync_targets
+
+        self.prices = PriceBook(new)
+        await asyncio.to_thread(sync_targets, self.engine, new)
+        added, changed, removed = self._schedule_probes(new, old)
+        log.info("config reloaded: %d jobs added, %d changed, %d removed", added, changed, removed)
+        return True
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def _schedule_probes(self, cfg: Config, old: Config | None = None) -> tuple[int, int, int]:
+        wanted: dict[str, tuple[Target, str, float]] = {}
+        for t in cfg.targets:
+            for p in t.probe_names:
+                wanted[job_id(t.name, p)] = (t, p, cfg.interval(t))
+        existing = {j.id: j for j in self.scheduler.get_jobs() if j.id.startswith(PROBE_JOB_PREFIX)}
+        removed = 0
+        for jid in set(existing) - set(wanted):
+            self.scheduler.remove_job(jid)
+            removed += 1
+        added = changed = 0
+        now = datetime.now(UTC)
+        for jid, (t, p, interval) in wanted.items():
+            job = existing.get(jid)
+            if job is not None:
+                old_interval = job.trigger.interval.total_seconds()
+                if old_interval == interval:
+                    continue
+                changed += 1
+            else:
+                added += 1
+            start = now + timedelta(seconds=spread_offset(jid, interval))
+            self.scheduler.add_job(
+                self._probe_job,
+                trigger=IntervalTrigger(seconds=interval, start_date=start, timezone=UTC),
+                args=[t.name, p],
+                id=jid,
+                name=jid,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(cfg.scheduler.misfire_grace)),
+            )
+        return added, changed, removed
+
+    def _schedule_housekeeping(self) -> None:
+        self.scheduler.add_job(
+            self._rollup_job,
+            trigger=IntervalTrigger(minutes=5, timezone=UTC),
+            id="housekeeping:rollup",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=30),
+        )
+        self.scheduler.add_job(
+            self._prune_job,
+            trigger=IntervalTrigger(hours=6, timezone=UTC),
+            id="housekeeping:prune",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
+        )
+
+    def _on_job_event(self, event: Any) -> None:
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self.skipped["max_instances"] += 1
+            return
+        if isinstance(event, JobSubmissionEvent) and event.job_id.startswith(PROBE_JOB_PREFIX):
+            planned = event.scheduled_run_times[-1]
+            lag = (datetime.now(UTC) - planned).total_seconds()
+            self.scheduler_lag_s.append(lag)
+            if len(self.scheduler_lag_s) > 10_000:
+                del self.scheduler_lag_s[:5_000]
+
+    # --- the probe job ----------------------------------------------------------------------
+
+    def _state(self, name: str) -> TargetState:
+        return self.states.setdefault(name, TargetState())
+
+    def _allowed(self, target: Target, probe: str) -> str | None:
+        """Why this probe must not run now, or None."""
+        state = self._state(target.name)
+        if time.monotonic() < state.hold_until:
+            return "retry_after"
+        cap = target.spend_cap_usd_per_day
+        if cap is not None and probe not in FREE_PROBES:
+            self._roll_spend_day(state)
+            if state.spend_usd >= cap:
+                return "spend_cap"
+        return None
+
+    async def _probe_job(self, target_name: str, probe: str) -> None:
+        from checker.probes.runner import run_probe
+
+        try:
+            target = self.cfg.target(target_name)
+        except KeyError:  # removed by a reload while this run was queued
+            return
+        if (why := self._allowed(target, probe)) is not None:
+            self.skipped[why] += 1
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.add(task)
+        try:
+            async with self._semaphore:
+                result = await run_probe(self.cfg, target, probe, self.pool, self.redactor)
+            self._account(target, result)
+            maintenance = self._in_maintenance(target, result.started_at)
+            self.writer.submit(result, maintenance=maintenance)
+            self._log_transition(target, result)
+            if self._on_result is not None:
+                self._on_result(result)
+        finally:
+            if task is not None:
+                self.inflight.discard(task)
+
+    def _account(self, target: Target, result: ProbeResult) -> None:
+        if result.cost_usd is None and result.prompt_tokens is not None:
+            result.cost_usd = self.prices.cost_usd(
+                target,
+                prompt_tokens=result.prompt_tokens or 0,
+                completion_tokens=result.completion_tokens or 0,
+                cached_tokens=result.cached_tokens or 0,
+                reasoning_tokens=result.reasoning_tokens or 0,
+                at=result.started_at,
+            )
+        state = self._state(target.name)
+        if result.cost_usd:
+            self._roll_spend_day(state)
+            state.spend_usd += result.cost_usd
+        if result.error == ErrorKind.rate_limited and result.retry_after_s:
+            state.hold_until = time.monotonic() + result.retry_after_s
+
+    def _roll_spend_day(self, state: TargetState) -> None:
+        today = datetime.now(UTC).date().isoformat()
+        if state.spend_day != today:
+            state.spend_day, state.spend_usd = today, 0.0
+
+    async def _load_spend_today(self) -> None:
+        """Spend caps survive restarts: start from what today's stored results cost."""
+        from checker.store.queries import spend_since
+
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        spent = await asyncio.to_thread(spend_since, self.engine, midnight)
+        today = midnight.date().isoformat()
+        for name, usd in spent.items():
+            state = self._state(name)
+            state.spend_day, state.spend_usd = today, usd
+
+    def _in_maintenance(self, target: Target, at: datetime) -> bool:
+        calendar = getattr(self, "_calendar", None)
+        return bool(calendar and calendar.active(target.name, at))
+
+    def _log_transition(self, target: Target, result: ProbeResult) -> None:
+        """One line per state change, not per probe."""
+        state = self._state(target.name)
+        before = state.last_ok.get(result.probe)
+        state.last_ok[result.probe] = result.ok
+        if before is None and result.ok:
+            return
+        if before is not False and not result.ok:
+            log.warning(
+                "%s %s: failing: %s%s",
+                target.name,
+                result.probe,
+                result.error,
+                f" ({result.detail})" if result.detail else "",
+            )
+        elif before is False and result.ok:
+            log.info("%s %s: recovered", target.name, result.probe)
+
+    async def _after_flush(self, rows: list[ProbeResult]) -> None:
+        """Results count only once committed: hooks that judge them run after the flush."""
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    async def _rollup_job(self) -> None:
+        from checker.store.rollup import rollup_hours
+
+        now = datetime.now(UTC)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        # The two last whole hours: late results of the previous hour are folded in too.
+        await asyncio.to_thread(rollup_hours, self.engine, hour - timedelta(hours=2), hour)
+
+    async def _prune_job(self) -> None:
+        from checker.store.rollup import prune
+
+        s = self.cfg.storage
+        await asyncio.to_thread(
+            prune, self.engine, s.raw_retention, s.rollup_retention, datetime.now(UTC)
+        )
+
+    async def _watchdog_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            # Ping only while the scheduler is alive: a wedged service must get restarted.
+            if self.scheduler.running:
+                sdnotify.notify("WATCHDOG=1")
+
+
+def _describe_url(url: str) -> str:
+    """The storage URL without credentials, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

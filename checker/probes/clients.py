@@ -1,0 +1,336 @@
+"""HTTP plumbing for probes: one reusable client per target, and a measured exchange.
+
+Clients (and their TLS contexts) are built once, outside any measurement: building an
+httpx client costs tens of milliseconds that would otherwise land inside ttft. By default
+a client keeps no idle connections, so every probe opens a fresh one and DNS, connect and
+TLS are measured and their failures seen; `reuse_connections: true` keeps them warm.
+
+`exchange()` starts the monotonic clock after the request is built, just before it is
+sent, and records connect_ms (httpcore trace: DNS + TCP + TLS of a new connection),
+ttfb_ms and the status. Readers here enforce the body limits while streaming, so a
+hostile endpoint can never make the checker buffer an unbounded body.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+import httpx
+
+from checker.config import Config, Target
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.probes.classify import ProbeFailure
+
+USER_AGENT = "checker/0.1 (synthetic monitor)"
+# An error body only feeds the detail line; more than this is never needed.
+ERROR_BODY_BYTES = 64 * 1024
+
+
+# --- client pool ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientSpec:
+    """Everything a client is built from; a reload that changes it rebuilds the client."""
+
+    verify_tls: bool
+    reuse_connections: bool
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    keepalive_s: float
+
+    @classmethod
+    def of(cls, cfg: Config, target: Target) -> _ClientSpec:
+        return cls(
+            verify_tls=target.verify_tls,
+            reuse_connections=target.reuse_connections,
+            connect_timeout=cfg.connect_timeout(target),
+            read_timeout=cfg.read_timeout(target),
+            total_timeout=cfg.timeout(target),
+            keepalive_s=cfg.interval(target) + 15.0,
+        )
+
+
+@dataclass(slots=True)
+class _Entry:
+    spec: _ClientSpec
+    client: httpx.AsyncClient
+    leases: int = 0
+    retired: bool = False
+
+
+@dataclass(slots=True)
+class ClientPool:
+    """One httpx.AsyncClient per target, built once and reused across probes.
+
+    `lease(target)` hands out a client and keeps it open until the probe is done, so a
+    reload that retires a client never cuts a probe in flight (that would be a false
+    `disconnect`); retired clients close when their last lease ends.
+    """
+
+    cfg: Config
+    _entries: dict[str, _Entry] = field(default_factory=dict)
+    _retired: list[_Entry] = field(default_factory=list)
+    _tls: dict[bool, ssl.SSLContext] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for target in self.cfg.targets:
+            self._build(target)
+
+    async def __aenter__(self) -> ClientPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _tls_context(self, verify: bool) -> ssl.SSLContext:
+        # Loading the CA bundle is the slow part of building a client: do it once per pool.
+        if verify not in self._tls:
+            self._tls[verify] = httpx.create_ssl_context(verify=verify)
+        return self._tls[verify]
+
+    def _build(self, target: Target) -> _Entry:
+        spec = _ClientSpec.of(self.cfg, target)
+        limits = (
+            httpx.Limits(max_keepalive_connections=20, keepalive_expiry=spec.keepalive_s)
+            if spec.reuse_connections
+            else httpx.Limits(max_keepalive_connections=0)
+        )
+        client = httpx.AsyncClient(
+            verify=self._tls_context(spec.verify_tls),
+            timeout=httpx.Timeout(
+                connect=spec.connect_timeout,
+                read=spec.read_timeout,
+                write=spec.read_timeout,
+                pool=spec.total_timeout,
+            ),
+            limits=limits,
+            follow_redirects=False,
+            headers={"user-agent": USER_AGENT},
+        )
+        entry = _Entry(spec=spec, client=client)
+        self._entries[target.name] = entry
+        return entry
+
+    def _entry(self, target: Target) -> _Entry:
+        entry = self._entries.get(target.name)
+        if entry is None or entry.spec != _ClientSpec.of(self.cfg, target):
+            if entry is not None:
+                self._retire(entry)
+            entry = self._build(target)
+        return entry
+
+    def client(self, target: Target) -> httpx.AsyncClient:
+        """The target's client (built on first use if the target is new)."""
+        return self._entry(target).client
+
+    @asynccontextmanager
+    async def lease(self, target: Target) -> AsyncIterator[httpx.AsyncClient]:
+        """The target's client, kept open until the block ends even across a reload."""
+        entry = self._entry(target)
+        entry.leases += 1
+        try:
+            yield entry.client
+        finally:
+            entry.leases -= 1
+            if entry.retired and entry.leases == 0:
+                await self._close(entry)
+
+    def _retire(self, entry: _Entry) -> None:
+        entry.retired = True
+        self._retired.append(entry)
+
+    async def _close(self, entry: _Entry) -> None:
+        if entry in self._retired:
+            self._retired.remove(entry)
+        await entry.client.aclose()
+
+    async def update(self, cfg: Config) -> None:
+        """Adopt a reloaded config: rebuild clients whose settings changed, close those of
+        removed targets (immediately when idle, else when their last probe ends)."""
+        self.cfg = cfg
+        wanted = {t.name: t for t in cfg.targets}
+        for name, entry in list(self._entries.items()):
+            target = wanted.get(name)
+            if target is None or entry.spec != _ClientSpec.of(cfg, target):
+                del self._entries[name]
+                self._retire(entry)
+        for target in cfg.targets:
+            if target.name not in self._entries:
+                self._build(target)
+        for entry in [e for e in self._retired if e.leases == 0]:
+            await self._close(entry)
+
+    async def aclose(self) -> None:
+        entries = list(self._entries.values()) + list(self._retired)
+        self._entries.clear()
+        self._retired.clear()
+        for entry in entries:
+            await entry.client.aclose()
+
+
+# --- measured exchange ----------------------------------------------------------------------
+
+
+class ConnectTrace:
+    """httpcore trace hook: when a new connection was opened, how long it took."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.connected: float | None = None
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        if name == "connection.connect_tcp.started":
+            self.started = perf_counter()
+        elif name in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self.connected = perf_counter()
+
+    @property
+    def connect_ms(self) -> float | None:
+        """DNS + TCP (+ TLS) of a fresh connection; None when a kept-alive one was reused."""
+        if self.started is None or self.connected is None:
+            return None
+        return (self.connected - self.started) * 1000.0
+
+
+@dataclass(slots=True)
+class Exchange:
+    """A sent request whose response headers arrived; times are ms since just before send."""
+
+    response: httpx.Response
+    t0: float
+
+    def ms(self, at: float | None = None) -> float:
+        return ((perf_counter() if at is None else at) - self.t0) * 1000.0
+
+
+@asynccontextmanager
+async def exchange(
+    client: httpx.AsyncClient, request: httpx.Request, result: ProbeResult
+) -> AsyncIterator[Exchange]:
+    """Send `request` and stream its response; records connect_ms, ttfb_ms and status."""
+    trace = ConnectTrace()
+    request.extensions["trace"] = trace
+    t0 = perf_counter()
+    try:
+        response = await client.send(request, stream=True)
+    finally:
+        result.connect_ms = trace.connect_ms
+    try:
+        ex = Exchange(response=response, t0=t0)
+        result.ttfb_ms = ex.ms()
+        result.status = response.status_code
+        yield ex
+    finally:
+        await response.aclose()
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _too_large(limit: int) -> ProbeFailure:
+    return ProbeFailure(ErrorKind.too_large, f"response body over {limit} bytes")
+
+
+async def read_capped(response: httpx.Response, limit: int, *, truncate: bool = False) -> bytes:
+    """The (decoded) body, read no further than `limit` bytes: beyond it, either stop
+    (`truncate`, for error bodies that only feed a message) or raise too_large."""
+    declared = _declared_length(response)
+    if declared is not None and declared > limit and not truncate:
+        raise _too_large(limit)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                parts.append(chunk[: len(chunk) - (size - limit)])
+                break
+            raise _too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def read_error_text(response: httpx.Response, limit: int) -> str:
+    body = await read_capped(response, min(limit, ERROR_BODY_BYTES), truncate=True)
+    return body.decode("utf-8", errors="replace")
+
+
+class CappedText:
+    """What httpx_sse.EventSource reads (headers, aiter_text) with max_body_bytes enforced
+    as bytes arrive, so even one endless line without a newline is never buffered whole."""
+
+    def __init__(self, response: httpx.Response, limit: int) -> None:
+        self._response = response
+        self._limit = limit
+        self.bytes_read = 0
+
+    @property
+    def headers(self) -> httpx.Headers:
+        return self._response.headers
+
+    async def aiter_text(self) -> AsyncIterator[str]:
+        # SSE is UTF-8 by definition, whatever the charset header claims.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        async for chunk in self._response.aiter_bytes():
+            self.bytes_read += len(chunk)
+            if self.bytes_read > self._limit:
+                raise _too_large(self._limit)
+            if text := decoder.decode(chunk):
+                yield text
+        if tail := decoder.decode(b"", final=True):
+            yield tail
+
+
+@dataclass(slots=True)
+class StreamClock:
+    """Per-chunk timing of a stream: ttft, chunk count and the largest gap after TTFT.
+
+    Only chunks that carry generated text start the clock for ttft; role-only chunks,
+    keep-alive comments (never seen as events) and empty deltas do not.
+    """
+
+    t0: float
+    chunks: int = 0
+    first_token: float | None = None
+    last_chunk: float | None = None
+    max_gap: float = 0.0
+    output_chars: int = 0
+
+    def chunk(self, at: float, text: str) -> None:
+        self.chunks += 1
+        if self.first_token is not None and self.last_chunk is not None:
+            self.max_gap = max(self.max_gap, at - self.last_chunk)
+        if text:
+            self.output_chars += len(text)
+            if self.first_token is None:
+                self.first_token = at
+        self.last_chunk = at
+
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token is None else (self.first_token - self.t0) * 1000.0
+
+    def max_gap_ms(self) -> float | None:
+        return None if self.first_token is None else self.max_gap * 1000.0
+
+
+def tokens_per_s(
+    completion_tokens: int | None, ttft_ms: float | None, latency_ms: float | None
+) -> float | None:
+    """Decode speed after the first token: (completion_tokens - 1) / (latency - ttft)."""
+    if completion_tokens is None or ttft_ms is None or latency_ms is None:
+        return None
+    if completion_tokens < 2 or latency_ms <= ttft_ms:
+        return None
+    return (completion_tokens - 1) / ((latency_ms - ttft_ms) / 1000.0)

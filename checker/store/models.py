@@ -1,0 +1,249 @@
+"""The database tables (SQLModel) and the conversions between ProbeResult and a row.
+
+Timestamps are stored in UTC and always come back timezone-aware (UtcDateTime), on
+SQLite as well as PostgreSQL. Every constraint and index has an explicit name so Alembic
+batch migrations on SQLite can find them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from checker.probes.base import ErrorKind, ProbeResult, utcnow
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops offsets silently)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            # Naive values are taken as UTC: that is all this project ever produces.
+            return value if dialect.name == "sqlite" else value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# A 64-bit key on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the auto-increment rowid.
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class TargetRow(SQLModel, table=True):
+    """A configured target, synced from the config by name; kept (retired) once removed."""
+
+    __tablename__ = "targets"
+    __table_args__ = (sa.UniqueConstraint("name", name="uq_targets_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    kind: str
+    # Scheme, host and path only: credentials and query strings are stripped before storing.
+    base_url: str
+    model: str | None = None
+    tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    retired_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ProbeResultRow(SQLModel, table=True):
+    """One probe result: every ProbeResult field, plus maintenance and a unique result_uid."""
+
+    __tablename__ = "probe_results"
+    __table_args__ = (
+        sa.UniqueConstraint("result_uid", name="uq_probe_results_result_uid"),
+        sa.Index("ix_probe_results_target_started_at", "target", "started_at"),
+        sa.Index("ix_probe_results_started_at", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    # Assigned when the result is queued: a retried batch insert can never duplicate a row.
+    result_uid: str = Field(sa_type=sa.String(36))
+    target: str
+    probe: str
+    started_at: datetime = Field(sa_type=UtcDateTime)
+    ok: bool
+    error: str | None = None
+    status: int | None = None
+    latency_ms: float | None = None
+    connect_ms: float | None = None
+    ttfb_ms: float | None = None
+    ttft_ms: float | None = None
+    tokens_per_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    model: str | None = None
+    retry_after_s: float | None = None
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+    chunks: int | None = None
+    max_gap_ms: float | None = None
+    output_chars: int | None = None
+    location: str | None = None
+    # The probe ran inside a maintenance window: kept, but excluded from SLOs.
+    maintenance: bool = False
+
+
+class RollupRow(SQLModel, table=True):
+    """One hour (UTC) of one target x probe x location, recomputed from raw rows.
+
+    `sli_ok_count` and `sli_rate_limited_count` count results outside maintenance windows:
+    the SLO inputs. The sketches hold successful results outside maintenance only (a
+    timeout's 30 s is an availability problem, not a latency figure). Sums and `errors`
+    cover every result, maintenance or not.
+    """
+
+    __tablename__ = "rollups"
+    __table_args__ = (
+        sa.UniqueConstraint("hour", "target", "probe", "location", name="uq_rollups_key"),
+        sa.Index("ix_rollups_target_hour", "target", "hour"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    hour: datetime = Field(sa_type=UtcDateTime)
+    target: str
+    probe: str
+    # "" when results carry no location label (NULL would defeat the unique key).
+    location: str = ""
+    total: int = 0
+    ok_count: int = 0
+    maintenance_count: int = 0
+    sli_ok_count: int = 0
+    sli_rate_limited_count: int = 0
+    errors: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
+    latency_sketch: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
+    ttft_sketch: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
+    tokens_per_s_sketch: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
+    cost_usd: float = 0.0
+    cost_count: int = 0
+    prompt_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    completion_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    cached_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    reasoning_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class RolledHourRow(SQLModel, table=True):
+    """Which hours have rollups, and whether their raw rows were (partly) pruned since.
+
+    Queries read rollups only for hours listed here and raw rows for every other hour, so
+    an hour not yet rolled up is never missing from a window.
+    """
+
+    __tablename__ = "rolled_hours"
+
+    hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    rolled_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    raw_pruned: bool = False
+
+
+class IncidentRow(SQLModel, table=True):
+    __tablename__ = "incidents"
+    __table_args__ = (sa.Index("ix_incidents_target_state", "target", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    target: str
+    rule_group: str  # e.g. down, latency, burn, budget, spend, cert
+    severity: str  # page | ticket
+    rules: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    state: str = "open"  # open | resolved
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_notified_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+class OutboxRow(SQLModel, table=True):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),
+        sa.Index("ix_outbox_pending", "delivered_at", "failed_at", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedup_key: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    notify_type: str = "info"  # apprise: info | success | warning | failure
+    title: str
+    body: str = Field(sa_type=sa.Text)
+    body_format: str = "text"  # text | markdown | html
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    failed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    claimed_by: str | None = None
+    claimed_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class DigestLogRow(SQLModel, table=True):
+    __tablename__ = "digest_log"
+    __table_args__ = (sa.UniqueConstraint("day", name="uq_digest_log_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    day: str  # local date, YYYY-MM-DD, in `timezone`
+    timezone: str
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    status: str = "pending"  # pending | sent | failed
+
+
+# --- ProbeResult <-> row ------------------------------------------------------------------
+
+_RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ProbeResult))
+_DETAIL_MAX = 1000
+
+
+def _clean(value: Any) -> Any:
+    # PostgreSQL rejects NUL in text; NaN/inf are not measurements. Neither may block a batch.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "")
+    return value
+
+
+def result_to_row(result: ProbeResult, *, uid: str, maintenance: bool = False) -> dict[str, Any]:
+    """The column values of one probe_results row (a plain dict, for bulk inserts)."""
+    row: dict[str, Any] = {name: _clean(getattr(result, name)) for name in _RESULT_FIELDS}
+    if isinstance(row["error"], ErrorKind):
+        row["error"] = row["error"].value
+    if row["detail"] is not None and len(row["detail"]) > _DETAIL_MAX:
+        row["detail"] = row["detail"][:_DETAIL_MAX]
+    started = row["started_at"]
+    row["started_at"] = started.replace(tzinfo=UTC) if started.tzinfo is None else started
+    row["ok"] = bool(row["ok"])
+    row["result_uid"] = uid
+    row["maintenance"] = maintenance
+    return row
+
+
+def row_to_result(row: Any) -> ProbeResult:
+    """A ProbeResult from a probe_results row (ORM object or Core row with those columns)."""
+    values = {name: getattr(row, name) for name in _RESULT_FIELDS}
+    error = values["error"]
+    if error is not None:
+        # A kind from a newer version stays a string rather than being lost.
+        with contextlib.suppress(ValueError):
+            values["error"] = ErrorKind(error)
+    return ProbeResult(**values)

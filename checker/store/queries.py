@@ -1,0 +1,418 @@
+"""Read side: per-target status, SLO window counts and hourly series.
+
+Every window [since, until) is answered from rollups for the whole hours that have them
+and from raw rows for everything else: the partial hours at both ends (so a window ending
+now is exact) and any hour not rolled up yet. A partial hour whose raw rows were pruned is
+answered from its whole-hour rollup instead (the window then reaches up to an hour further
+back). Counts are exact; percentiles carry the sketch's relative error (sketch.ALPHA).
+
+Definitions, shared with the rollups:
+- valid = results outside maintenance windows, minus rate-limited ones when rate limits do
+  not count as bad; good = successful valid results; uptime = good / valid.
+- latency, TTFT and tokens/s percentiles come from successful results outside maintenance.
+- `results` and `errors` count every result in the window, maintenance or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from checker.probes.base import ErrorKind
+from checker.store.models import row_to_result
+from checker.store.rollup import (
+    HOUR,
+    RAW,
+    ROLLED,
+    ROLLUPS,
+    as_utc,
+    floor_hour,
+    hours_between,
+)
+from checker.store.sketch import Sketch
+from checker.units import parse_duration
+
+WINDOWS: tuple[str, ...] = ("1h", "24h", "7d", "30d")
+QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+_RATE_LIMITED = ErrorKind.rate_limited.value
+Range = tuple[datetime, datetime]
+
+
+# --- planning (pure) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which hour starts to read from rollups and which time ranges from raw rows."""
+
+    rollup: tuple[Range, ...]
+    raw: tuple[Range, ...]
+
+
+def _merge(ranges: list[Range]) -> tuple[Range, ...]:
+    merged: list[Range] = []
+    for start, end in ranges:
+        if merged and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+def plan_window(since: datetime, until: datetime, rolled: Mapping[datetime, bool]) -> WindowPlan:
+    """Split [since, until) between rollups and raw rows.
+
+    `rolled` maps each rolled-up hour start to whether its raw rows were pruned.
+    """
+    rollup: list[Range] = []
+    raw: list[Range] = []
+    for hour in hours_between(since, until):
+        start, end = max(since, hour), min(until, hour + HOUR)
+        whole = start == hour and end == hour + HOUR
+        raw_pruned = rolled.get(hour)
+        if raw_pruned is not None and (whole or raw_pruned):
+            rollup.append((hour, hour + HOUR))
+        else:
+            raw.append((start, end))
+    return WindowPlan(_merge(rollup), _merge(raw))
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class Counts:
+    """Result counts of one target over one window."""
+
+    total: int = 0
+    maintenance: int = 0
+    sli_ok: int = 0
+    sli_rate_limited: int = 0
+
+    def add(self, total: Any, maintenance: Any, sli_ok: Any, sli_rate_limited: Any) -> None:
+        self.total += int(total or 0)
+        self.maintenance += int(maintenance or 0)
+        self.sli_ok += int(sli_ok or 0)
+        self.sli_rate_limited += int(sli_rate_limited or 0)
+
+    def valid(self, count_rate_limited: bool = True) -> int:
+        valid = self.total - self.maintenance
+        return valid if count_rate_limited else valid - self.sli_rate_limited
+
+    def bad(self, count_rate_limited: bool = True) -> int:
+        return self.valid(count_rate_limited) - self.sli_ok
+
+    def uptime(self, count_rate_limited: bool = True) -> float | None:
+        valid = self.valid(count_rate_limited)
+        return self.sli_ok / valid if valid > 0 else None
+
+
+@dataclass
+class TargetStatus:
+    target: str
+    results: int
+    errors: dict[str, int]
+    uptime: dict[str, float | None]
+    latency_ms: dict[str, float | None]
+    ttft_ms: dict[str, float | None]
+    tokens_per_s_p50: float | None
+    last: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `checker status --json` object for this target."""
+        return {
+            "target": self.target,
+            "results": self.results,
+            "errors": dict(self.errors),
+            "uptime": {k: _round(v, 6) for k, v in self.uptime.items()},
+            "latency_ms": {k: _round(v, 3) for k, v in self.latency_ms.items()},
+            "ttft_ms": {k: _round(v, 3) for k, v in self.ttft_ms.items()},
+            "tokens_per_s_p50": _round(self.tokens_per_s_p50, 3),
+            "last": self.last,
+        }
+
+
+@dataclass
+class HourPoint:
+    hour: datetime
+    results: int
+    valid: int
+    good: int
+    latency_p50: float | None
+    latency_p95: float | None
+    ttft_p50: float | None
+    ttft_p95: float | None
+
+
+@dataclass
+class _Distributions:
+    errors: dict[str, int] = field(default_factory=dict)
+    latency: Sketch = field(default_factory=Sketch)
+    ttft: Sketch = field(default_factory=Sketch)
+    tokens_per_s: Sketch = field(default_factory=Sketch)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _quantiles(sketch: Sketch) -> dict[str, float | None]:
+    return {name: sketch.quantile(q) for name, q in QUANTILES}
+
+
+# --- SQL building blocks -------------------------------------------------------------------
+
+
+def _in_ranges(column: Any, ranges: Sequence[Range]) -> sa.ColumnElement[bool]:
+    return sa.or_(*(sa.and_(column >= a, column < b) for a, b in ranges))
+
+
+def _read(conn: Connection) -> Connection:
+    # One snapshot for the whole answer on PostgreSQL, so a rollup committed between two
+    # statements cannot count an hour twice or not at all.
+    if conn.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
+
+
+def _rolled(conn: Connection, since: datetime, until: datetime) -> dict[datetime, bool]:
+    rows = conn.execute(
+        sa.select(ROLLED.c.hour, ROLLED.c.raw_pruned).where(
+            ROLLED.c.hour >= floor_hour(since), ROLLED.c.hour < until
+        )
+    )
+    return {hour: bool(pruned) for hour, pruned in rows}
+
+
+def _counts(conn: Connection, targets: Sequence[str], plan: WindowPlan) -> dict[str, Counts]:
+    out: dict[str, Counts] = {t: Counts() for t in targets}
+    if plan.rollup:
+        c = ROLLUPS.c
+        rows = conn.execute(
+            sa.select(
+                c.target,
+                sa.func.sum(c.total),
+                sa.func.sum(c.maintenance_count),
+                sa.func.sum(c.sli_ok_count),
+                sa.func.sum(c.sli_rate_limited_count),
+            )
+            .where(c.target.in_(targets), _in_ranges(c.hour, plan.rollup))
+            .group_by(c.target)
+        )
+        for target, *sums in rows:
+            out[target].add(*sums)
+    if plan.raw:
+        outside = RAW.maintenance == sa.false()
+        rows = conn.execute(
+            sa.select(
+                RAW.target,
+                sa.func.count(),
+                sa.func.sum(sa.case((outside, 0), else_=1)),
+                sa.func.sum(sa.case((sa.and_(outside, RAW.ok == sa.true()), 1), else_=0)),
+                sa.func.sum(sa.case((sa.and_(outside, RAW.error == _RATE_LIMITED), 1), else_=0)),
+            )
+            .where(RAW.target.in_(targets), _in_ranges(RAW.started_at, plan.raw))
+            .group_by(RAW.target)
+        )
+        for target, *sums in rows:
+            out[target].add(*sums)
+    return out
+
+
+def _distributions(
+    conn: Connection, targets: Sequence[str], plan: WindowPlan
+) -> dict[str, _Distributions]:
+    out = {t: _Distributions() for t in targets}
+    if plan.rollup:
+        c = ROLLUPS.c
+        rows = conn.execute(
+            sa.select(
+                c.target, c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch
+            ).where(c.target.in_(targets), _in_ranges(c.hour, plan.rollup))
+        )
+        for target, errors, latency, ttft, tps in rows:
+            d = out[target]
+            for kind, n in (errors or {}).items():
+                d.errors[kind] = d.errors.get(kind, 0) + n
+            d.latency.merge_json(latency)
+            d.ttft.merge_json(ttft)
+            d.tokens_per_s.merge_json(tps)
+    if plan.raw:
+        in_plan = _in_ranges(RAW.started_at, plan.raw)
+        rows = conn.execute(
+            sa.select(RAW.target, RAW.error, sa.func.count())
+            .where(RAW.target.in_(targets), in_plan, RAW.error.is_not(None))
+            .group_by(RAW.target, RAW.error)
+        )
+        for target, kind, n in rows:
+            errors = out[target].errors
+            errors[kind] = errors.get(kind, 0) + int(n)
+        rows = conn.execute(
+            sa.select(RAW.target, RAW.latency_ms, RAW.ttft_ms, RAW.tokens_per_s).where(
+                RAW.target.in_(targets),
+                in_plan,
+                RAW.ok == sa.true(),
+                RAW.maintenance == sa.false(),
+            )
+        )
+        for target, latency, ttft, tps in rows:
+            d = out[target]
+            if latency is not None:
+                d.latency.add(latency)
+            if ttft is not None:
+                d.ttft.add(ttft)
+            if tps is not None:
+                d.tokens_per_s.add(tps)
+    return out
+
+
+def _last(conn: Connection, target: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        sa.select(*RAW).where(RAW.target == target).order_by(RAW.started_at.desc()).limit(1)
+    ).first()
+    return row_to_result(row).to_json() if row is not None else None
+
+
+# --- public queries ------------------------------------------------------------------------
+
+
+def status(
+    engine: Engine,
+    targets: Sequence[str],
+    now: datetime,
+    windows: Sequence[str] = WINDOWS,
+    main_window: str = "24h",
+    count_rate_limited: bool | Mapping[str, bool] = True,
+) -> list[TargetStatus]:
+    """Per target, in the given order: uptime over each window, and counts, errors and
+    percentiles over the main window. `count_rate_limited` may differ per target name."""
+    targets = list(dict.fromkeys(targets))
+    if not targets:
+        return []
+    now = as_utc(now)
+    spans = {w: timedelta(seconds=parse_duration(w)) for w in (*windows, main_window)}
+
+    def counts_rl(target: str) -> bool:
+        if isinstance(count_rate_limited, Mapping):
+            return count_rate_limited.get(target, True)
+        return count_rate_limited
+
+    with engine.connect() as raw_conn:
+        conn = _read(raw_conn)
+        rolled = _rolled(conn, now - max(spans.values()), now)
+        plans = {w: plan_window(now - span, now, rolled) for w, span in spans.items()}
+        counts = {w: _counts(conn, targets, plans[w]) for w in plans}
+        dists = _distributions(conn, targets, plans[main_window])
+        last = {t: _last(conn, t) for t in targets}
+
+    out: list[TargetStatus] = []
+    for t in targets:
+        d = dists[t]
+        out.append(
+            TargetStatus(
+                target=t,
+                results=counts[main_window][t].total,
+                errors=dict(sorted(d.errors.items())),
+                uptime={w: counts[w][t].uptime(counts_rl(t)) for w in windows},
+                latency_ms=_quantiles(d.latency),
+                ttft_ms=_quantiles(d.ttft),
+                tokens_per_s_p50=d.tokens_per_s.quantile(0.5),
+                last=last[t],
+            )
+        )
+    return out
+
+
+def window_counts_many(
+    engine: Engine,
+    targets: Sequence[str],
+    since: datetime,
+    until: datetime,
+    count_rate_limited: bool = True,
+) -> dict[str, tuple[int, int]]:
+    """(valid, bad) per target over [since, until): one pass for many targets."""
+    targets = list(dict.fromkeys(targets))
+    if not targets:
+        return {}
+    since, until = as_utc(since), as_utc(until)
+    with engine.connect() as raw_conn:
+        conn = _read(raw_conn)
+        plan = plan_window(since, until, _rolled(conn, since, until))
+        counts = _counts(conn, targets, plan)
+    return {t: (c.valid(count_rate_limited), c.bad(count_rate_limited)) for t, c in counts.items()}
+
+
+def window_counts(
+    engine: Engine, target: str, since: datetime, until: datetime, count_rate_limited: bool = True
+) -> tuple[int, int]:
+    """(valid, bad) probes of one target over [since, until), for SLO and burn-rate math."""
+    return window_counts_many(engine, [target], since, until, count_rate_limited)[target]
+
+
+def hourly_series(
+    engine: Engine,
+    target: str,
+    since: datetime,
+    until: datetime,
+    count_rate_limited: bool = True,
+) -> list[HourPoint]:
+    """One point per hour start in [floor_hour(since), until), for charts; empty hours
+    included (zero counts, None percentiles)."""
+    since, until = as_utc(since), as_utc(until)
+    hours = list(hours_between(since, until))
+    counts = {h: Counts() for h in hours}
+    latency = {h: Sketch() for h in hours}
+    ttft = {h: Sketch() for h in hours}
+    with engine.connect() as raw_conn:
+        conn = _read(raw_conn)
+        plan = plan_window(since, until, _rolled(conn, since, until))
+        if plan.rollup:
+            c = ROLLUPS.c
+            rows = conn.execute(
+                sa.select(
+                    c.hour,
+                    c.total,
+                    c.maintenance_count,
+                    c.sli_ok_count,
+                    c.sli_rate_limited_count,
+                    c.latency_sketch,
+                    c.ttft_sketch,
+                ).where(c.target == target, _in_ranges(c.hour, plan.rollup))
+            )
+            for hour, total, maint, ok, rl, lat, tt in rows:
+                counts[hour].add(total, maint, ok, rl)
+                latency[hour].merge_json(lat)
+                ttft[hour].merge_json(tt)
+        if plan.raw:
+            rows = conn.execute(
+                sa.select(
+                    RAW.started_at, RAW.ok, RAW.maintenance, RAW.error, RAW.latency_ms, RAW.ttft_ms
+                ).where(RAW.target == target, _in_ranges(RAW.started_at, plan.raw))
+            )
+            for started_at, ok, maint, error, lat, tt in rows:
+                hour = floor_hour(started_at)
+                outside = not maint
+                counts[hour].add(1, not outside, outside and ok, outside and error == _RATE_LIMITED)
+                if ok and outside:
+                    if lat is not None:
+                        latency[hour].add(lat)
+                    if tt is not None:
+                        ttft[hour].add(tt)
+    return [
+        HourPoint(
+            hour=h,
+            results=counts[h].total,
+            valid=counts[h].valid(count_rate_limited),
+            good=counts[h].sli_ok,
+            latency_p50=latency[h].quantile(0.5),
+            latency_p95=latency[h].quantile(0.95),
+            ttft_p50=ttft[h].quantile(0.5),
+            ttft_p95=ttft[h].quantile(0.95),
+        )
+        for h in hours
+    ]

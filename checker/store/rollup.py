@@ -1,0 +1,282 @@
+"""Hourly rollups recomputed from raw results, and pruning of old raw rows and rollups.
+
+One rollup row per (hour, target, probe, location). Counts and sums are aggregated in SQL;
+only successful results' latency, TTFT and decode speed are streamed into Python to build
+the sketches. Each hour is recomputed in its own transaction (delete + insert), so a
+rerun replaces the rows, and a long backfill never holds a lock for more than one hour's
+work (SQLite has one writer: the result writer must not wait behind a 30-day rollup).
+
+`rolled_hours` records which hours have rollups and whether their raw rows have been
+pruned since; an hour whose raw rows are gone is never recomputed (that would replace a
+complete rollup with a partial one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from checker.probes.base import ErrorKind
+from checker.store.models import ProbeResultRow, RolledHourRow, RollupRow
+from checker.store.sketch import Sketch
+
+HOUR = timedelta(hours=1)
+
+RAW = ProbeResultRow.__table__.c  # type: ignore[attr-defined]
+ROLLUPS = RollupRow.__table__  # type: ignore[attr-defined]
+ROLLED = RolledHourRow.__table__  # type: ignore[attr-defined]
+_RATE_LIMITED = ErrorKind.rate_limited.value
+_STREAM_CHUNK = 10_000
+
+
+def as_utc(t: datetime | str) -> datetime:
+    """Aware UTC; naive means UTC. Also accepts ISO text (what some aggregates return)."""
+    if isinstance(t, str):
+        t = datetime.fromisoformat(t)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def floor_hour(t: datetime) -> datetime:
+    return as_utc(t).replace(minute=0, second=0, microsecond=0)
+
+
+def hours_between(since: datetime, until: datetime) -> Iterable[datetime]:
+    """Hour starts h with floor_hour(since) <= h < until."""
+    h = floor_hour(since)
+    while h < until:
+        yield h
+        h += HOUR
+
+
+@dataclass
+class _Accumulator:
+    total: int = 0
+    ok_count: int = 0
+    maintenance_count: int = 0
+    sli_ok_count: int = 0
+    sli_rate_limited_count: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latency: Sketch = field(default_factory=Sketch)
+    ttft: Sketch = field(default_factory=Sketch)
+    tokens_per_s: Sketch = field(default_factory=Sketch)
+    cost_usd: float = 0.0
+    cost_count: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+def _count_query(hour: datetime) -> sa.Select[Any]:
+    location = sa.func.coalesce(RAW.location, "")
+    return (
+        sa.select(
+            RAW.target,
+            RAW.probe,
+            location.label("location"),
+            RAW.ok,
+            RAW.maintenance,
+            RAW.error,
+            sa.func.count().label("n"),
+            sa.func.sum(RAW.cost_usd).label("cost_usd"),
+            sa.func.count(RAW.cost_usd).label("cost_count"),
+            sa.func.sum(RAW.prompt_tokens).label("prompt_tokens"),
+            sa.func.sum(RAW.completion_tokens).label("completion_tokens"),
+            sa.func.sum(RAW.cached_tokens).label("cached_tokens"),
+            sa.func.sum(RAW.reasoning_tokens).label("reasoning_tokens"),
+        )
+        .where(RAW.started_at >= hour, RAW.started_at < hour + HOUR)
+        .group_by(RAW.target, RAW.probe, location, RAW.ok, RAW.maintenance, RAW.error)
+    )
+
+
+def _values_query(hour: datetime) -> sa.Select[Any]:
+    return sa.select(
+        RAW.target,
+        RAW.probe,
+        sa.func.coalesce(RAW.location, "").label("location"),
+        RAW.latency_ms,
+        RAW.ttft_ms,
+        RAW.tokens_per_s,
+    ).where(
+        RAW.started_at >= hour,
+        RAW.started_at < hour + HOUR,
+        RAW.ok == sa.true(),
+        RAW.maintenance == sa.false(),
+    )
+
+
+def _accumulate(conn: Connection, hour: datetime) -> dict[tuple[str, str, str], _Accumulator]:
+    acc: dict[tuple[str, str, str], _Accumulator] = {}
+    for row in conn.execute(_count_query(hour)):
+        a = acc.setdefault((row.target, row.probe, row.location), _Accumulator())
+        n = int(row.n)
+        a.total += n
+        if row.ok:
+            a.ok_count += n
+        if row.maintenance:
+            a.maintenance_count += n
+        else:
+            if row.ok:
+                a.sli_ok_count += n
+            if row.error == _RATE_LIMITED:
+                a.sli_rate_limited_count += n
+        if row.error is not None:
+            a.errors[row.error] = a.errors.get(row.error, 0) + n
+        a.cost_usd += float(row.cost_usd or 0.0)
+        a.cost_count += int(row.cost_count or 0)
+        a.prompt_tokens += int(row.prompt_tokens or 0)
+        a.completion_tokens += int(row.completion_tokens or 0)
+        a.cached_tokens += int(row.cached_tokens or 0)
+        a.reasoning_tokens += int(row.reasoning_tokens or 0)
+
+    stream = conn.execution_options(yield_per=_STREAM_CHUNK).execute(_values_query(hour))
+    for target, probe, location, latency, ttft, tps in stream:
+        a = acc[(target, probe, location)]
+        if latency is not None:
+            a.latency.add(latency)
+        if ttft is not None:
+            a.ttft.add(ttft)
+        if tps is not None:
+            a.tokens_per_s.add(tps)
+    return acc
+
+
+def _rollup_rows(hour: datetime, acc: dict[tuple[str, str, str], _Accumulator]) -> list[dict]:
+    rows = []
+    for (target, probe, location), a in acc.items():
+        rows.append(
+            {
+                "hour": hour,
+                "target": target,
+                "probe": probe,
+                "location": location,
+                "total": a.total,
+                "ok_count": a.ok_count,
+                "maintenance_count": a.maintenance_count,
+                "sli_ok_count": a.sli_ok_count,
+                "sli_rate_limited_count": a.sli_rate_limited_count,
+                "errors": a.errors,
+                "latency_sketch": a.latency.to_json(),
+                "ttft_sketch": a.ttft.to_json(),
+                "tokens_per_s_sketch": a.tokens_per_s.to_json(),
+                "cost_usd": a.cost_usd,
+                "cost_count": a.cost_count,
+                "prompt_tokens": a.prompt_tokens,
+                "completion_tokens": a.completion_tokens,
+                "cached_tokens": a.cached_tokens,
+                "reasoning_tokens": a.reasoning_tokens,
+            }
+        )
+    return rows
+
+
+def _rollup_hour(engine: Engine, hour: datetime, now: datetime) -> bool:
+    """Recompute one hour; False when skipped because its raw rows were pruned."""
+    with engine.begin() as conn:
+        pruned = conn.execute(
+            sa.select(ROLLED.c.raw_pruned).where(ROLLED.c.hour == hour)
+        ).scalar_one_or_none()
+        if pruned:
+            return False
+        rows = _rollup_rows(hour, _accumulate(conn, hour))
+        conn.execute(ROLLUPS.delete().where(ROLLUPS.c.hour == hour))
+        if rows:
+            conn.execute(ROLLUPS.insert(), rows)
+        conn.execute(ROLLED.delete().where(ROLLED.c.hour == hour))
+        conn.execute(ROLLED.insert(), {"hour": hour, "rolled_at": now, "raw_pruned": False})
+    return True
+
+
+def rollup_hours(
+    engine: Engine, since: datetime, until: datetime, *, now: datetime | None = None
+) -> int:
+    """Recompute the rollups of every whole hour h with floor_hour(since) <= h, h + 1h <= until.
+
+    Idempotent: rerunning replaces the rows. Hours whose raw rows were pruned are kept as
+    they are. Returns the number of hours recomputed.
+    """
+    now = as_utc(now) if now else datetime.now(UTC)
+    since, until = as_utc(since), as_utc(until)
+    done = 0
+    for hour in hours_between(since, floor_hour(until)):
+        if _rollup_hour(engine, hour, now):
+            done += 1
+    return done
+
+
+def rollup_due(
+    engine: Engine, now: datetime, *, settle_s: float = 300.0, lookback_hours: int = 2
+) -> int:
+    """Roll up what is due: every hour after the newest rolled one, plus `lookback_hours`
+    recent hours again (late results: a result is stored when its probe ends and the writer
+    flushes, which can be after its hour). An hour is due `settle_s` after it ends.
+    """
+    now = as_utc(now)
+    until = floor_hour(now - timedelta(seconds=settle_s))
+    with engine.connect() as conn:
+        latest = conn.execute(sa.select(sa.func.max(ROLLED.c.hour))).scalar_one_or_none()
+        if latest is None:
+            first = conn.execute(sa.select(sa.func.min(RAW.started_at))).scalar_one_or_none()
+            if first is None:
+                return 0
+            since = floor_hour(as_utc(first))
+        else:
+            since = as_utc(latest) + HOUR - lookback_hours * HOUR
+    return rollup_hours(engine, since, until, now=now)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    raw_deleted: int
+    rollups_deleted: int
+    hours_rolled: int
+
+
+def prune(
+    engine: Engine, raw_retention_s: float, rollup_retention_s: float, now: datetime
+) -> PruneResult:
+    """Delete raw rows older than raw_retention_s and rollups older than rollup_retention_s.
+
+    Before raw rows of an hour go, the hour is rolled up if it was not yet (unless the
+    rollup would be pruned too). Raw rows are deleted one hour per transaction.
+    """
+    now = as_utc(now)
+    raw_cutoff = now - timedelta(seconds=raw_retention_s)
+    rollup_cutoff = floor_hour(now - timedelta(seconds=rollup_retention_s))
+    raw_deleted = rolled = 0
+    with engine.connect() as conn:
+        first = conn.execute(
+            sa.select(sa.func.min(RAW.started_at)).where(RAW.started_at < raw_cutoff)
+        ).scalar_one_or_none()
+    if first is not None:
+        for hour in hours_between(as_utc(first), raw_cutoff):
+            keep_rollup = hour >= rollup_cutoff and hour + HOUR <= now
+            if keep_rollup and not _is_rolled(engine, hour) and _rollup_hour(engine, hour, now):
+                rolled += 1
+            with engine.begin() as conn:
+                result = conn.execute(
+                    sa.delete(ProbeResultRow.__table__).where(  # type: ignore[arg-type]
+                        RAW.started_at >= hour, RAW.started_at < min(hour + HOUR, raw_cutoff)
+                    )
+                )
+                raw_deleted += max(result.rowcount, 0)
+                if keep_rollup:
+                    conn.execute(
+                        ROLLED.update().where(ROLLED.c.hour == hour).values(raw_pruned=True)
+                    )
+    with engine.begin() as conn:
+        result = conn.execute(ROLLUPS.delete().where(ROLLUPS.c.hour < rollup_cutoff))
+        conn.execute(ROLLED.delete().where(ROLLED.c.hour < rollup_cutoff))
+    return PruneResult(raw_deleted, max(result.rowcount, 0), rolled)
+
+
+def _is_rolled(engine: Engine, hour: datetime) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(ROLLED.c.hour).where(ROLLED.c.hour == hour)).first()
+    return found is not None

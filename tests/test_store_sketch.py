@@ -1,0 +1,93 @@
+"""The log-bucket sketch: stated error bound against exact percentiles, merging, JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from checker.store.sketch import ALPHA, Sketch
+
+
+def exact_lower(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+def within_bound(estimate: float | None, exact: float) -> bool:
+    assert estimate is not None
+    return abs(estimate - exact) <= ALPHA * exact * (1 + 1e-9)
+
+
+DISTRIBUTIONS = {
+    "lognormal": lambda rng: rng.lognormvariate(6.0, 1.0),
+    "uniform": lambda rng: rng.uniform(50, 5000),
+    "pareto": lambda rng: 10 * rng.paretovariate(1.2),
+    "tight": lambda rng: 1000 + rng.random(),
+    "tiny": lambda rng: rng.uniform(1e-4, 1e-2),
+}
+
+
+def test_error_bound_is_about_one_percent() -> None:
+    assert 0.009 < ALPHA < 0.01
+
+
+@pytest.mark.parametrize("name", sorted(DISTRIBUTIONS))
+def test_quantiles_within_stated_error(name: str) -> None:
+    rng = random.Random(name)
+    values = [DISTRIBUTIONS[name](rng) for _ in range(5000)]
+    sketch = Sketch(values)
+    assert sketch.count == len(values)
+    for q in (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
+        assert within_bound(sketch.quantile(q), exact_lower(values, q)), q
+
+
+def test_merge_equals_sketch_of_union() -> None:
+    rng = random.Random(1)
+    parts = [[rng.lognormvariate(5, 0.8) for _ in range(rng.randint(0, 300))] for _ in range(24)]
+    merged = Sketch()
+    for part in parts:
+        merged.merge(Sketch(part))
+    union = [v for part in parts for v in part]
+    assert merged == Sketch(union)
+    assert merged.count == len(union)
+    for q in (0.5, 0.95, 0.99):
+        assert within_bound(merged.quantile(q), exact_lower(union, q))
+
+
+def test_json_round_trip_is_compact_and_exact() -> None:
+    rng = random.Random(2)
+    sketch = Sketch(rng.uniform(100, 200) for _ in range(1000))
+    sketch.add(0.0, 3)
+    data = json.loads(json.dumps(sketch.to_json()))
+    assert data["z"] == 3
+    # 100..200 ms spans log_1.02(2) = 35 buckets, whatever the sample size.
+    assert len(data) <= 37
+    restored = Sketch.from_json(data)
+    assert restored == sketch
+    assert restored.count == 1003
+    assert Sketch().merge_json(data).quantile(0.5) == sketch.quantile(0.5)
+
+
+def test_zero_negative_and_nan_land_in_zero_bucket() -> None:
+    sketch = Sketch([0.0, -5.0, float("nan"), 10.0])
+    assert sketch.count == 4
+    assert sketch.quantile(0.0) == 0.0
+    assert sketch.quantile(0.5) == 0.0  # rank 1 of 4: still a zero
+    top = sketch.quantile(1.0)
+    assert top is not None and abs(top - 10.0) <= ALPHA * 10.0
+
+
+def test_empty_sketch_and_bad_quantile() -> None:
+    assert Sketch().quantile(0.5) is None
+    assert not Sketch()
+    assert Sketch.from_json(None).count == 0
+    with pytest.raises(ValueError):
+        Sketch([1.0]).quantile(1.5)
+
+
+def test_single_value_is_reported_within_bound() -> None:
+    for value in (0.001, 1.0, 123.456, 98765.0):
+        assert within_bound(Sketch([value]).quantile(0.99), value)

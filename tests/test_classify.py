@@ -296,7 +296,7 @@ def test_connect_detail_names_the_root_cause() -> None:
     )
     verdict = classify_exception(exc, headers_received=False)
     assert verdict.detail.startswith("connection failed: ")
-    assert "Connect call failed" in verdict.detail
+    assert verdict.detail == "connection failed: Connection refused"
 
 
 def test_cancelled_scope_is_not_the_detail() -> None:

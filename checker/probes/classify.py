@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import ssl
@@ -218,8 +219,13 @@ def _root_message(exc: BaseException) -> str:
     """The most specific non-empty message in the chain ("Connection refused", not
     httpx's "All connection attempts failed")."""
     for e in reversed(_chain(exc)):
-        text = str(e).strip()
-        if text and not isinstance(e, asyncio.CancelledError):
+        if isinstance(e, asyncio.CancelledError):
+            continue
+        if isinstance(e, OSError) and not isinstance(e, ssl.SSLError) and e.strerror:
+            # "Connection refused", not "[Errno 111] Connect call failed ('1.2.3.4', 443)"
+            errno = e.errno if isinstance(e.errno, int) else 0
+            return os.strerror(errno) if errno > 0 else e.strerror
+        if text := str(e).strip():
             return text
     return type(exc).__name__
 

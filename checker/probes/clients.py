@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import functools
 import json
 import re
 import ssl
@@ -48,6 +49,12 @@ R = TypeVar("R")
 
 
 # --- client pool ----------------------------------------------------------------------------
+
+
+@functools.cache
+def tls_context(verify: bool) -> ssl.SSLContext:
+    """Shared by every client: loading the CA bundle is the slow part of building one."""
+    return httpx.create_ssl_context(verify=verify)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,6 @@ class ClientPool:
     cfg: Config
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _retired: list[_Entry] = field(default_factory=list)
-    _tls: dict[bool, ssl.SSLContext] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for target in self.cfg.targets:
@@ -106,12 +112,6 @@ class ClientPool:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def _tls_context(self, verify: bool) -> ssl.SSLContext:
-        # Loading the CA bundle is the slow part of building a client: do it once per pool.
-        if verify not in self._tls:
-            self._tls[verify] = httpx.create_ssl_context(verify=verify)
-        return self._tls[verify]
-
     def _build(self, target: Target) -> _Entry:
         spec = _ClientSpec.of(self.cfg, target)
         limits = (
@@ -120,7 +120,7 @@ class ClientPool:
             else httpx.Limits(max_keepalive_connections=0)
         )
         client = httpx.AsyncClient(
-            verify=self._tls_context(spec.verify_tls),
+            verify=tls_context(spec.verify_tls),
             timeout=httpx.Timeout(
                 connect=spec.connect_timeout,
                 read=spec.read_timeout,

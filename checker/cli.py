@@ -104,6 +104,7 @@ def check(
     cfg = load_config(config)
     selection = select(cfg, targets, probe)
 
+    from checker.pricing import PriceBook
     from checker.probes.clients import ClientPool
     from checker.probes.runner import run_all
     from checker.redact import Redactor
@@ -113,6 +114,10 @@ def check(
             return await run_all(cfg, selection, pool, Redactor(cfg.secrets()))
 
     results = asyncio.run(go())
+    book = PriceBook(cfg)
+    for r in results:
+        if r.cost_usd is None and r.prompt_tokens is not None:
+            r.cost_usd = book.cost_of_result(cfg.target(r.target), r)
     if as_json:
         for r in results:
             print(json.dumps(r.to_json()))

@@ -126,6 +126,14 @@ class Service:
     def request_stop(self) -> None:
         self._stopping.set()
 
+    async def wait_stopped(self, seconds: float | None = None) -> bool:
+        """Wait for a stop request; False when `seconds` ran out first."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
     async def stop(self) -> None:
         """Stop scheduling, give in-flight probes a grace, flush every result, then exit."""
         if not self._started:
@@ -292,14 +300,7 @@ class Service:
 
     def _account(self, target: Target, result: ProbeResult) -> None:
         if result.cost_usd is None and result.prompt_tokens is not None:
-            result.cost_usd = self.prices.cost_usd(
-                target,
-                prompt_tokens=result.prompt_tokens or 0,
-                completion_tokens=result.completion_tokens or 0,
-                cached_tokens=result.cached_tokens or 0,
-                reasoning_tokens=result.reasoning_tokens or 0,
-                at=result.started_at,
-            )
+            result.cost_usd = self.prices.cost_of_result(target, result)
         state = self._state(target.name)
         if result.cost_usd:
             self._roll_spend_day(state)

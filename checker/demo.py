@@ -1,0 +1,146 @@
+"""`make demo`: the whole service against the built-in simulator, then `checker status`.
+
+Runs on the embedded defaults (SQLite under ./var/demo, the simulator on a free loopback
+port) for CHECKER_DEMO_SECONDS (default 60) or until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from checker.sim import Behavior, SimServer
+
+DEMO_DIR = Path("var/demo")
+
+# Five routes, each showing one thing a real provider does.
+ROUTES: dict[str, Behavior] = {
+    "steady": Behavior(ttft_ms=120, inter_token_ms=15, completion_tokens=20),
+    "reasoner": Behavior(ttft_ms=300, inter_token_ms=10, reasoning_tokens=15, completion_tokens=10),
+    "slow": Behavior(ttft_ms=900, inter_token_ms=40, completion_tokens=12),
+    "flaky": Behavior(ttft_ms=150, inter_token_ms=10),
+    "relay": Behavior(ttft_ms=200, inter_token_ms=12, model="sim-small-distilled"),
+}
+
+
+def demo_config(sim: SimServer, db: Path) -> str:
+    def target(name: str, probes: str, interval: str, extra: str = "") -> str:
+        return f"""
+  - name: {name}
+    kind: openai
+    base_url: {sim.url(name)}
+    api_key: ${{CHECKER_DEMO_KEY}}
+    model: sim-large
+    probes: [{probes}]
+    interval: {interval}
+    timeout: 10s{extra}"""
+
+    targets = "".join(
+        [
+            target("steady", "models, stream, known_answer", "3s"),
+            target("reasoner", "stream", "4s"),
+            target("slow", "stream", "4s"),
+            target("flaky", "stream, chat", "2s"),
+            target("relay", "stream", "4s", "\n    expect_model: sim-large"),
+        ]
+    )
+    return f"""# Written by `make demo`: five simulated routes and a health endpoint.
+targets:{targets}
+  - name: sim-health
+    kind: http
+    base_url: {sim.root_url}/health
+    interval: 2s
+    http: {{conditions: ["status == 200", 'json.status == "ok"', "latency_ms < 500"]}}
+defaults:
+  slo: {{availability: 99%, window: 30d, min_bad: 3}}
+storage: {{url: "sqlite:///{db}"}}
+"""
+
+
+def flaky_script() -> list[Behavior]:
+    """Every fourth request fails, each time differently."""
+    ok = Behavior(ttft_ms=150, inter_token_ms=10)
+    faults = [
+        Behavior(status=503, error_message="upstream overloaded"),
+        Behavior(status=429, retry_after="2", error_message="slow down"),
+        Behavior(fault="truncate", fault_after_tokens=4),
+        Behavior(fault="disconnect", fault_after_tokens=2),
+    ]
+    script: list[Behavior] = []
+    for fault in faults * 25:
+        script += [ok, ok, ok, fault]
+    return script
+
+
+def prepare() -> tuple[SimServer, Path]:
+    """Start the simulator and write a fresh config and database location."""
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    db = DEMO_DIR / "checker.db"
+    for leftover in DEMO_DIR.glob("checker.db*"):
+        leftover.unlink()
+    key = "sk-demo-0123456789abcdef"
+    os.environ["CHECKER_DEMO_KEY"] = key
+    sim = SimServer(api_key=key)
+    sim.start_in_thread()
+    for route, behavior in ROUTES.items():
+        sim.set(route, behavior)
+    sim.script("flaky", flaky_script())
+    path = DEMO_DIR / "demo.yaml"
+    path.write_text(demo_config(sim, db))
+    return sim, path
+
+
+async def run_service(path: Path, seconds: float) -> None:
+    from checker import config as config_mod
+    from checker import logs
+    from checker.redact import Redactor
+    from checker.service import Service
+
+    cfg = config_mod.load(path)
+    logs.setup("info", "text", Redactor(cfg.secrets()))
+    service = Service(path, cfg)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.request_stop)
+    await service.start()
+    await service.wait_stopped(seconds)
+    await service.stop()
+    await asyncio.to_thread(rollup_everything, cfg.storage.resolved_url())
+
+
+def rollup_everything(url: str) -> None:
+    """Fold the stored hours into rollups, as the service's rollup job would."""
+    from datetime import UTC, datetime, timedelta
+
+    from checker.store import db
+    from checker.store.rollup import rollup_hours
+
+    engine = db.make_engine(url)
+    try:
+        now = datetime.now(UTC)
+        rollup_hours(engine, now - timedelta(hours=2), now)
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    seconds = float(os.environ.get("CHECKER_DEMO_SECONDS", "60"))
+    sim, path = prepare()
+    print(f"demo: simulator on {sim.root_url}, config {path}, running {seconds:g}s (Ctrl-C stops)")
+    try:
+        asyncio.run(run_service(path, seconds))
+    finally:
+        sim.stop_thread()
+    served = sum(sim.stats(r)["completed"] for r in ROUTES)
+    print(f"demo: the simulator completed {served} chat responses; what checker stored:")
+    from checker.cli import app
+
+    sys.argv = ["checker", "status", "-c", str(path)]
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -249,10 +249,11 @@ class Maintenance(Strict):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        # crontab numbering (0 and 7 are Sunday), not APScheduler's (0 is Monday).
+        from checker.maintenance import crontab_trigger
 
         try:
-            CronTrigger.from_crontab(v)
+            crontab_trigger(v, "UTC")
         except ValueError as exc:
             raise ValueError(f"expected a 5-field crontab like '0 3 * * sun' ({exc})") from None
         return v

@@ -9,13 +9,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 
-def insert_ignore_stmt(conn: sa.Connection, table: sa.Table, keys: Sequence[str]) -> Any:
+def _insert(conn: sa.Connection, table: sa.Table) -> Any:
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return postgresql.insert(table)
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+        return sqlite.insert(table)
     raise ValueError(f"unsupported database dialect {dialect}")
+
+
+def insert_ignore_stmt(conn: sa.Connection, table: sa.Table, keys: Sequence[str]) -> Any:
+    return _insert(conn, table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def insert_ignore(
@@ -24,3 +28,10 @@ def insert_ignore(
     """Insert rows whose key is new; returns how many were inserted (row by row, so exact)."""
     stmt = insert_ignore_stmt(conn, table, keys)
     return sum(max(0, conn.execute(stmt, row).rowcount) for row in rows)
+
+
+def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: Sequence[str]) -> None:
+    """Insert the row, or update its non-key columns when the key exists."""
+    stmt = _insert(conn, table)
+    update = {k: stmt.excluded[k] for k in row if k not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update), row)

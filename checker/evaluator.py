@@ -1,0 +1,213 @@
+"""The evaluator: reads signals from the store, runs the pure rules, persists the outcome.
+
+One transaction per target writes the new rule state, the changed incidents and the outbox
+rows together, so a crash can never leave a page sent for an incident the database does not
+know, nor an incident whose page was never queued. Dedup keys make a repeated evaluation
+(two nodes, or a retry after a crash) insert nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from checker import rules
+from checker.config import Config, Target
+from checker.maintenance import MaintenanceCalendar
+from checker.notify import Channel, enqueue, route
+from checker.redact import Redactor
+from checker.render import alert_message
+from checker.slo import WindowCounts, is_bad, required_windows
+from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
+from checker.store.queries import window_counts_many
+from checker.store.upsert import upsert
+
+log = logging.getLogger("checker.evaluator")
+
+RESULTS = ProbeResultRow.__table__
+STATES = AlertStateRow.__table__
+INCIDENTS = IncidentRow.__table__
+
+
+@dataclass
+class Context:
+    """What one evaluation round needs from the running service."""
+
+    cfg: Config
+    calendar: MaintenanceCalendar
+    channels: list[Channel]
+    redactor: Redactor
+    spend_today: Callable[[str], float | None]
+    cert_days_left: Callable[[str], float | None]
+
+
+def _recent(conn: sa.Connection, target: Target, probe: str, n: int, cfg: Config) -> list[Any]:
+    rows = conn.execute(
+        sa.select(RESULTS.c.started_at, RESULTS.c.ok, RESULTS.c.error, RESULTS.c.detail)
+        .where(RESULTS.c.target == target.name, RESULTS.c.probe == probe)
+        .order_by(RESULTS.c.started_at.desc())
+        .limit(n)
+    ).all()
+    slo = cfg.slo(target)
+    out = []
+    for r in reversed(rows):
+        bad = is_bad(r.error, r.ok, slo)
+        if bad is None:  # not a valid event for this SLO (e.g. an uncounted 429)
+            continue
+        out.append(rules.ProbeOutcome(at=r.started_at, bad=bad, error=r.error, detail=r.detail))
+    return out
+
+
+def _latency_values(conn: sa.Connection, target: Target, cfg: Config) -> list[float] | None:
+    rule = cfg.alerts(target).latency
+    if rule.p95_above_ms is None:
+        return None
+    column = RESULTS.c[rule.metric]
+    rows = conn.execute(
+        sa.select(column)
+        .where(RESULTS.c.target == target.name, RESULTS.c.ok.is_(True), column.is_not(None))
+        .order_by(RESULTS.c.started_at.desc())
+        .limit(rule.last)
+    ).all()
+    return [float(r[0]) for r in reversed(rows)]
+
+
+def _load_state(conn: sa.Connection, target: str) -> rules.TargetState:
+    row = conn.execute(sa.select(STATES.c.state).where(STATES.c.target == target)).first()
+    if row is None:
+        return rules.TargetState(target=target)
+    return rules.TargetState.from_json(row.state)
+
+
+def window_signals(
+    engine: Engine, cfg: Config, targets: Sequence[Target], now: datetime
+) -> dict[str, dict[float, WindowCounts]]:
+    """Counts for every window each target's SLO needs, a few grouped queries per round."""
+    lengths: dict[tuple[float, bool], list[str]] = {}
+    for t in targets:
+        slo = cfg.slo(t)
+        for length in required_windows(slo):
+            lengths.setdefault((length, slo.count_rate_limited), []).append(t.name)
+    out: dict[str, dict[float, WindowCounts]] = {t.name: {} for t in targets}
+    for (length, count_rl), names in lengths.items():
+        counts = window_counts_many(engine, names, now - timedelta(seconds=length), now, count_rl)
+        for name in names:
+            valid, bad = counts.get(name, (0, 0))
+            out[name][length] = WindowCounts(valid=valid, bad=bad)
+    return out
+
+
+def evaluate_targets(
+    engine: Engine,
+    ctx: Context,
+    targets: Sequence[Target],
+    now: datetime,
+    *,
+    windows: bool = True,
+) -> list[rules.ConfirmRequest]:
+    """Evaluate targets and persist the outcome; returns probes to re-run for confirmation.
+
+    With windows=False only the result-driven rules get data (the fast path after a flush);
+    the rules without data keep their state, as rules.evaluate documents.
+    """
+    counts = window_signals(engine, ctx.cfg, targets, now) if windows else {}
+    confirmations: list[rules.ConfirmRequest] = []
+    for target in targets:
+        confirmations += _evaluate_one(engine, ctx, target, now, counts.get(target.name))
+    return confirmations
+
+
+def _evaluate_one(
+    engine: Engine,
+    ctx: Context,
+    target: Target,
+    now: datetime,
+    counts: dict[float, WindowCounts] | None,
+) -> list[rules.ConfirmRequest]:
+    cfg = ctx.cfg
+    policy = rules.Policy.for_target(cfg, target)
+    alerts = cfg.alerts(target)
+    depth = max(alerts.down.failures, alerts.down.recoveries) + 2
+    with engine.begin() as conn:
+        state = _load_state(conn, target.name)
+        signals = rules.Signals(
+            recent={p: _recent(conn, target, p, depth, cfg) for p in target.probe_names},
+            latency_values=_latency_values(conn, target, cfg) if counts is not None else None,
+            windows=counts,
+            spend_today_usd=ctx.spend_today(target.name) if counts is not None else None,
+            cert_days_left=ctx.cert_days_left(target.name) if counts is not None else None,
+            in_maintenance=ctx.calendar.active(target.name, now),
+        )
+        result = rules.evaluate(state, signals, policy, now)
+        upsert(
+            conn,
+            STATES,
+            {"target": target.name, "state": result.state.to_json(), "updated_at": now},
+            ["target"],
+        )
+        for incident in result.changed:
+            upsert(conn, INCIDENTS, _incident_row(incident), ["key"])
+        status_url = cfg.server.public_url if cfg.server else None
+        for n in result.notifications:
+            doc = n.to_json()
+            message = alert_message(doc, ctx.redactor, status_url)
+            channels = route(ctx.channels, n.tags, "alert")
+            inserted = enqueue(conn, message, channels)
+            if inserted:
+                log.info("%s: queued %s %s to %d channels", n.target, n.kind, n.group, inserted)
+            if not channels:
+                log.warning("%s: %s %s has no channel to go to", n.target, n.kind, n.group)
+    return list(result.confirmations)
+
+
+def _incident_row(i: rules.Incident) -> dict[str, Any]:
+    doc = i.to_json()
+    return {
+        "key": i.id,
+        "target": i.target,
+        "rule_group": i.group,
+        "severity": i.severity,
+        "rules": list(i.all_rules),
+        "state": "resolved" if i.resolved_at else "open",
+        "opened_at": i.opened_at,
+        "resolved_at": i.resolved_at,
+        "last_notified_at": i.last_notice_at,
+        "details": doc,
+    }
+
+
+class EvaluatorTask:
+    """Runs evaluations off the event loop, one at a time, so rounds never overlap."""
+
+    def __init__(self, engine: Engine, context: Callable[[], Context]) -> None:
+        self.engine = engine
+        self._context = context
+        self._lock = asyncio.Lock()
+        self.rounds = 0
+        self.last_error: str | None = None
+
+    async def run(
+        self, targets: Sequence[str] | None = None, *, windows: bool = True
+    ) -> list[rules.ConfirmRequest]:
+        ctx = self._context()
+        chosen = [t for t in ctx.cfg.targets if targets is None or t.name in targets]
+        async with self._lock:
+            try:
+                confirmations = await asyncio.to_thread(
+                    evaluate_targets, self.engine, ctx, chosen, datetime.now(UTC), windows=windows
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                # The database is away: nothing was written, the next round tries again.
+                self.last_error = type(exc).__name__
+                log.warning("evaluation skipped: database error %s", type(exc).__name__)
+                return []
+        self.rounds += 1
+        self.last_error = None
+        return confirmations

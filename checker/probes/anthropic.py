@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 
 from checker.config import Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import ProbeFailure
 from checker.probes.clients import (
-    CappedText,
+    EventStream,
     StreamClock,
     error_in_body,
     exchange,
@@ -167,7 +166,7 @@ async def probe_known_answer(
 class _StreamState:
     done: bool = False
     stop_reason: str | None = None
-    events: int = 0
+    ended_at: float | None = None
 
 
 async def probe_stream(
@@ -190,7 +189,7 @@ async def probe_stream(
             result.chunks = clock.chunks
             result.max_gap_ms = clock.max_gap_ms()
             result.output_chars = clock.output_chars
-        result.latency_ms = ex.ms()
+        result.latency_ms = ex.ms(state.ended_at)
     if result.error is not None:
         return
     if not state.done and state.stop_reason is None:
@@ -210,48 +209,55 @@ async def _read_stream(
     clock: StreamClock,
     state: _StreamState,
 ) -> None:
-    source = EventSource(CappedText(response, target.max_body_bytes))  # type: ignore[arg-type]
-    async for sse in source.aiter_sse():
-        at = perf_counter()
-        state.events += 1
-        if state.events > target.max_stream_events:
-            raise ProbeFailure(
-                ErrorKind.too_large, f"stream over {target.max_stream_events} events"
-            )
-        if sse.event == "ping" or not sse.data.strip():
-            continue  # keep-alive: neither a chunk nor a token
-        try:
-            data = json.loads(sse.data)
-        except ValueError:
-            raise ProbeFailure(
-                ErrorKind.bad_response, f"malformed stream event: {sse.data[:60]}"
-            ) from None
-        if not isinstance(data, dict):
-            raise ProbeFailure(
-                ErrorKind.bad_response, f"stream event is not an object: {sse.data[:60]}"
-            )
-        kind = data.get("type") or sse.event
-        if kind == "error" or sse.event == "error":
-            clock.chunk(at, "")
-            verdict = error_in_body(data, label="stream error")
-            result.fail(ErrorKind.stream_error, verdict.detail if verdict else "stream error")
-            return
-        text = ""
-        if kind == "message_start" and isinstance(message := data.get("message"), dict):
-            if isinstance(model := message.get("model"), str):
-                result.model = model
-            apply_usage(message.get("usage"), result)
-        elif kind == "content_block_delta":
-            text = _block_text(data.get("delta"))[1]
-        elif kind == "message_delta":
-            delta = data.get("delta")
-            if isinstance(delta, dict) and isinstance(reason := delta.get("stop_reason"), str):
-                state.stop_reason = reason
-            apply_usage(data.get("usage"), result)
-        clock.chunk(at, text)
-        if kind == "message_stop":
-            state.done = True
-            return
+    stream = EventStream(
+        response,
+        target.max_body_bytes,
+        target.max_stream_events,
+        drain=target.reuse_connections,
+    )
+    async with aclosing(stream.events()) as events:
+        async for at, sse in events:
+            if sse.event == "ping" or not sse.data.strip():
+                continue  # keep-alive: neither a chunk nor a token
+            data = _parse_event(sse.data)
+            kind = data.get("type") or sse.event
+            if kind == "error" or sse.event == "error":
+                clock.chunk(at, "")
+                verdict = error_in_body(data, label="stream error")
+                result.fail(ErrorKind.stream_error, verdict.detail if verdict else "stream error")
+                stream.end()
+                continue
+            clock.chunk(at, _apply_event(kind, data, result, state))
+            if kind == "message_stop":
+                state.done = True
+                stream.end()
+    state.ended_at = stream.ended_at
+
+
+def _parse_event(raw: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ProbeFailure(ErrorKind.bad_response, f"malformed stream event: {raw[:60]}") from None
+    if not isinstance(data, dict):
+        raise ProbeFailure(ErrorKind.bad_response, f"stream event is not an object: {raw[:60]}")
+    return data
+
+
+def _apply_event(kind: str, data: dict[str, Any], result: ProbeResult, state: _StreamState) -> str:
+    """Record what a stream event says about model, usage and stop; return its text."""
+    if kind == "message_start" and isinstance(message := data.get("message"), dict):
+        if isinstance(model := message.get("model"), str):
+            result.model = model
+        apply_usage(message.get("usage"), result)
+    elif kind == "content_block_delta":
+        return _block_text(data.get("delta"))[1]
+    elif kind == "message_delta":
+        delta = data.get("delta")
+        if isinstance(delta, dict) and isinstance(reason := delta.get("stop_reason"), str):
+            state.stop_reason = reason
+        apply_usage(data.get("usage"), result)
+    return ""
 
 
 PROBES = {

@@ -26,6 +26,7 @@ from time import perf_counter
 from typing import Any, TypeVar
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from checker.config import Config, Target
 from checker.probes.base import ErrorKind, ProbeResult
@@ -326,6 +327,54 @@ class CappedText:
                 yield text
         if tail := decoder.decode(b"", final=True):
             yield tail
+
+
+# After the end marker, how long a stream may take to close so its connection can be reused.
+DRAIN_S = 1.0
+
+
+class EventStream:
+    """The SSE events of a streamed response, each with its arrival time, within limits.
+
+    The consumer calls `end()` at the protocol's end marker ([DONE], message_stop): no
+    further events are yielded. With `drain` (reuse_connections) the rest of the body is
+    still read, briefly and ignoring errors, because httpx only returns a connection to
+    the pool once its response was read to the end.
+    """
+
+    def __init__(
+        self, response: httpx.Response, max_bytes: int, max_events: int, *, drain: bool
+    ) -> None:
+        self._response = response
+        self._max_bytes = max_bytes
+        self._max_events = max_events
+        self._drain = drain
+        self.ended_at: float | None = None
+
+    def end(self) -> None:
+        self.ended_at = perf_counter()
+
+    async def events(self) -> AsyncIterator[tuple[float, ServerSentEvent]]:
+        source = EventSource(CappedText(self._response, self._max_bytes))  # type: ignore[arg-type]
+        count = 0
+        try:
+            async with asyncio.timeout(None) as window:
+                async for sse in source.aiter_sse():
+                    if self.ended_at is not None:
+                        continue  # draining
+                    count += 1
+                    if count > self._max_events:
+                        raise ProbeFailure(
+                            ErrorKind.too_large, f"stream over {self._max_events} events"
+                        )
+                    yield perf_counter(), sse
+                    if self.ended_at is not None:
+                        if not self._drain:
+                            return
+                        window.reschedule(asyncio.get_running_loop().time() + DRAIN_S)
+        except (TimeoutError, httpx.HTTPError, ProbeFailure):
+            if self.ended_at is None:
+                raise  # a failure of the stream itself, not of the optional drain
 
 
 @dataclass(slots=True)

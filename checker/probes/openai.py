@@ -10,18 +10,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass
-from time import perf_counter
 from typing import Any
 
 import httpx
-from httpx_sse import EventSource
 
 from checker.config import Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import ProbeFailure, short_detail
 from checker.probes.clients import (
-    CappedText,
+    EventStream,
     StreamClock,
     check_model,
     error_in_body,
@@ -211,7 +210,7 @@ async def probe_known_answer(
 class _StreamState:
     done: bool = False
     finish_reason: str | None = None
-    events: int = 0
+    ended_at: float | None = None
 
 
 async def probe_stream(
@@ -240,7 +239,8 @@ async def probe_stream(
             result.chunks = clock.chunks
             result.max_gap_ms = clock.max_gap_ms()
             result.output_chars = clock.output_chars
-        result.latency_ms = ex.ms()
+        # End of stream: its end marker, else the last byte.
+        result.latency_ms = ex.ms(state.ended_at)
     if result.error is not None:
         return
     if not state.done and state.finish_reason is None:
@@ -279,30 +279,33 @@ async def _read_stream(
     clock: StreamClock,
     state: _StreamState,
 ) -> None:
-    source = EventSource(CappedText(response, target.max_body_bytes))  # type: ignore[arg-type]
-    async for sse in source.aiter_sse():
-        at = perf_counter()
-        state.events += 1
-        if state.events > target.max_stream_events:
-            raise ProbeFailure(
-                ErrorKind.too_large, f"stream over {target.max_stream_events} events"
-            )
-        data = sse.data.strip()
-        if data == "[DONE]":
-            state.done = True
-            return
-        if not data:
-            continue
-        chunk = parse_chunk(data)
-        if (verdict := error_in_body(chunk, label="stream error")) is not None:
-            clock.chunk(at, "")
-            result.fail(ErrorKind.stream_error, verdict.detail)
-            return
-        clock.chunk(at, _chunk_text(chunk, state))
-        if result.model is None and isinstance(model := chunk.get("model"), str):
-            result.model = model
-        if isinstance(chunk.get("usage"), dict):
-            parse_usage(chunk["usage"]).apply(result)
+    stream = EventStream(
+        response,
+        target.max_body_bytes,
+        target.max_stream_events,
+        drain=target.reuse_connections,
+    )
+    async with aclosing(stream.events()) as events:
+        async for at, sse in events:
+            data = sse.data.strip()
+            if data == "[DONE]":
+                state.done = True
+                stream.end()
+                continue
+            if not data:
+                continue
+            chunk = parse_chunk(data)
+            if (verdict := error_in_body(chunk, label="stream error")) is not None:
+                clock.chunk(at, "")
+                result.fail(ErrorKind.stream_error, verdict.detail)
+                stream.end()
+                continue
+            clock.chunk(at, _chunk_text(chunk, state))
+            if result.model is None and isinstance(model := chunk.get("model"), str):
+                result.model = model
+            if isinstance(chunk.get("usage"), dict):
+                parse_usage(chunk["usage"]).apply(result)
+    state.ended_at = stream.ended_at
 
 
 def parse_chunk(data: str) -> dict[str, Any]:

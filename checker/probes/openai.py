@@ -257,7 +257,7 @@ async def require_event_stream(
     response: httpx.Response, result: ProbeResult, max_body_bytes: int
 ) -> bool:
     """A 2xx stream must be text/event-stream; anything else is read (capped) and judged."""
-    ctype = response.headers.get("content-type", "").partition(";")[0].strip()
+    ctype = response.headers.get("content-type", "").partition(";")[0].strip().lower()
     if ctype == "text/event-stream":
         return True
     body = await read_capped(response, max_body_bytes)

@@ -173,7 +173,8 @@ async def test_update_rebuilds_changed_and_closes_removed_clients() -> None:
         web, other = cfg.targets
         old_web, old_other = pool.client(web), pool.client(other)
         changed = make_config("http://127.0.0.1:1/", read_timeout="1s")
-        await pool.update(changed)
+        pool.update(changed)
+        await pool.settle()
         assert old_other.is_closed  # target removed
         assert old_web.is_closed  # settings changed: rebuilt
         new_web = pool.client(changed.targets[0])
@@ -185,7 +186,8 @@ async def test_update_keeps_unchanged_clients() -> None:
     cfg = two_targets("http://127.0.0.1:1/")
     async with ClientPool(cfg) as pool:
         kept = pool.client(cfg.targets[0])
-        await pool.update(make_config("http://127.0.0.1:1/"))
+        pool.update(make_config("http://127.0.0.1:1/"))
+        await pool.settle()
         assert pool.client(cfg.targets[0]) is kept and not kept.is_closed
 
 
@@ -193,7 +195,8 @@ async def test_a_leased_client_outlives_its_retirement(sim: SimServer) -> None:
     cfg = make_config(health(sim))
     async with ClientPool(cfg) as pool:
         async with pool.lease(cfg.targets[0]) as client:
-            await pool.update(make_config(health(sim), read_timeout="2s"))
+            pool.update(make_config(health(sim), read_timeout="2s"))
+            await pool.settle()
             assert not client.is_closed  # a probe in flight is never cut by a reload
             response = await client.get(health(sim))
             assert response.status_code == 200

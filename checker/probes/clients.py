@@ -101,6 +101,7 @@ class ClientPool:
     cfg: Config
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _retired: list[_Entry] = field(default_factory=list)
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         for target in self.cfg.targets:
@@ -168,11 +169,14 @@ class ClientPool:
     async def _close(self, entry: _Entry) -> None:
         if entry in self._retired:
             self._retired.remove(entry)
-        await entry.client.aclose()
+        if not entry.client.is_closed:
+            await entry.client.aclose()
 
-    async def update(self, cfg: Config) -> None:
-        """Adopt a reloaded config: rebuild clients whose settings changed, close those of
-        removed targets (immediately when idle, else when their last probe ends)."""
+    def update(self, cfg: Config) -> None:
+        """Adopt a reloaded config: rebuild clients whose settings changed and close those
+        of removed targets, in the background when idle, else when their last probe ends.
+        Synchronous, so a reload handler can call it without awaiting; `settle()` waits
+        for the closing to finish."""
         self.cfg = cfg
         wanted = {t.name: t for t in cfg.targets}
         for name, entry in list(self._entries.items()):
@@ -183,8 +187,19 @@ class ClientPool:
         for target in cfg.targets:
             if target.name not in self._entries:
                 self._build(target)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: aclose() closes what was retired
         for entry in [e for e in self._retired if e.leases == 0]:
-            await self._close(entry)
+            task = loop.create_task(self._close(entry))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def settle(self) -> None:
+        """Wait until the clients retired by update() are closed."""
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def aclose(self) -> None:
         entries = list(self._entries.values()) + list(self._retired)
@@ -192,6 +207,7 @@ class ClientPool:
         self._retired.clear()
         for entry in entries:
             await entry.client.aclose()
+        await self.settle()
 
 
 _warmed = False

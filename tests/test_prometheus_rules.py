@@ -1,0 +1,169 @@
+"""The Prometheus side: rules and dashboard query only metrics checker exports, promtool
+accepts the rules and their unit tests, and the exposition itself passes `promtool check
+metrics`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from checker.metrics import Metrics
+from checker.probes.base import ErrorKind, ProbeResult
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "examples" / "prometheus" / "rules.yml"
+RULES_TEST = ROOT / "examples" / "prometheus" / "rules_test.yml"
+DASHBOARD = ROOT / "examples" / "grafana" / "checker.json"
+PROMTOOL_INSTALL = "apt-get install -y prometheus"
+
+# A metric name in PromQL: not part of a recording rule name (those hold colons).
+METRIC_NAME = re.compile(r"(?<![\w:])checker_[a-z0-9_]+(?![\w:])")
+
+
+def required_tool(name: str, install: str) -> str:
+    """The tool's path; skip locally when it is missing, but CI must have it."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required in CI: {install}")
+        pytest.skip(f"{name} not installed ({install})")
+    return path
+
+
+@pytest.fixture
+def promtool() -> str:
+    return required_tool("promtool", PROMTOOL_INSTALL)
+
+
+def busy_metrics() -> Metrics:
+    """A registry with a sample in every metric, as after a while of probing and alerting."""
+    m = Metrics()
+    m.observe(
+        ProbeResult(
+            "alpha",
+            "stream",
+            ok=True,
+            latency_ms=1800,
+            ttft_ms=420,
+            tokens_per_s=61.5,
+            cost_usd=0.00012,
+        )
+    )
+    m.observe(ProbeResult("alpha", "models", ok=True, latency_ms=90))
+    m.observe(ProbeResult("beta", "stream", ok=False, error=ErrorKind.rate_limited))
+    m.observe(ProbeResult("beta", "known_answer", ok=False, error=ErrorKind.wrong_answer))
+    m.bind_queue(lambda: 3, lambda: 0)
+    m.uptime.labels("alpha", "24h").set(0.9987)
+    m.budget.labels("alpha").set(0.74)
+    m.burn.labels("alpha", "1h").set(0.4)
+    m.lag.observe(0.004)
+    m.delivery_failures.inc()
+    m.reloads.labels("ok").inc()
+    m.outbox.set(2)
+    m.usage_mismatch.labels("beta").inc()
+    return m
+
+
+def exported_names(m: Metrics) -> set[str]:
+    """Every series name the registry exposes (with _bucket, _total, ... suffixes)."""
+    return {sample.name for family in m.registry.collect() for sample in family.samples}
+
+
+def rule_expressions() -> Iterator[tuple[str, str]]:
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            yield rule.get("alert") or rule["record"], rule["expr"]
+
+
+def dashboard_panels(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in doc["panels"]:
+        yield panel
+        yield from panel.get("panels", [])  # collapsed rows nest theirs
+
+
+def test_every_metric_the_rules_query_is_exported() -> None:
+    names = exported_names(busy_metrics())
+    queried: dict[str, set[str]] = {}
+    for rule, expr in rule_expressions():
+        queried[rule] = set(METRIC_NAME.findall(expr))
+    assert set().union(*queried.values()) >= {
+        "checker_probe_results_total",
+        "checker_probe_up",
+        "checker_notification_delivery_failures_total",
+        "checker_writer_queue_depth",
+    }
+    unknown = {rule: found - names for rule, found in queried.items() if found - names}
+    assert unknown == {}
+
+
+def test_dashboard_is_valid_and_queries_only_exported_metrics() -> None:
+    doc = json.loads(DASHBOARD.read_text())
+    assert doc["schemaVersion"] >= 39
+    assert [i["name"] for i in doc["__inputs"]] == ["DS_PROMETHEUS"]
+    panels = [p for p in dashboard_panels(doc) if p["type"] != "row"]
+    ids = [p["id"] for p in dashboard_panels(doc)]
+    assert len(ids) == len(set(ids))
+    names = exported_names(busy_metrics())
+    queried: set[str] = set()
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            found = set(METRIC_NAME.findall(target["expr"]))
+            assert found, f"{panel['title']}: {target['expr']}"
+            assert found <= names, f"{panel['title']}: unknown {found - names}"
+            queried |= found
+    for var in doc["templating"]["list"]:
+        queried |= set(METRIC_NAME.findall(var["definition"]))
+    # Every panel the operations issue asks for has its metric on the dashboard.
+    assert queried >= {
+        "checker_probe_up",
+        "checker_uptime_ratio",
+        "checker_probe_ttft_seconds_bucket",
+        "checker_probe_latency_seconds_bucket",
+        "checker_probe_tokens_per_second_bucket",
+        "checker_probe_results_total",
+        "checker_slo_burn_rate",
+        "checker_slo_error_budget_remaining_ratio",
+        "checker_probe_spend_usd_total",
+        "checker_outbox_depth",
+        "checker_writer_queue_depth",
+    }
+
+
+def test_promtool_accepts_the_rules(promtool: str) -> None:
+    done = subprocess.run(
+        [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_rule_unit_tests_pass(promtool: str) -> None:
+    # rules_test.yml: a sustained full outage pages, a short blip does not, and more.
+    done = subprocess.run(
+        [promtool, "test", "rules", str(RULES_TEST)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_exposition_is_clean_for_promtool(promtool: str, tmp_path: Path) -> None:
+    exposition = tmp_path / "metrics.txt"
+    exposition.write_bytes(busy_metrics().render())
+    with exposition.open("rb") as stdin:
+        done = subprocess.run(
+            [promtool, "check", "metrics"], stdin=stdin, capture_output=True, timeout=60
+        )
+    # promtool prints one line per lint problem (naming, units, counters); clean is silent.
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert b"checker_probe_results_total{" in exposition.read_bytes()

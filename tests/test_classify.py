@@ -20,6 +20,7 @@ from checker.probes.classify import (
     classify_exception,
     classify_status,
     error_message,
+    excerpt,
     is_quota,
     kind_for_status,
     parse_retry_after,
@@ -324,3 +325,11 @@ def test_exception_detail_is_redacted() -> None:
         exc, headers_received=True, redact=Redactor(["hunter2hunter2"]).text
     )
     assert "hunter2" not in verdict.detail
+
+
+def test_excerpt_redacts_before_cutting() -> None:
+    secret = "sk-live-" + "b" * 40
+    text = "x" * 50 + secret  # the cut at 60 would leave a stub the redactor can't know
+    out = excerpt(text, Redactor([secret]).text)
+    assert "bbbb" not in out and "sk-live" not in out
+    assert len(out) <= 60

@@ -143,6 +143,21 @@ async def test_echoed_secret_never_reaches_the_condition_detail(sim_with_key: Si
     assert "42424242" not in (result.detail or "")
 
 
+async def test_echoed_secret_is_redacted_inside_the_quoted_body(sim: SimServer) -> None:
+    # The secret sits where the condition's 60-character quote of the body would cut it.
+    secret = "relay-token-SECRET-7777777777"
+    sim.set("default", status=400, error_message="x" * 5, echo_auth=True)
+    cfg = make_config(
+        sim.url() + "/chat/completions",
+        headers={"authorization": secret},
+        http={"method": "POST", "json": {"model": "m"}, "conditions": ['body contains "zzz"']},
+    )
+    result = await probe(cfg)
+    assert result.error == ErrorKind.condition
+    assert result.detail is not None and "relay" not in result.detail
+    assert "7777" not in result.detail
+
+
 # --- client pool ----------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ import httpx
 
 from checker.config import Target
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.probes.classify import ProbeFailure
+from checker.probes.classify import ProbeFailure, excerpt
 from checker.probes.clients import (
     EventStream,
     StreamClock,
@@ -105,7 +105,7 @@ async def probe_models(
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
             return
-        doc = await read_json(ex, result, target.max_body_bytes)
+        doc = await read_json(ex, result, target.max_body_bytes, redact)
     ids = model_ids(doc)
     if ids is None:
         result.fail(ErrorKind.bad_response, "models response is not a list of models")
@@ -136,8 +136,8 @@ async def probe_chat(
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
             return
-        doc = await read_json(ex, result, target.max_body_bytes)
-    if (verdict := error_in_body(doc)) is not None:
+        doc = await read_json(ex, result, target.max_body_bytes, redact)
+    if (verdict := error_in_body(doc, redact)) is not None:
         result.fail(verdict.kind, verdict.detail)
         return
     if not isinstance(doc, dict) or not isinstance(doc.get("content"), list):
@@ -152,7 +152,7 @@ async def probe_chat(
         content += text
         generated += all_text
     result.output_chars = len(generated)
-    judge(result, target, has_text=bool(generated), content=content, expect=expect)
+    judge(result, target, redact, has_text=bool(generated), content=content, expect=expect)
 
 
 async def probe_known_answer(
@@ -178,12 +178,12 @@ async def probe_stream(
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
             return
-        if not await require_event_stream(ex.response, result, target.max_body_bytes):
+        if not await require_event_stream(ex.response, result, target.max_body_bytes, redact):
             return
         clock = StreamClock(t0=ex.t0)
         state = _StreamState()
         try:
-            await _read_stream(ex.response, target, result, clock, state)
+            await _read_stream(ex.response, target, result, clock, state, redact)
         finally:
             result.ttft_ms = clock.ttft_ms()
             result.chunks = clock.chunks
@@ -199,7 +199,7 @@ async def probe_stream(
         )
         return
     result.tokens_per_s = tokens_per_s(result.completion_tokens, result.ttft_ms, result.latency_ms)
-    judge(result, target, has_text=clock.output_chars > 0)
+    judge(result, target, redact, has_text=clock.output_chars > 0)
 
 
 async def _read_stream(
@@ -208,6 +208,7 @@ async def _read_stream(
     result: ProbeResult,
     clock: StreamClock,
     state: _StreamState,
+    redact: Redact,
 ) -> None:
     stream = EventStream(
         response,
@@ -219,11 +220,11 @@ async def _read_stream(
         async for at, sse in events:
             if sse.event == "ping" or not sse.data.strip():
                 continue  # keep-alive: neither a chunk nor a token
-            data = _parse_event(sse.data)
+            data = _parse_event(sse.data, redact)
             kind = data.get("type") or sse.event
             if kind == "error" or sse.event == "error":
                 clock.chunk(at, "")
-                verdict = error_in_body(data, label="stream error")
+                verdict = error_in_body(data, redact, label="stream error")
                 result.fail(ErrorKind.stream_error, verdict.detail if verdict else "stream error")
                 stream.end()
                 continue
@@ -234,13 +235,15 @@ async def _read_stream(
     state.ended_at = stream.ended_at
 
 
-def _parse_event(raw: str) -> dict[str, Any]:
+def _parse_event(raw: str, redact: Redact) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise ProbeFailure(ErrorKind.bad_response, f"malformed stream event: {raw[:60]}") from None
+        start = excerpt(raw, redact)
+        raise ProbeFailure(ErrorKind.bad_response, f"malformed stream event: {start}") from None
     if not isinstance(data, dict):
-        raise ProbeFailure(ErrorKind.bad_response, f"stream event is not an object: {raw[:60]}")
+        start = excerpt(raw, redact)
+        raise ProbeFailure(ErrorKind.bad_response, f"stream event is not an object: {start}")
     return data
 
 

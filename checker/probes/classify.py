@@ -87,6 +87,11 @@ def short_detail(text: str, redact: Callable[[str], str] | None = None) -> str:
     return shorten(scrub(text, redact))
 
 
+def excerpt(text: str, redact: Callable[[str], str] | None, limit: int = 60) -> str:
+    """The start of untrusted text for a detail line, redacted *before* it is cut."""
+    return shorten(scrub(text[: limit + 4096], redact)[:limit], limit)
+
+
 # --- error bodies ---------------------------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from checker.probes.classify import (
     Verdict,
     classify_status,
     error_fields,
+    excerpt,
     kind_for_status,
     short_detail,
 )
@@ -464,15 +465,17 @@ async def off_loop(fn: Callable[[T], R], arg: T, size: int) -> R:
     return await asyncio.to_thread(fn, arg)
 
 
-async def read_json(ex: Exchange, result: ProbeResult, max_body_bytes: int) -> Any:
+async def read_json(
+    ex: Exchange, result: ProbeResult, max_body_bytes: int, redact: Callable[[str], str]
+) -> Any:
     """The whole (capped) body parsed as JSON; sets latency_ms at its last byte."""
     body = await read_capped(ex.response, max_body_bytes)
     result.latency_ms = ex.ms()
     try:
         return await off_loop(json.loads, body, len(body))
     except ValueError:
-        excerpt = body[:80].decode("utf-8", errors="replace")
-        raise ProbeFailure(ErrorKind.bad_response, f"body is not JSON: {excerpt}") from None
+        start = excerpt(body[:8192].decode("utf-8", errors="replace"), redact)
+        raise ProbeFailure(ErrorKind.bad_response, f"body is not JSON: {start}") from None
 
 
 def check_model(result: ProbeResult, expect_model: str | None) -> None:
@@ -486,7 +489,9 @@ def check_model(result: ProbeResult, expect_model: str | None) -> None:
         )
 
 
-def error_in_body(doc: Any, label: str = "error in body") -> Verdict | None:
+def error_in_body(
+    doc: Any, redact: Callable[[str], str], label: str = "error in body"
+) -> Verdict | None:
     """An `error` object inside a 2xx body (relays do this): classified by its numeric code
     when it has one, else as a server error."""
     if not isinstance(doc, dict) or not doc.get("error"):
@@ -496,4 +501,4 @@ def error_in_body(doc: Any, label: str = "error in body") -> Verdict | None:
     kind = kind_for_status(status, message or "", etype, code) or ErrorKind.server_error
     if code or etype:
         label += f" ({code or etype})"
-    return Verdict(kind, short_detail(f"{label}: {message or ''}"))
+    return Verdict(kind, short_detail(f"{label}: {message or ''}", redact))

@@ -43,13 +43,15 @@ async def probe_http(
         result.latency_ms = ex.ms()
         headers = {k.lower(): v for k, v in ex.response.headers.items()}
     result.retry_after_s = parse_retry_after(headers)
-    text = body.decode("utf-8", errors="replace")
+    # Conditions quote what they saw, cut to a few dozen characters: redact first, or a
+    # secret the endpoint echoes could survive in part.
+    text = redact(body.decode("utf-8", errors="replace"))
     observed = Observed(
         status=result.status,
         latency_ms=result.latency_ms,
         ttfb_ms=result.ttfb_ms,
         body=text,
-        headers=headers,
+        headers={k: redact(v) for k, v in headers.items()},
     )
     conditions = [parse_condition(text) for text in check.conditions]
     parsed: Any = None

@@ -18,7 +18,7 @@ import httpx
 
 from checker.config import Target
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.probes.classify import ProbeFailure, short_detail
+from checker.probes.classify import ProbeFailure, excerpt
 from checker.probes.clients import (
     EventStream,
     StreamClock,
@@ -117,7 +117,7 @@ async def probe_models(
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
             return
-        doc = await read_json(ex, result, target.max_body_bytes)
+        doc = await read_json(ex, result, target.max_body_bytes, redact)
     ids = model_ids(doc)
     if ids is None:
         result.fail(ErrorKind.bad_response, "models response is not a list of models")
@@ -163,8 +163,8 @@ async def probe_chat(
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
             return
-        doc = await read_json(ex, result, target.max_body_bytes)
-    if (verdict := error_in_body(doc)) is not None:
+        doc = await read_json(ex, result, target.max_body_bytes, redact)
+    if (verdict := error_in_body(doc, redact)) is not None:
         result.fail(verdict.kind, verdict.detail)
         return
     if not isinstance(doc, dict) or not isinstance(doc.get("choices"), list):
@@ -178,12 +178,13 @@ async def probe_chat(
     content = _text(message, "content")
     generated = _text(message, *_GENERATED)
     result.output_chars = len(generated)
-    judge(result, target, has_text=bool(generated), content=content, expect=expect)
+    judge(result, target, redact, has_text=bool(generated), content=content, expect=expect)
 
 
 def judge(
     result: ProbeResult,
     target: Target,
+    redact: Redact,
     *,
     has_text: bool,
     content: str = "",
@@ -194,7 +195,8 @@ def judge(
     if not has_text:
         result.fail(ErrorKind.empty, "no generated text in the answer")
     elif expect is not None and not re.search(expect, content):
-        result.fail(ErrorKind.wrong_answer, short_detail(f"expected /{expect}/, got {content!r}"))
+        got = excerpt(content, redact, limit=120)
+        result.fail(ErrorKind.wrong_answer, f"expected /{expect}/, got {got!r}")
     if result.error is None:
         result.ok = True
 
@@ -227,12 +229,12 @@ async def probe_stream(
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
             return
-        if not await require_event_stream(ex.response, result, target.max_body_bytes):
+        if not await require_event_stream(ex.response, result, target.max_body_bytes, redact):
             return
         clock = StreamClock(t0=ex.t0)
         state = _StreamState()
         try:
-            await _read_stream(ex.response, target, result, clock, state)
+            await _read_stream(ex.response, target, result, clock, state, redact)
         finally:
             # Even when a stall or the deadline interrupts the stream, keep what was seen.
             result.ttft_ms = clock.ttft_ms()
@@ -250,11 +252,11 @@ async def probe_stream(
         )
         return
     result.tokens_per_s = tokens_per_s(result.completion_tokens, result.ttft_ms, result.latency_ms)
-    judge(result, target, has_text=clock.output_chars > 0)
+    judge(result, target, redact, has_text=clock.output_chars > 0)
 
 
 async def require_event_stream(
-    response: httpx.Response, result: ProbeResult, max_body_bytes: int
+    response: httpx.Response, result: ProbeResult, max_body_bytes: int, redact: Redact
 ) -> bool:
     """A 2xx stream must be text/event-stream; anything else is read (capped) and judged."""
     ctype = response.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -262,7 +264,7 @@ async def require_event_stream(
         return True
     body = await read_capped(response, max_body_bytes)
     try:
-        verdict = error_in_body(json.loads(body))
+        verdict = error_in_body(json.loads(body), redact)
     except ValueError:
         verdict = None
     if verdict is not None:
@@ -278,6 +280,7 @@ async def _read_stream(
     result: ProbeResult,
     clock: StreamClock,
     state: _StreamState,
+    redact: Redact,
 ) -> None:
     stream = EventStream(
         response,
@@ -294,8 +297,8 @@ async def _read_stream(
                 continue
             if not data:
                 continue
-            chunk = parse_chunk(data)
-            if (verdict := error_in_body(chunk, label="stream error")) is not None:
+            chunk = parse_chunk(data, redact)
+            if (verdict := error_in_body(chunk, redact, label="stream error")) is not None:
                 clock.chunk(at, "")
                 result.fail(ErrorKind.stream_error, verdict.detail)
                 stream.end()
@@ -308,13 +311,15 @@ async def _read_stream(
     state.ended_at = stream.ended_at
 
 
-def parse_chunk(data: str) -> dict[str, Any]:
+def parse_chunk(data: str, redact: Redact) -> dict[str, Any]:
     try:
         chunk = json.loads(data)
     except ValueError:
-        raise ProbeFailure(ErrorKind.bad_response, f"malformed stream chunk: {data[:60]}") from None
+        start = excerpt(data, redact)
+        raise ProbeFailure(ErrorKind.bad_response, f"malformed stream chunk: {start}") from None
     if not isinstance(chunk, dict):
-        raise ProbeFailure(ErrorKind.bad_response, f"stream chunk is not an object: {data[:60]}")
+        start = excerpt(data, redact)
+        raise ProbeFailure(ErrorKind.bad_response, f"stream chunk is not an object: {start}")
     return chunk
 
 

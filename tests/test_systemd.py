@@ -55,8 +55,9 @@ IMPORT_EVERY_EXTENSION = """
 import importlib, pathlib, sysconfig
 import psycopg
 print("psycopg-impl", psycopg.pq.__impl__, flush=True)
+# site-packages, and the base interpreter's lib-dynload (not the venv's: it has none).
 roots = [pathlib.Path(sysconfig.get_paths()["purelib"]),
-         pathlib.Path(sysconfig.get_paths()["platstdlib"]) / "lib-dynload"]
+         pathlib.Path(sysconfig.get_config_var("DESTSHARED"))]
 names = set()
 for root in roots:
     for so in root.rglob("*.so"):
@@ -199,7 +200,7 @@ def test_every_compiled_extension_loads_without_writable_executable_memory() -> 
     assert "mdwe=on" in err
     assert "psycopg-impl binary" in out
     count = re.search(r"extensions (\d+)", out)
-    assert count and int(count.group(1)) > 20  # the walk found the extensions at all
+    assert count and int(count.group(1)) > 50  # the walk found both sets of extensions
     failed_guarded = {ln for ln in out.splitlines() if ln.startswith("failed")}
     failed_plain = {ln for ln in plain_out.splitlines() if ln.startswith("failed")}
     assert failed_guarded == failed_plain
@@ -280,7 +281,7 @@ def target_yaml(name: str, base_url: str) -> str:
     kind: openai
     base_url: {base_url}
     api_key: credential:sim_key
-    model: sim-model
+    model: sim-small
     probes: [models, stream]
     interval: 1s
 """

@@ -200,18 +200,32 @@ class TcpProxy:
 
 
 @pytest.fixture
-def pg_proxy() -> Iterator[tuple[TcpProxy, str]]:
-    """A TcpProxy in front of a fresh PostgreSQL database: (proxy, url through the proxy)."""
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of its own (for tests that abuse it)."""
     with fresh_pg_database() as url:
         migrate.upgrade(url)
-        parsed = make_url(url)
-        proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
-        proxy.start()
-        try:
-            via = parsed.set(host="127.0.0.1", port=proxy.port)
-            yield proxy, via.render_as_string(hide_password=False)
-        finally:
-            proxy.close()
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite file of its own."""
+    url = f"sqlite:///{tmp_path / 'own.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def pg_proxy(pg_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A TcpProxy in front of a fresh PostgreSQL database: (proxy, url through the proxy)."""
+    parsed = make_url(pg_url)
+    proxy = TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
+    proxy.start()
+    try:
+        via = parsed.set(host="127.0.0.1", port=proxy.port)
+        yield proxy, via.render_as_string(hide_password=False)
+    finally:
+        proxy.close()
 
 
 # --- generated results -----------------------------------------------------------------------

@@ -61,14 +61,48 @@ def test_json_round_trip_is_compact_and_exact() -> None:
     rng = random.Random(2)
     sketch = Sketch(rng.uniform(100, 200) for _ in range(1000))
     sketch.add(0.0, 3)
-    data = json.loads(json.dumps(sketch.to_json()))
+    text = json.dumps(sketch.to_json())
+    data = json.loads(text)
     assert data["z"] == 3
-    # 100..200 ms spans log_1.02(2) = 35 buckets, whatever the sample size.
-    assert len(data) <= 37
+    # 100..200 ms spans log_1.02(2) = 35 buckets, whatever the sample size; counts of up
+    # to 255 take one byte each, so the stored form stays around a hundred characters.
+    assert data["w"] == "B"
+    assert len(text) < 100
     restored = Sketch.from_json(data)
     assert restored == sketch
     assert restored.count == 1003
     assert Sketch().merge_json(data).quantile(0.5) == sketch.quantile(0.5)
+
+
+def test_extend_equals_adding_one_by_one() -> None:
+    rng = random.Random(3)
+    values = [rng.lognormvariate(3, 2) for _ in range(2000)] + [0.0, -1.0]
+    one_by_one = Sketch()
+    for v in values:
+        one_by_one.add(v)
+    assert Sketch(values) == one_by_one
+    assert Sketch(values).count == one_by_one.count == 2002
+
+
+def test_wide_counts_are_encoded_wider() -> None:
+    sketch = Sketch()
+    sketch.add(5.0, 70_000)
+    sketch.add(50.0, 3)
+    data = json.loads(json.dumps(sketch.to_json()))
+    assert data["w"] == "I"
+    restored = Sketch.from_json(data)
+    assert restored.count == 70_003
+    assert restored == sketch
+    assert within_bound(restored.quantile(1.0), 50.0)
+
+
+def test_merge_grows_in_both_directions() -> None:
+    middle, low, high = Sketch([100.0]), Sketch([1.0, 2.0]), Sketch([10_000.0])
+    merged = Sketch().merge(middle).merge(low).merge(high)
+    assert merged == Sketch([1.0, 2.0, 100.0, 10_000.0])
+    assert within_bound(merged.quantile(0.0), 1.0)
+    assert within_bound(merged.quantile(1.0), 10_000.0)
+    assert Sketch().to_json() == {}
 
 
 def test_zero_negative_and_nan_land_in_zero_bucket() -> None:

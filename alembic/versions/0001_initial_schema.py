@@ -97,7 +97,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("hour", "target", "probe", "location", name="uq_rollups_key"),
     )
-    op.create_index("ix_rollups_target_hour", "rollups", ["target", "hour"])
+    op.create_index(
+        "ix_rollups_target_hour_counts",
+        "rollups",
+        ["target", "hour", "total", "maintenance_count", "sli_ok_count", "sli_rate_limited_count"],
+    )
 
     op.create_table(
         "rolled_hours",
@@ -166,7 +170,7 @@ def downgrade() -> None:
     op.drop_index("ix_incidents_target_state", table_name="incidents")
     op.drop_table("incidents")
     op.drop_table("rolled_hours")
-    op.drop_index("ix_rollups_target_hour", table_name="rollups")
+    op.drop_index("ix_rollups_target_hour_counts", table_name="rollups")
     op.drop_table("rollups")
     op.drop_index("ix_probe_results_target_started_at", table_name="probe_results")
     op.drop_index("ix_probe_results_started_at", table_name="probe_results")

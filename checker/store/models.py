@@ -117,7 +117,16 @@ class RollupRow(SQLModel, table=True):
     __tablename__ = "rollups"
     __table_args__ = (
         sa.UniqueConstraint("hour", "target", "probe", "location", name="uq_rollups_key"),
-        sa.Index("ix_rollups_target_hour", "target", "hour"),
+        # Covers the count columns: long-window uptime sums never touch the wide sketch rows.
+        sa.Index(
+            "ix_rollups_target_hour_counts",
+            "target",
+            "hour",
+            "total",
+            "maintenance_count",
+            "sli_ok_count",
+            "sli_rate_limited_count",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
@@ -132,9 +141,9 @@ class RollupRow(SQLModel, table=True):
     sli_ok_count: int = 0
     sli_rate_limited_count: int = 0
     errors: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
-    latency_sketch: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
-    ttft_sketch: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
-    tokens_per_s_sketch: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
+    latency_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    ttft_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    tokens_per_s_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     cost_usd: float = 0.0
     cost_count: int = 0
     prompt_tokens: int = Field(default=0, sa_type=sa.BigInteger)
@@ -211,27 +220,32 @@ class DigestLogRow(SQLModel, table=True):
 # --- ProbeResult <-> row ------------------------------------------------------------------
 
 _RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ProbeResult))
+_FLOAT_FIELDS = tuple(n for n in _RESULT_FIELDS if n.endswith(("_ms", "_s", "_usd")))
+_TEXT_FIELDS = ("target", "probe", "model", "detail", "location")
 _DETAIL_MAX = 1000
-
-
-def _clean(value: Any) -> Any:
-    # PostgreSQL rejects NUL in text; NaN/inf are not measurements. Neither may block a batch.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, str) and "\x00" in value:
-        return value.replace("\x00", "")
-    return value
 
 
 def result_to_row(result: ProbeResult, *, uid: str, maintenance: bool = False) -> dict[str, Any]:
     """The column values of one probe_results row (a plain dict, for bulk inserts)."""
-    row: dict[str, Any] = {name: _clean(getattr(result, name)) for name in _RESULT_FIELDS}
+    row: dict[str, Any] = {name: getattr(result, name) for name in _RESULT_FIELDS}
+    # NaN/inf are not measurements, and PostgreSQL rejects NUL in text: neither may block
+    # a batch.
+    for name in _FLOAT_FIELDS:
+        value = row[name]
+        if value is not None and not math.isfinite(value):
+            row[name] = None
+    for name in _TEXT_FIELDS:
+        value = row[name]
+        if value and "\x00" in value:
+            row[name] = value.replace("\x00", "")
     if isinstance(row["error"], ErrorKind):
         row["error"] = row["error"].value
-    if row["detail"] is not None and len(row["detail"]) > _DETAIL_MAX:
-        row["detail"] = row["detail"][:_DETAIL_MAX]
+    detail = row["detail"]
+    if detail is not None and len(detail) > _DETAIL_MAX:
+        row["detail"] = detail[:_DETAIL_MAX]
     started = row["started_at"]
-    row["started_at"] = started.replace(tzinfo=UTC) if started.tzinfo is None else started
+    if started.tzinfo is None:
+        row["started_at"] = started.replace(tzinfo=UTC)
     row["ok"] = bool(row["ok"])
     row["result_uid"] = uid
     row["maintenance"] = maintenance

@@ -135,7 +135,8 @@ def _accumulate(conn: Connection, hour: datetime) -> dict[tuple[str, str, str], 
         a.cached_tokens += int(row.cached_tokens or 0)
         a.reasoning_tokens += int(row.reasoning_tokens or 0)
 
-    stream = conn.execution_options(yield_per=_STREAM_CHUNK).execute(_values_query(hour))
+    # Per statement: Connection.execution_options() would change the connection itself.
+    stream = conn.execute(_values_query(hour).execution_options(yield_per=_STREAM_CHUNK))
     for target, probe, location, latency, ttft, tps in stream:
         a = acc[(target, probe, location)]
         if latency is not None:

@@ -70,6 +70,9 @@ def _is_bad_data(exc: BaseException) -> bool:
     """A row the database will never accept (as opposed to a database that is away)."""
     if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError):
         return True
+    # Conversion failures in the driver (e.g. an int too large for SQLite) come unwrapped.
+    if isinstance(exc, OverflowError | TypeError | ValueError):
+        return True
     # Raised before reaching the database: a value the driver cannot convert.
     return isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError)
 

@@ -1,0 +1,200 @@
+"""status(), window_counts() and hourly_series() against brute force over the raw rows."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.store.queries import hourly_series, plan_window, status, window_counts
+from checker.store.rollup import HOUR, floor_hour, prune, rollup_hours
+from checker.store.sketch import ALPHA
+from tests.fixtures_db import generate_results, store_results
+
+NOW = datetime(2026, 6, 3, 9, 23, 41, 250000, tzinfo=UTC)
+TARGETS = ["alpha", "beta", "gamma"]
+WINDOWS = ("1h", "24h", "2d")
+SPANS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "2d": timedelta(days=2)}
+Items = list[tuple[ProbeResult, bool]]
+
+
+# --- brute force -------------------------------------------------------------------------
+
+
+def in_window(items: Items, target: str, since: datetime, until: datetime) -> Items:
+    return [(r, m) for r, m in items if r.target == target and since <= r.started_at < until]
+
+
+def brute_counts(rows: Items, count_rate_limited: bool = True) -> tuple[int, int]:
+    valid = [
+        r
+        for r, m in rows
+        if not m and (count_rate_limited or r.error is not ErrorKind.rate_limited)
+    ]
+    return len(valid), sum(not r.ok for r in valid)
+
+
+def brute_uptime(rows: Items, count_rate_limited: bool) -> float | None:
+    valid, bad = brute_counts(rows, count_rate_limited)
+    return (valid - bad) / valid if valid else None
+
+
+def lower(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+def good_values(rows: Items, field: str) -> list[float]:
+    return [
+        getattr(r, field) for r, m in rows if r.ok and not m and getattr(r, field) is not None
+    ]
+
+
+def assert_close(estimate: float | None, exact: float | None) -> None:
+    if exact is None:
+        assert estimate is None
+    else:
+        assert estimate is not None and abs(estimate - exact) <= ALPHA * exact * (1 + 1e-9)
+
+
+# --- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loaded(db_engine: Engine) -> tuple[Engine, Items]:
+    """Two days and a bit of results; hours rolled up except the last two whole ones."""
+    items = generate_results(TARGETS, NOW - timedelta(days=2, hours=3), NOW, step_s=240)
+    store_results(db_engine, items)
+    rollup_hours(db_engine, NOW - timedelta(days=3), floor_hour(NOW) - 2 * HOUR, now=NOW)
+    return db_engine, items
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_plan_window_splits_rollups_and_raw() -> None:
+    h = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    since, until = h + timedelta(minutes=20), h + timedelta(hours=4, minutes=5)
+    rolled = {h: False, h + HOUR: False, h + 2 * HOUR: False}  # 13:00 not rolled yet
+    plan = plan_window(since, until, rolled)
+    assert plan.rollup == ((h + HOUR, h + 3 * HOUR),)
+    assert plan.raw == ((since, h + HOUR), (h + 3 * HOUR, until))
+
+    # The head hour's raw rows were pruned: its whole-hour rollup stands in.
+    plan = plan_window(since, until, {**rolled, h: True})
+    assert plan.rollup == ((h, h + 3 * HOUR),)
+    assert plan.raw == ((h + 3 * HOUR, until),)
+
+    # Inside one hour, and aligned windows.
+    assert plan_window(since, since + timedelta(minutes=5), rolled).raw == (
+        (since, since + timedelta(minutes=5)),
+    )
+    assert plan_window(h, h + 2 * HOUR, rolled) == plan_window(h, h + 2 * HOUR, rolled)
+    assert plan_window(h, h + 2 * HOUR, rolled).raw == ()
+
+
+@pytest.mark.parametrize("count_rate_limited", [True, False])
+def test_status_matches_brute_force(
+    loaded: tuple[Engine, Items], count_rate_limited: bool
+) -> None:
+    engine, items = loaded
+    got = status(
+        engine,
+        [*TARGETS, "silent"],
+        NOW,
+        windows=WINDOWS,
+        main_window="24h",
+        count_rate_limited={"alpha": count_rate_limited, "beta": count_rate_limited},
+    )
+    assert [s.target for s in got] == [*TARGETS, "silent"]
+    for s in got[:3]:
+        # gamma has no per-target setting: rate limits count, the default.
+        counts_rl = count_rate_limited if s.target != "gamma" else True
+        for w in WINDOWS:
+            rows = in_window(items, s.target, NOW - SPANS[w], NOW)
+            assert s.uptime[w] == pytest.approx(brute_uptime(rows, counts_rl), abs=1e-12), w
+        main = in_window(items, s.target, NOW - SPANS["24h"], NOW)
+        assert s.results == len(main)
+        assert s.errors == dict(Counter(r.error.value for r, _ in main if r.error))
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            assert_close(s.latency_ms[name], lower(good_values(main, "latency_ms"), q))
+            assert_close(s.ttft_ms[name], lower(good_values(main, "ttft_ms"), q))
+        assert_close(s.tokens_per_s_p50, lower(good_values(main, "tokens_per_s"), 0.5))
+        newest = max((r for r, _ in items if r.target == s.target), key=lambda r: r.started_at)
+        assert s.last == newest.to_json()
+
+    silent = got[3]
+    assert silent.results == 0 and silent.errors == {} and silent.last is None
+    assert silent.uptime == {w: None for w in WINDOWS}
+    assert silent.latency_ms == {"p50": None, "p95": None, "p99": None}
+    assert set(silent.to_json()) == {
+        "target",
+        "results",
+        "errors",
+        "uptime",
+        "latency_ms",
+        "ttft_ms",
+        "tokens_per_s_p50",
+        "last",
+    }
+
+
+def test_rollups_change_nothing_but_speed(db_engine: Engine) -> None:
+    """Rollups are an exact merge: the answer is identical with and without them."""
+    items = generate_results(TARGETS, NOW - timedelta(days=1, hours=2), NOW, step_s=300)
+    store_results(db_engine, items)
+    raw_only = [s.to_json() for s in status(db_engine, TARGETS, NOW, windows=WINDOWS)]
+    rollup_hours(db_engine, NOW - timedelta(days=2), NOW, now=NOW)
+    rolled = [s.to_json() for s in status(db_engine, TARGETS, NOW, windows=WINDOWS)]
+    assert rolled == raw_only
+
+
+def test_window_counts_match_brute_force(loaded: tuple[Engine, Items]) -> None:
+    engine, items = loaded
+    windows = [
+        (NOW - timedelta(minutes=5), NOW),
+        (NOW - timedelta(hours=6, minutes=7), NOW - timedelta(minutes=30)),
+        (NOW - timedelta(days=2), NOW),
+        (floor_hour(NOW) - 10 * HOUR, floor_hour(NOW) - 4 * HOUR),
+    ]
+    for since, until in windows:
+        for target in TARGETS:
+            rows = in_window(items, target, since, until)
+            for counts_rl in (True, False):
+                got = window_counts(engine, target, since, until, counts_rl)
+                assert got == brute_counts(rows, counts_rl), (since, until, target)
+    assert window_counts(engine, "nobody", NOW - HOUR, NOW) == (0, 0)
+
+
+def test_hourly_series_matches_brute_force(loaded: tuple[Engine, Items]) -> None:
+    engine, items = loaded
+    since = NOW - timedelta(hours=5, minutes=10)
+    points = hourly_series(engine, "beta", since, NOW)
+    assert [p.hour for p in points] == [floor_hour(since) + i * HOUR for i in range(6)]
+    for p in points:
+        rows = in_window(items, "beta", max(since, p.hour), min(NOW, p.hour + HOUR))
+        valid, bad = brute_counts(rows)
+        assert (p.results, p.valid, p.good) == (len(rows), valid, valid - bad)
+        assert_close(p.latency_p95, lower(good_values(rows, "latency_ms"), 0.95))
+        assert_close(p.ttft_p50, lower(good_values(rows, "ttft_ms"), 0.5))
+
+
+def test_after_pruning_long_windows_come_from_rollups(loaded: tuple[Engine, Items]) -> None:
+    engine, items = loaded
+    before = status(engine, TARGETS, NOW, windows=WINDOWS)
+    prune(engine, raw_retention_s=26 * 3600, rollup_retention_s=400 * 86400, now=NOW)
+    after = status(engine, TARGETS, NOW, windows=WINDOWS)
+    for b, a in zip(before, after, strict=True):
+        assert a.uptime["1h"] == b.uptime["1h"]
+        assert a.uptime["24h"] == b.uptime["24h"]
+        assert a.to_json()["last"] == b.to_json()["last"]
+        # The 2d window's first partial hour now counts whole (its raw rows are gone).
+        head = floor_hour(NOW - SPANS["2d"])
+        rows = in_window(items, a.target, head, NOW)
+        assert a.uptime["2d"] == pytest.approx(brute_uptime(rows, True), abs=1e-12)

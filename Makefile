@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test lint pytest venv bench clean
+.PHONY: demo test lint pytest venv bench clean ops-tools
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check checker tests bench alembic
 	$(BIN)/ruff format --check checker tests bench alembic
 
+# Tools for tests/test_systemd.py and tests/test_prometheus_rules.py (required when CI=true).
+ops-tools:
+	@if [ "$$CI" = true ]; then \
+		command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }; \
+		command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }; \
+	fi
+
 # CHECKER_TEST_PG_URL is set when a PostgreSQL server answers on 127.0.0.1:5432.
-pytest: $(STAMP)
+pytest: $(STAMP) ops-tools
 	@if [ -z "$$CHECKER_TEST_PG_URL" ] && $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1).close()" 2>/dev/null; then \
 		export CHECKER_TEST_PG_URL='$(PG_URL)'; echo "PostgreSQL found: CHECKER_TEST_PG_URL=$$CHECKER_TEST_PG_URL"; \
 	fi; \

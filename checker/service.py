@@ -141,7 +141,9 @@ class Service:
         self._started = False
         sdnotify.notify("STOPPING=1")
         log.info("stopping: %d probes in flight", len(self.inflight))
-        self.scheduler.shutdown(wait=False)
+        # Pause, not shut down: APScheduler's shutdown cancels running jobs, and in-flight
+        # probes deserve their grace period to finish and be recorded.
+        self.scheduler.pause()
         if self.inflight:
             _done, pending = await asyncio.wait(
                 set(self.inflight), timeout=self.cfg.scheduler.shutdown_grace
@@ -150,6 +152,7 @@ class Service:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        self.scheduler.shutdown(wait=False)
         if self._watchdog:
             self._watchdog.cancel()
         await self.writer.close()

@@ -27,7 +27,6 @@ import asyncio
 import functools
 import logging
 import math
-import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -102,9 +101,10 @@ def spend_many(
     """Probe spend and tokens per target over [since, until): rollups for whole rolled-up
     hours, raw rows for the rest (the same split as the status query)."""
     since, until = as_utc(since), as_utc(until)
-    sums: dict[str, list[float]] = {t: [0.0, 0, 0, 0] for t in targets}
     if not targets:
         return {}
+    cost = dict.fromkeys(targets, 0.0)
+    counts = {t: [0, 0, 0] for t in targets}  # priced results, prompt and completion tokens
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
         rolled = {
@@ -143,13 +143,11 @@ def spend_many(
                 .group_by(RAW.target)
             )
         for query in queries:
-            for target, cost, count, prompt, completion in conn.execute(query):
-                acc = sums[target]
-                acc[0] += float(cost or 0.0)
-                acc[1] += int(count or 0)
-                acc[2] += int(prompt or 0)
-                acc[3] += int(completion or 0)
-    return {t: Spend(s[0], int(s[1]), int(s[2]), int(s[3])) for t, s in sums.items()}
+            for target, dollars, *numbers in conn.execute(query):
+                cost[target] += float(dollars or 0.0)
+                for i, n in enumerate(numbers):
+                    counts[target][i] += int(n or 0)
+    return {t: Spend(cost[t], *counts[t]) for t in targets}
 
 
 def incidents_touching(
@@ -508,7 +506,6 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         duration=human_duration,
         sparkline=sparkline,
     )
-    env.globals["median"] = statistics.median
     return env
 
 

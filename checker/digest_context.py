@@ -135,11 +135,13 @@ def parse_day(text: str) -> date:
 def send_time(day: date, at: str, timezone: str) -> datetime:
     """The scheduled send time of `day` (cfg.digest.at local time), in UTC.
 
-    A time skipped by a DST change (02:30 on a spring-forward day) is read as zoneinfo
-    does (with the offset before the change), so it lands an hour later in wall-clock time.
+    A wall-clock time that happens twice (the autumn change) means its first occurrence;
+    one skipped by the spring change (02:30) means the earlier of its two readings, so a
+    timer that fires anywhere after the gap still finds the digest due.
     """
     hour, minute = (int(part) for part in at.split(":"))
-    return _utc(datetime.combine(day, time(hour, minute), ZoneInfo(timezone)))
+    local = datetime.combine(day, time(hour, minute), ZoneInfo(timezone))
+    return min(_utc(local.replace(fold=0)), _utc(local.replace(fold=1)))
 
 
 def scheduled_period(
@@ -399,8 +401,12 @@ class DigestContext:
 
     @property
     def title(self) -> str:
-        mark = "OK" if self.ok else "ATTENTION"
-        return f"checker digest {self.period.label}: {mark}"
+        parts = []
+        if self.breaching:
+            parts.append(f"{len(self.breaching)} breaching")
+        if self.no_data:
+            parts.append(f"{len(self.no_data)} without data")
+        return f"checker digest {self.period.label}: {', '.join(parts) or 'all good'}"
 
 
 # --- pure helpers ----------------------------------------------------------------------------

@@ -472,3 +472,15 @@ def test_period_value_object_is_what_build_uses(db_url: str, engine: Engine) -> 
         ctx.verdict
         == "No route breaching, 0 of 2 reporting; 2 without data: main-route, relay-route."
     )
+
+
+def test_number_formats() -> None:
+    assert digest.fmt_usd(None) == "no price"
+    assert digest.fmt_usd(0.0) == "$0.00"
+    assert digest.fmt_usd(0.0000123) == "$0.0000123"
+    assert digest.fmt_usd(0.0439) == "$0.0439"
+    assert digest.fmt_usd(2.7) == "$2.70"
+    assert digest.fmt_usd(1234.5) == "$1,234"
+    assert digest.fmt_pct(0.99931) == "99.93%"
+    assert digest.fmt_ms(812.4) == "812 ms" and digest.fmt_ms(12_500) == "12.50 s"
+    assert digest.sparkline([0.0, 0.5, 1.0, None]) == "\u2581\u2585\u2588."

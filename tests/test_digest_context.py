@@ -21,6 +21,7 @@ from checker.digest_context import (
     make_context,
     parse_day,
     scheduled_period,
+    send_time,
     token_honesty,
     usage_out_of_band,
 )
@@ -72,6 +73,17 @@ def test_scheduled_period_is_the_24_hours_before_the_send_time() -> None:
     assert scheduled_period(now - timedelta(hours=1), "08:00", BERLIN) is None
     early = scheduled_period(now - timedelta(seconds=20), "08:00", BERLIN)
     assert early is not None and early[0] == date(2025, 3, 31)
+
+
+def test_send_times_that_dst_skips_or_repeats() -> None:
+    # 02:30 does not exist on 2025-03-30 in Berlin: due no later than the end of the gap.
+    skipped = send_time(date(2025, 3, 30), "02:30", BERLIN)
+    assert skipped <= datetime(2025, 3, 30, 1, 0, tzinfo=UTC)
+    assert scheduled_period(datetime(2025, 3, 30, 1, 0, tzinfo=UTC), "02:30", BERLIN) is not None
+    # 02:30 happens twice on 2025-10-26: the first time counts.
+    repeated = send_time(date(2025, 10, 26), "02:30", BERLIN)
+    assert repeated == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+    assert send_time(date(2025, 6, 1), "08:00", BERLIN) == datetime(2025, 6, 1, 6, 0, tzinfo=UTC)
 
 
 def test_last_hours_and_parse_day() -> None:
@@ -196,6 +208,7 @@ def test_all_good_verdict() -> None:
     ctx = _context(_inputs("a"), _inputs("b"))
     assert ctx.ok
     assert ctx.verdict == "All good: 2 routes within their SLOs."
+    assert ctx.title == "checker digest 2025-03-30 (Europe/Berlin): all good"
     assert ctx.targets[0].state == "ok"
     assert ctx.total_spend_usd == pytest.approx(0.02)
 
@@ -226,6 +239,7 @@ def test_each_breach_rule_and_no_data() -> None:
     assert ctx.no_data == ["silent"]
     assert not ctx.ok
     assert ctx.verdict == "3 of 6 routes breaching: budget, uptime, paged; 1 without data: silent."
+    assert ctx.title.endswith(": 3 breaching, 1 without data")
 
 
 def test_incidents_in_the_period_with_durations() -> None:

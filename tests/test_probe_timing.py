@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from checker.probes.base import ProbeResult
 from checker.probes.clients import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
-from checker.sim import SimServer
+from checker.sim import SimServer, Timing
 
 TTFT_MS = 300.0
 INTER_TOKEN_MS = 20.0
@@ -43,40 +44,82 @@ async def stream_once(cfg: Config, pool: ClientPool | None = None) -> ProbeResul
         return await run_probe(cfg, cfg.targets[0], "stream", own, Redactor())
 
 
+Check = Callable[[ProbeResult, Timing], list[str]]
+
+
+async def measure(sim: SimServer, cfg: Config, check: Check, tries: int = 3) -> list[str]:
+    """Probe until `check` finds nothing wrong, at most `tries` times; the last complaints.
+
+    Scheduling noise on a shared box only ever adds delay to one run; a systematic error
+    (a clock started too early, a keep-alive counted as a token) fails every run.
+    """
+    problems: list[str] = []
+    for _ in range(tries):
+        sim.reset_stats()
+        result = await stream_once(cfg)
+        truth = next(t for t in sim.timings("default") if t.endpoint in ("chat", "messages"))
+        if not result.ok:
+            return [f"probe failed: {result.error} {result.detail}"]
+        problems = check(result, truth)
+        if not problems:
+            break
+        problems.append(
+            f"(server: ttft {truth.ttft_ms}, last byte {truth.duration_ms}; "
+            f"client: ttfb {result.ttfb_ms}, connect {result.connect_ms})"
+        )
+    return problems
+
+
+def near(name: str, value: float | None, expected: float, slack: float) -> list[str]:
+    if value is None or abs(value - expected) > slack:
+        return [f"{name}={value} not within {slack:g} of {expected:g}"]
+    return []
+
+
+def schedule_check(result: ProbeResult, truth: Timing) -> list[str]:
+    expected_tps = (TOKENS - 1) / ((TOKENS - 1) * INTER_TOKEN_MS / 1000)  # 50 tok/s
+    expected_latency = TTFT_MS + (TOKENS - 1) * INTER_TOKEN_MS
+    return [
+        *near("ttft_ms", result.ttft_ms, TTFT_MS, TTFT_SLACK_MS),
+        *near("tokens_per_s", result.tokens_per_s, expected_tps, 0.10 * expected_tps),
+        *near("latency_ms", result.latency_ms, expected_latency, 2 * TTFT_SLACK_MS),
+        *near("max_gap_ms", result.max_gap_ms, INTER_TOKEN_MS, TTFT_SLACK_MS),
+    ]
+
+
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 async def test_ttft_and_decode_speed_match_the_schedule(sim: SimServer, kind: str) -> None:
     sim.set("default", ttft_ms=TTFT_MS, inter_token_ms=INTER_TOKEN_MS, completion_tokens=TOKENS)
-    result = await stream_once(make_config(sim.url(), kind))
-    assert result.ok, result.detail
-    assert result.ttft_ms is not None and result.tokens_per_s is not None
-    truth = next(t for t in sim.timings("default") if t.endpoint in ("chat", "messages"))
-    assert abs(result.ttft_ms - TTFT_MS) <= TTFT_SLACK_MS, (
-        f"measured={result.ttft_ms:.1f} truth={truth.ttft_ms:.1f} ttfb={result.ttfb_ms:.1f} "
-        f"srv_hdr={(truth.headers_sent - truth.received) * 1000:.1f} conn={result.connect_ms}"
-    )
-    expected_tps = (TOKENS - 1) / ((TOKENS - 1) * INTER_TOKEN_MS / 1000)  # 50 tok/s
-    assert abs(result.tokens_per_s - expected_tps) <= 0.10 * expected_tps
-    expected_latency = TTFT_MS + (TOKENS - 1) * INTER_TOKEN_MS
-    assert result.latency_ms is not None
-    assert abs(result.latency_ms - expected_latency) <= 2 * TTFT_SLACK_MS
-    assert result.max_gap_ms is not None
-    assert INTER_TOKEN_MS * 0.5 <= result.max_gap_ms <= INTER_TOKEN_MS + TTFT_SLACK_MS
+    assert await measure(sim, make_config(sim.url(), kind), schedule_check) == []
+
+
+def within_truth(name: str, measured: float | None, truth: float | None) -> list[str]:
+    # The client's clock starts before the server receives and stops after it sends, so
+    # the measurement can only be longer than the truth, and by little.
+    if measured is None or truth is None or not truth <= measured <= truth + TTFT_SLACK_MS:
+        return [f"{name}: measured {measured} vs server truth {truth}"]
+    return []
+
+
+def truth_check(result: ProbeResult, truth: Timing) -> list[str]:
+    server_ttfb = None
+    if truth.headers_sent is not None:
+        server_ttfb = (truth.headers_sent - truth.received) * 1000
+    return [
+        *within_truth("ttft_ms", result.ttft_ms, truth.ttft_ms),
+        *within_truth("latency_ms", result.latency_ms, truth.duration_ms),
+        *within_truth("ttfb_ms", result.ttfb_ms, server_ttfb),
+    ]
 
 
 async def test_measurements_agree_with_server_ground_truth(sim: SimServer) -> None:
     sim.set("default", ttft_ms=TTFT_MS, inter_token_ms=INTER_TOKEN_MS, completion_tokens=TOKENS)
-    result = await stream_once(make_config(sim.url()))
-    (truth,) = [t for t in sim.timings("default") if t.endpoint == "chat"]
-    assert truth.ttft_ms is not None and truth.duration_ms is not None
-    assert truth.headers_sent is not None
-    assert result.ttft_ms is not None and result.latency_ms is not None
-    assert result.ttfb_ms is not None
-    # The client's clock starts before the server receives and stops after it sends, so
-    # the measurement can only be longer than the truth, and by little.
-    assert truth.ttft_ms <= result.ttft_ms <= truth.ttft_ms + TTFT_SLACK_MS
-    assert truth.duration_ms <= result.latency_ms <= truth.duration_ms + TTFT_SLACK_MS
-    server_ttfb_ms = (truth.headers_sent - truth.received) * 1000
-    assert server_ttfb_ms <= result.ttfb_ms <= server_ttfb_ms + TTFT_SLACK_MS
+    assert await measure(sim, make_config(sim.url()), truth_check) == []
+
+
+def ttft_check(result: ProbeResult, truth: Timing) -> list[str]:
+    early = [] if (result.ttfb_ms or 1e9) < 100 else [f"ttfb_ms={result.ttfb_ms} (late headers)"]
+    return [*early, *near("ttft_ms", result.ttft_ms, TTFT_MS, TTFT_SLACK_MS)]
 
 
 @pytest.mark.parametrize(
@@ -92,12 +135,9 @@ async def test_measurements_agree_with_server_ground_truth(sim: SimServer) -> No
 async def test_non_text_chunks_do_not_count_for_ttft(
     sim: SimServer, behavior: dict[str, Any]
 ) -> None:
+    # Headers and the non-text chunks arrive at once; the first token only at TTFT.
     sim.set("default", ttft_ms=TTFT_MS, inter_token_ms=5, completion_tokens=5, **behavior)
-    result = await stream_once(make_config(sim.url()))
-    assert result.ok, result.detail
-    assert result.ttft_ms is not None and result.ttfb_ms is not None
-    assert result.ttfb_ms < 100  # headers and the early chunks arrived long before
-    assert abs(result.ttft_ms - TTFT_MS) <= TTFT_SLACK_MS
+    assert await measure(sim, make_config(sim.url()), ttft_check) == []
 
 
 async def test_keep_alive_comments_are_not_chunks(sim: SimServer) -> None:
@@ -109,12 +149,10 @@ async def test_keep_alive_comments_are_not_chunks(sim: SimServer) -> None:
 
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 async def test_reasoning_deltas_count_for_ttft(sim: SimServer, kind: str) -> None:
-    sim.set("default", ttft_ms=TTFT_MS, inter_token_ms=50, reasoning_tokens=4, completion_tokens=2)
-    result = await stream_once(make_config(sim.url(), kind))
-    assert result.ok, result.detail
-    assert result.ttft_ms is not None
     # The first reasoning delta is the first token; the answer starts 4 tokens later.
-    assert abs(result.ttft_ms - TTFT_MS) <= TTFT_SLACK_MS
+    sim.set("default", ttft_ms=TTFT_MS, inter_token_ms=50, reasoning_tokens=4, completion_tokens=2)
+    assert await measure(sim, make_config(sim.url(), kind), ttft_check) == []
+    result = await stream_once(make_config(sim.url(), kind))
     assert result.completion_tokens == 6
 
 
@@ -173,13 +211,18 @@ print(result.ttft_ms - truth.ttft_ms)
 def test_first_probe_in_a_fresh_process_pays_no_warm_up() -> None:
     # httpx imports its transport and starts its resolver thread on the first request;
     # the pool does that beforehand, or every restart's first probe looks ~40 ms slow.
-    out = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS_PROBE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    ttfb_excess, ttft_excess = (float(line) for line in out.stdout.split())
+    excess: list[float] = []
+    for _ in range(3):  # noise only adds delay; a missing warm-up adds it every time
+        out = subprocess.run(
+            [sys.executable, "-c", _FRESH_PROCESS_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        excess = [float(line) for line in out.stdout.split()]
+        if all(0 <= e <= TTFT_SLACK_MS for e in excess):
+            break
+    ttfb_excess, ttft_excess = excess
     assert 0 <= ttfb_excess <= TTFT_SLACK_MS
     assert 0 <= ttft_excess <= TTFT_SLACK_MS

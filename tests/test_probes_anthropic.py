@@ -63,19 +63,21 @@ async def test_stream_measures_ttft_chunks_and_speed(sim: SimServer) -> None:
     sim.set("default", ttft_ms=200, inter_token_ms=10, completion_tokens=11, keepalive_every_ms=30)
     result = await probe(make_config(sim.url()), "stream")
     assert result.ok, result.detail
-    # Loose: precise fidelity is test_probe_timing's job; this is about the dialect.
-    assert result.ttft_ms is not None and abs(result.ttft_ms - 200) < 30
-    assert result.tokens_per_s is not None and abs(result.tokens_per_s - 100) < 10
+    # Pings every 30 ms arrive long before the first token and must not count for ttft
+    # (precise fidelity is test_probe_timing's job; this is about the dialect).
+    assert result.ttft_ms is not None and result.ttft_ms >= 200
+    assert result.tokens_per_s is not None and result.tokens_per_s > 0
     # Pings are keep-alives, not chunks: message_start, block start/stop, 11 deltas,
     # message_delta and message_stop remain.
     assert result.chunks == 1 + 1 + 11 + 1 + 1 + 1
 
 
 async def test_thinking_deltas_count_for_ttft(sim: SimServer) -> None:
-    sim.set("default", ttft_ms=150, inter_token_ms=40, reasoning_tokens=3, completion_tokens=2)
+    # Thinking starts at 150 ms; the first text delta only at 150 + 3 * 80 = 390 ms.
+    sim.set("default", ttft_ms=150, inter_token_ms=80, reasoning_tokens=3, completion_tokens=2)
     result = await probe(make_config(sim.url()), "stream")
     assert result.ok, result.detail
-    assert result.ttft_ms is not None and abs(result.ttft_ms - 150) < 30
+    assert result.ttft_ms is not None and 150 <= result.ttft_ms < 330
 
 
 CASES: list[tuple[str, str, dict[str, Any], dict[str, Any], str]] = [

@@ -25,9 +25,12 @@ def insert_ignore_stmt(conn: sa.Connection, table: sa.Table, keys: Sequence[str]
 def insert_ignore(
     conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
 ) -> int:
-    """Insert rows whose key is new; returns how many were inserted (row by row, so exact)."""
-    stmt = insert_ignore_stmt(conn, table, keys)
-    return sum(max(0, conn.execute(stmt, row).rowcount) for row in rows)
+    """Insert rows whose key is new; returns how many were inserted.
+
+    Counted with RETURNING: psycopg reports rowcount -1 for these inserts.
+    """
+    stmt = insert_ignore_stmt(conn, table, keys).returning(table.c[keys[0]])
+    return sum(len(conn.execute(stmt, row).all()) for row in rows)
 
 
 def upsert(conn: sa.Connection, table: sa.Table, row: dict[str, Any], keys: Sequence[str]) -> None:

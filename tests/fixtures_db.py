@@ -113,6 +113,19 @@ def db_url(db_server: _Server, tmp_path: Path) -> str:
     return db_server.url
 
 
+@pytest.fixture(scope="module")
+def module_db_url(db_server: _Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database of its own, shared by one module's tests (load data once)."""
+    if db_server.backend == "sqlite":
+        path = tmp_path_factory.mktemp("module-db") / "checker.db"
+        shutil.copyfile(make_url(db_server.url).database or "", path)
+        yield f"sqlite:///{path}"
+        return
+    with fresh_pg_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
 @pytest.fixture
 def db_engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)

@@ -12,8 +12,14 @@ from sqlmodel import Session, select
 from checker.config import parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import describe, make_engine, normalize_url
-from checker.store.models import ProbeResultRow, TargetRow, result_to_row, row_to_result
-from checker.store.targets import public_base_url, sync_targets
+from checker.store.models import (
+    ProbeResultRow,
+    TargetRow,
+    public_base_url,
+    result_to_row,
+    row_to_result,
+    sync_targets,
+)
 from checker.store.writer import insert_results, new_uid
 
 
@@ -138,10 +144,9 @@ def test_sync_targets_upserts_retires_and_returns(db_engine: Engine) -> None:
     assert rows["alpha"].model == "m2" and rows["alpha"].updated_at == t1
     assert rows["alpha"].created_at == t0
 
-    # beta returns: un-retired, same row
+    # beta returns: un-retired, same row (an Engine works as well as a Session)
     beta_id = rows["beta"].id
-    with Session(db_engine) as session:
-        sync_targets(session, cfg, now=t1 + timedelta(hours=1))
+    sync_targets(db_engine, cfg, now=t1 + timedelta(hours=1))
     with Session(db_engine) as session:
         beta = session.exec(select(TargetRow).where(TargetRow.name == "beta")).one()
     assert beta.retired_at is None and beta.id == beta_id

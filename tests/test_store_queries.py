@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.store.queries import hourly_series, plan_window, status, window_counts
+from checker.store.db import make_engine
+from checker.store.queries import (
+    hourly_series,
+    plan_window,
+    spend_since,
+    status,
+    window_counts,
+)
 from checker.store.rollup import HOUR, floor_hour, prune, rollup_hours
 from checker.store.sketch import ALPHA
 from tests.fixtures_db import generate_results, store_results
@@ -51,9 +59,7 @@ def lower(values: list[float], q: float) -> float | None:
 
 
 def good_values(rows: Items, field: str) -> list[float]:
-    return [
-        getattr(r, field) for r, m in rows if r.ok and not m and getattr(r, field) is not None
-    ]
+    return [getattr(r, field) for r, m in rows if r.ok and not m and getattr(r, field) is not None]
 
 
 def assert_close(estimate: float | None, exact: float | None) -> None:
@@ -66,13 +72,16 @@ def assert_close(estimate: float | None, exact: float | None) -> None:
 # --- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def loaded(db_engine: Engine) -> tuple[Engine, Items]:
-    """Two days and a bit of results; hours rolled up except the last two whole ones."""
-    items = generate_results(TARGETS, NOW - timedelta(days=2, hours=3), NOW, step_s=240)
-    store_results(db_engine, items)
-    rollup_hours(db_engine, NOW - timedelta(days=3), floor_hour(NOW) - 2 * HOUR, now=NOW)
-    return db_engine, items
+@pytest.fixture(scope="module")
+def loaded(module_db_url: str) -> Iterator[tuple[Engine, Items]]:
+    """Two days and a bit of results; hours rolled up except the last two whole ones.
+    Shared by the read-only tests of this module."""
+    engine = make_engine(module_db_url)
+    items = generate_results(TARGETS, NOW - timedelta(days=2, hours=3), NOW, step_s=300)
+    store_results(engine, items)
+    rollup_hours(engine, NOW - timedelta(days=3), floor_hour(NOW) - 2 * HOUR, now=NOW)
+    yield engine, items
+    engine.dispose()
 
 
 # --- tests -------------------------------------------------------------------------------
@@ -100,9 +109,7 @@ def test_plan_window_splits_rollups_and_raw() -> None:
 
 
 @pytest.mark.parametrize("count_rate_limited", [True, False])
-def test_status_matches_brute_force(
-    loaded: tuple[Engine, Items], count_rate_limited: bool
-) -> None:
+def test_status_matches_brute_force(loaded: tuple[Engine, Items], count_rate_limited: bool) -> None:
     engine, items = loaded
     got = status(
         engine,
@@ -185,8 +192,11 @@ def test_hourly_series_matches_brute_force(loaded: tuple[Engine, Items]) -> None
         assert_close(p.ttft_p50, lower(good_values(rows, "ttft_ms"), 0.5))
 
 
-def test_after_pruning_long_windows_come_from_rollups(loaded: tuple[Engine, Items]) -> None:
-    engine, items = loaded
+def test_after_pruning_long_windows_come_from_rollups(db_engine: Engine) -> None:
+    engine = db_engine
+    items = generate_results(TARGETS, NOW - timedelta(days=2, hours=3), NOW, step_s=600)
+    store_results(engine, items)
+    rollup_hours(engine, NOW - timedelta(days=3), floor_hour(NOW) - 2 * HOUR, now=NOW)
     before = status(engine, TARGETS, NOW, windows=WINDOWS)
     prune(engine, raw_retention_s=26 * 3600, rollup_retention_s=400 * 86400, now=NOW)
     after = status(engine, TARGETS, NOW, windows=WINDOWS)
@@ -198,3 +208,14 @@ def test_after_pruning_long_windows_come_from_rollups(loaded: tuple[Engine, Item
         head = floor_hour(NOW - SPANS["2d"])
         rows = in_window(items, a.target, head, NOW)
         assert a.uptime["2d"] == pytest.approx(brute_uptime(rows, True), abs=1e-12)
+
+
+def test_spend_since_sums_cost_per_target(db_engine: Engine) -> None:
+    items = generate_results(TARGETS, NOW - timedelta(hours=30), NOW, step_s=600)
+    store_results(db_engine, items)
+    midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = spend_since(db_engine, midnight)
+    for target in TARGETS:
+        costs = [r.cost_usd for r, _ in items if r.target == target and r.started_at >= midnight]
+        assert spent[target] == pytest.approx(sum(c for c in costs if c is not None))
+    assert spend_since(db_engine, NOW + HOUR) == {}

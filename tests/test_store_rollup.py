@@ -136,22 +136,22 @@ def test_rollup_due_rolls_settled_hours_and_recent_ones_again(db_engine: Engine)
 
 
 def test_prune_rolls_up_first_then_deletes(db_engine: Engine) -> None:
-    items = generate_results(TARGETS, NOW - timedelta(days=5), NOW, step_s=600)
+    items = generate_results(TARGETS, NOW - timedelta(days=4), NOW, step_s=900)
     store_results(db_engine, items)
     # Only the most recent day is rolled up; the older hours must be rolled before pruning.
     rollup_hours(db_engine, NOW - timedelta(days=1), NOW, now=NOW)
     raw_cutoff = NOW - timedelta(days=2)
-    rollup_cutoff = floor_hour(NOW - timedelta(days=4))
+    rollup_cutoff = floor_hour(NOW - timedelta(days=3))
     # (valid, bad) over a window whose raw rows are about to go: must survive via rollups.
-    window = (floor_hour(raw_cutoff) - timedelta(hours=36), floor_hour(raw_cutoff))
+    window = (floor_hour(raw_cutoff) - timedelta(hours=20), floor_hour(raw_cutoff))
     before = window_counts(db_engine, "beta", *window)
     assert before[0] > 0
 
-    result = prune(db_engine, 2 * 86400, 4 * 86400, NOW)
+    result = prune(db_engine, 2 * 86400, 3 * 86400, NOW)
 
     old = [r for r, _ in items if r.started_at < raw_cutoff]
     assert result.raw_deleted == len(old)
-    assert result.hours_rolled == 24 * 2 + 1  # hours from 4 days ago up to the raw cutoff
+    assert result.hours_rolled == 24 + 1  # hours from 3 days ago up to the raw cutoff
     with db_engine.connect() as conn:
         remaining = conn.execute(sa.text("SELECT count(*) FROM probe_results")).scalar_one()
         oldest_rollup = conn.execute(sa.select(sa.func.min(ROLLUPS.c.hour))).scalar_one()
@@ -171,10 +171,10 @@ def test_prune_rolls_up_first_then_deletes(db_engine: Engine) -> None:
     assert rollup_rows(db_engine) == snapshot
 
     # Rollups age out too.
-    later = prune(db_engine, 2 * 86400, 3 * 86400, NOW)
+    later = prune(db_engine, 2 * 86400, 2.5 * 86400, NOW)
     assert later.rollups_deleted > 0 and later.raw_deleted == 0
     with db_engine.connect() as conn:
         oldest_rollup = conn.execute(sa.select(sa.func.min(ROLLUPS.c.hour))).scalar_one()
         oldest_rolled = conn.execute(sa.select(sa.func.min(ROLLED.c.hour))).scalar_one()
-    assert floor_hour(oldest_rollup) == floor_hour(NOW - timedelta(days=3))
-    assert floor_hour(oldest_rolled) == floor_hour(NOW - timedelta(days=3))
+    assert floor_hour(oldest_rollup) == floor_hour(NOW - timedelta(days=2.5))
+    assert floor_hour(oldest_rolled) == floor_hour(NOW - timedelta(days=2.5))

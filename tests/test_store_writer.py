@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from checker.config import Storage
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow
@@ -47,12 +48,13 @@ def distinct_uids(engine: Engine) -> int:
         ).scalar_one()
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll a writer property (it has no event for every internal state change)."""
+    for _ in range(int(within / 0.01)):
+        if predicate():
+            return
         await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
 
 
 async def test_every_result_stored_exactly_once_in_order(db_engine: Engine) -> None:
@@ -83,9 +85,10 @@ async def test_every_result_stored_exactly_once_in_order(db_engine: Engine) -> N
 
 
 async def test_flushes_on_its_own_every_interval(db_engine: Engine) -> None:
-    async with ResultWriter(db_engine, flush_every=0.05, flush_batch=1000) as writer:
+    storage = Storage(flush_every="50ms", flush_batch=1000)
+    async with ResultWriter(db_engine, storage) as writer:
         writer.submit(make_result(1))
-        await wait_until(lambda: writer.written == 1, timeout=3)
+        await wait_until(lambda: writer.written == 1, within=3)
     assert stored_details(db_engine) == ["#1"]
 
 

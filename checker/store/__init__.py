@@ -2,6 +2,7 @@
 
 from checker.store.db import make_engine, normalize_url
 from checker.store.migrate import check, upgrade
+from checker.store.models import sync_targets
 from checker.store.queries import (
     HourPoint,
     TargetStatus,
@@ -11,7 +12,6 @@ from checker.store.queries import (
     window_counts_many,
 )
 from checker.store.rollup import PruneResult, prune, rollup_due, rollup_hours
-from checker.store.targets import sync_targets
 from checker.store.writer import QueuedResult, ResultWriter
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The database tables (SQLModel) and the conversions between ProbeResult and a row.
+"""The database tables (SQLModel), ProbeResult <-> row, and syncing targets from the config.
 
 Timestamps are stored in UTC and always come back timezone-aware (UtcDateTime), on
 SQLite as well as PostgreSQL. Every constraint and index has an explicit name so Alembic
@@ -12,12 +12,16 @@ import dataclasses
 import math
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel, select
 
+from checker.config import Config
 from checker.probes.base import ErrorKind, ProbeResult, utcnow
+from checker.redact import Redactor
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -168,9 +172,14 @@ class RolledHourRow(SQLModel, table=True):
 
 class IncidentRow(SQLModel, table=True):
     __tablename__ = "incidents"
-    __table_args__ = (sa.Index("ix_incidents_target_state", "target", "state"),)
+    __table_args__ = (
+        sa.UniqueConstraint("key", name="uq_incidents_key"),
+        sa.Index("ix_incidents_target_state", "target", "state"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
+    # The alert engine's own incident id (upserts go by it); unique when set.
+    key: str | None = None
     target: str
     rule_group: str  # e.g. down, latency, burn, budget, spend, cert
     severity: str  # page | ticket
@@ -182,6 +191,16 @@ class IncidentRow(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
 
 
+class AlertStateRow(SQLModel, table=True):
+    """The alert rules' state per target (JSON owned by checker.rules), kept across restarts."""
+
+    __tablename__ = "alert_states"
+
+    target: str = Field(primary_key=True)
+    state: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+
 class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
     __table_args__ = (
@@ -191,6 +210,8 @@ class OutboxRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     dedup_key: str
+    channel: str | None = None  # which configured channel delivers it
+    kind: str | None = None  # what the message is about (alert, digest, test, ...)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     notify_type: str = "info"  # apprise: info | success | warning | failure
@@ -204,6 +225,7 @@ class OutboxRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     claimed_by: str | None = None
     claimed_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    deadline_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # then give up
 
 
 class DigestLogRow(SQLModel, table=True):
@@ -261,3 +283,55 @@ def row_to_result(row: Any) -> ProbeResult:
         with contextlib.suppress(ValueError):
             values["error"] = ErrorKind(error)
     return ProbeResult(**values)
+
+
+# --- targets <- config ----------------------------------------------------------------------
+
+
+def public_base_url(url: str, redact: Redactor | None = None) -> str:
+    """The URL without credentials, query or fragment (keys hide in all three)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    clean = urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return redact.text(clean) if redact else clean
+
+
+def sync_targets(db: Session | Engine, cfg: Config, now: datetime | None = None) -> None:
+    """Upsert every configured target by name and retire the others (a returning target is
+    un-retired, same row). Commits. Takes a Session, or an Engine to open one on."""
+    if isinstance(db, Engine):
+        with Session(db) as session:
+            sync_targets(session, cfg, now)
+        return
+    session = db
+    now = now or utcnow()
+    redact = Redactor(cfg.secrets())
+    existing = {row.name: row for row in session.exec(select(TargetRow))}
+    for target in cfg.targets:
+        values = {
+            "kind": target.kind,
+            "base_url": public_base_url(target.base_url, redact),
+            "model": target.model,
+            "tags": list(target.tags),
+        }
+        row = existing.pop(target.name, None)
+        if row is None:
+            session.add(TargetRow(name=target.name, created_at=now, updated_at=now, **values))
+            continue
+        changed = row.retired_at is not None or any(
+            getattr(row, key) != value for key, value in values.items()
+        )
+        if changed:
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.retired_at = None
+            row.updated_at = now
+            session.add(row)
+    for row in existing.values():
+        if row.retired_at is None:
+            row.retired_at = now
+            row.updated_at = now
+            session.add(row)
+    session.commit()

@@ -401,6 +401,18 @@ def window_counts(
     return window_counts_many(engine, [target], since, until, count_rate_limited)[target]
 
 
+def spend_since(engine: Engine, since: datetime) -> dict[str, float]:
+    """USD spent on probes per target since `since` (raw rows: meant for today's spend cap)."""
+    rows_since = as_utc(since)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(RAW.target, sa.func.sum(RAW.cost_usd))
+            .where(RAW.started_at >= rows_since, RAW.cost_usd.is_not(None))
+            .group_by(RAW.target)
+        )
+        return {target: float(total or 0.0) for target, total in rows}
+
+
 def hourly_series(
     engine: Engine,
     target: str,

@@ -137,14 +137,22 @@ def _accumulate(conn: Connection, hour: datetime) -> dict[tuple[str, str, str], 
 
     # Per statement: Connection.execution_options() would change the connection itself.
     stream = conn.execute(_values_query(hour).execution_options(yield_per=_STREAM_CHUNK))
+    values: dict[tuple[str, str, str], tuple[list[float], list[float], list[float]]] = {}
     for target, probe, location, latency, ttft, tps in stream:
-        a = acc[(target, probe, location)]
+        lists = values.get((target, probe, location))
+        if lists is None:
+            lists = values[(target, probe, location)] = ([], [], [])
         if latency is not None:
-            a.latency.add(latency)
+            lists[0].append(latency)
         if ttft is not None:
-            a.ttft.add(ttft)
+            lists[1].append(ttft)
         if tps is not None:
-            a.tokens_per_s.add(tps)
+            lists[2].append(tps)
+    for key, (latency, ttft, tps) in values.items():
+        a = acc[key]
+        a.latency.extend(latency)
+        a.ttft.extend(ttft)
+        a.tokens_per_s.extend(tps)
     return acc
 
 

@@ -83,14 +83,21 @@ class ResultWriter:
     def __init__(
         self,
         engine: Engine,
+        storage: Storage | None = None,
         *,
-        queue_max: int = 100_000,
-        flush_every: float = 1.0,
-        flush_batch: int = 500,
+        queue_max: int | None = None,
+        flush_every: float | None = None,
+        flush_batch: int | None = None,
         on_flush: FlushCallback | None = None,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
     ) -> None:
+        """Settings come from `storage` (the config's storage section, or its defaults);
+        keyword arguments override them."""
+        storage = storage or Storage()
+        queue_max = queue_max if queue_max is not None else storage.queue_max
+        flush_every = flush_every if flush_every is not None else storage.flush_every
+        flush_batch = flush_batch if flush_batch is not None else storage.flush_batch
         if queue_max < 2:
             raise ValueError("queue_max must be at least 2")
         self._engine = engine
@@ -115,18 +122,6 @@ class ResultWriter:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_config(
-        cls, engine: Engine, storage: Storage, on_flush: FlushCallback | None = None
-    ) -> ResultWriter:
-        return cls(
-            engine,
-            queue_max=storage.queue_max,
-            flush_every=storage.flush_every,
-            flush_batch=storage.flush_batch,
-            on_flush=on_flush,
-        )
 
     # --- observability -------------------------------------------------------------------
 

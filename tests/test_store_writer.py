@@ -17,7 +17,7 @@ from checker.config import Storage
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow
-from checker.store.writer import QueuedResult, ResultWriter
+from checker.store.writer import ResultWriter
 from tests.fixtures_db import TcpProxy
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -58,13 +58,13 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
 
 
 async def test_every_result_stored_exactly_once_in_order(db_engine: Engine) -> None:
-    flushed: list[QueuedResult] = []
+    flushed: list[ProbeResult] = []
 
-    async def on_flush(rows: list[QueuedResult]) -> None:
+    async def on_flush(rows: list[ProbeResult]) -> None:
         flushed.extend(rows)
 
     writer = ResultWriter(db_engine, flush_every=0.05, flush_batch=64, on_flush=on_flush)
-    writer.start()
+    await writer.start()
     for i in range(1000):
         writer.submit(make_result(i), maintenance=i % 50 == 0)
         if i % 100 == 0:
@@ -75,7 +75,7 @@ async def test_every_result_stored_exactly_once_in_order(db_engine: Engine) -> N
     assert distinct_uids(db_engine) == 1000
     assert writer.written == 1000 and writer.queue_depth == 0 and writer.dropped == 0
     assert writer.last_error is None
-    assert [q.result.detail for q in flushed] == [f"#{i}" for i in range(1000)]
+    assert [r.detail for r in flushed] == [f"#{i}" for i in range(1000)]
     with db_engine.connect() as conn:
         maint = conn.execute(
             sa.select(sa.func.count()).where(ProbeResultRow.maintenance == sa.true())
@@ -105,7 +105,7 @@ async def test_full_queue_drops_oldest_and_warns_once(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "queue full" in warnings[0].getMessage()
 
-    writer.start()
+    await writer.start()
     await asyncio.wait_for(writer.flush(), 10)
     assert stored_details(db_engine) == [f"#{i}" for i in range(150, 250)]
     assert writer.written == 100
@@ -125,7 +125,7 @@ async def test_sqlite_locked_database_keeps_results_queued(
         writer = ResultWriter(
             engine, flush_every=0.02, flush_batch=20, retry_initial=0.02, retry_max=0.1
         )
-        writer.start()
+        await writer.start()
         start = time.perf_counter()
         for i in range(500):
             writer.submit(make_result(i))
@@ -154,7 +154,7 @@ async def test_close_reports_what_could_not_be_stored(db_url: str) -> None:
         engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
     try:
         writer = ResultWriter(engine, flush_every=0.02, retry_initial=0.02, retry_max=0.05)
-        writer.start()
+        await writer.start()
         for i in range(5):
             writer.submit(make_result(i))
         assert await writer.close(grace=0.3) == 5
@@ -165,7 +165,7 @@ async def test_close_reports_what_could_not_be_stored(db_url: str) -> None:
 
 async def test_a_bad_row_is_set_aside_and_the_rest_stored(db_engine: Engine) -> None:
     writer = ResultWriter(db_engine, flush_every=0.02, flush_batch=10)
-    writer.start()
+    await writer.start()
     for i in range(10):
         r = make_result(i)
         if i == 4:
@@ -187,7 +187,7 @@ async def test_postgres_outage_through_proxy(
         writer = ResultWriter(
             engine, flush_every=0.02, flush_batch=25, retry_initial=0.02, retry_max=0.1
         )
-        writer.start()
+        await writer.start()
         for i in range(40):
             writer.submit(make_result(i))
         await asyncio.wait_for(writer.flush(), 10)
@@ -222,7 +222,7 @@ async def test_postgres_backends_terminated_mid_run(pg_url: str) -> None:
         writer = ResultWriter(
             engine, flush_every=0.01, flush_batch=7, retry_initial=0.01, retry_max=0.05
         )
-        writer.start()
+        await writer.start()
         kills = 0
         for i in range(300):
             writer.submit(make_result(i))
@@ -252,3 +252,23 @@ async def test_flush_requires_a_running_writer(db_engine: Engine) -> None:
     with pytest.raises(RuntimeError):
         await writer.flush()
     assert await writer.close() == 1
+
+
+async def test_a_failing_callback_does_not_stop_storage(
+    db_engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    def on_flush(rows: list[ProbeResult]) -> None:  # a plain function works too
+        calls.append(len(rows))
+        raise RuntimeError("consumer bug")
+
+    writer = ResultWriter(db_engine, flush_every=0.02, flush_batch=5, on_flush=on_flush)
+    await writer.start()
+    for i in range(12):
+        writer.submit(make_result(i))
+    await asyncio.wait_for(writer.flush(), 10)
+    assert sum(calls) == 12 and writer.written == 12
+    assert len(stored_details(db_engine)) == 12
+    assert any("on_flush callback failed" in r.getMessage() for r in caplog.records)
+    await writer.close()

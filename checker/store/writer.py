@@ -37,7 +37,7 @@ _ERROR_TEXT_MAX = 200
 
 @dataclass(frozen=True, slots=True)
 class QueuedResult:
-    """A submitted result with its storage identity; also what on_flush callbacks receive."""
+    """A submitted result with its storage identity, while it waits in the queue."""
 
     result: ProbeResult
     maintenance: bool
@@ -45,7 +45,8 @@ class QueuedResult:
     seq: int
 
 
-FlushCallback = Callable[[list[QueuedResult]], Awaitable[None] | None]
+# Called on the event loop after each commit with the results it stored, in order.
+FlushCallback = Callable[[list[ProbeResult]], Awaitable[None] | None]
 
 
 def insert_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -171,13 +172,13 @@ class ResultWriter:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start the writer task on the running event loop."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="result-writer")
 
     async def __aenter__(self) -> ResultWriter:
-        self.start()
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -343,7 +344,7 @@ class ResultWriter:
 
     async def _call_on_flush(self, stored: list[QueuedResult]) -> None:
         try:
-            outcome = self._on_flush(stored)  # type: ignore[misc]
+            outcome = self._on_flush([q.result for q in stored])  # type: ignore[misc]
             if inspect.isawaitable(outcome):
                 await outcome
         except Exception:

@@ -1,0 +1,333 @@
+"""The HTTP server: /metrics, /healthz, the status page, the JSON API and uptime badges.
+
+Runs on the service's event loop (aiohttp), so every database read and every page render
+goes through asyncio.to_thread: probes in flight must never absorb a slow query. The config
+is read per request through `cfg_getter`, so a reload (new targets, new basic-auth
+password) applies without restarting the server; only `listen` needs a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.engine import Engine
+
+from checker import status_data
+from checker.config import BasicAuth, Config
+from checker.metrics import Metrics
+from checker.redact import Redactor
+
+log = logging.getLogger("checker.web")
+
+HealthCheck = Callable[[], tuple[bool, str]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HEALTH_TIMEOUT_S = 5.0
+REFRESH_S = 60
+OPEN_PATHS = frozenset({"/healthz"})
+# The page needs nothing but its own inline CSS and data: URIs; anything else is a bug
+# (or an injection), and the browser refuses it.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_TRUE = frozenset({"1", "true", "yes"})
+_FALSE = frozenset({"", "0", "false", "no"})
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 hosts in brackets, `[::1]:9464`) -> (host, port); port 0 allowed."""
+    host, sep, port_text = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"server.listen: expected host:port (got {listen!r})")
+    return host, int(port_text)
+
+
+def authorized(header: str | None, auth: BasicAuth) -> bool:
+    """Whether an Authorization header carries these basic-auth credentials.
+
+    Both parts are compared in constant time, and both always, so timing tells nothing
+    about which part was wrong or how much of it matched.
+    """
+    if not header:
+        return False
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    user, sep, password = decoded.partition(b":")
+    if not sep:
+        return False
+    user_ok = hmac.compare_digest(user, auth.username.encode())
+    password_ok = hmac.compare_digest(password, auth.password.get_secret_value().encode())
+    return user_ok & password_ok
+
+
+def database_health(engine: Engine, scheduler_running: Callable[[], bool]) -> HealthCheck:
+    """A health check for WebServer: the scheduler runs and the database answers.
+
+    Blocking (it queries the database): WebServer calls it in a worker thread.
+    """
+
+    def check() -> tuple[bool, str]:
+        if not scheduler_running():
+            return False, "scheduler is not running"
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            return False, f"database does not answer ({type(exc).__name__})"
+        return True, "ok"
+
+    return check
+
+
+# --- badges (pure) --------------------------------------------------------------------------
+
+# Approximate advance widths of Verdana 11px, the shields.io badge font.
+_NARROW = frozenset("ilj.,:;|!'() ")
+_WIDE = frozenset("mwMW%@")
+
+
+def _text_width(text: str) -> float:
+    return sum(3.6 if ch in _NARROW else 10.0 if ch in _WIDE else 6.8 for ch in text)
+
+
+def badge_color(uptime: float | None) -> str:
+    if uptime is None:
+        return "#9f9f9f"
+    for floor, color in (
+        (0.999, "#44cc11"),
+        (0.99, "#97ca00"),
+        (0.98, "#a4a61d"),
+        (0.95, "#dfb317"),
+        (0.90, "#fe7d37"),
+    ):
+        if uptime >= floor:
+            return color
+    return "#e05d44"
+
+
+def badge_value(uptime: float | None) -> str:
+    if uptime is None:
+        return "no data"
+    # Never round a failure up to 100%: 99.9996% shows as 99.999%.
+    if uptime < 1.0:
+        return f"{int(uptime * 100_000) / 1000:.3f}".rstrip("0").rstrip(".") + "%"
+    return "100%"
+
+
+def badge_context(label: str, value: str, color: str) -> dict[str, Any]:
+    left = round(_text_width(label) + 12)
+    right = round(_text_width(value) + 12)
+    return {
+        "label": label,
+        "value": value,
+        "color": color,
+        "left": left,
+        "right": right,
+        "width": left + right,
+        "label_x": left / 2,
+        "value_x": left + right / 2,
+    }
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebServer:
+    def __init__(
+        self,
+        cfg_getter: Callable[[], Config],
+        engine: Engine,
+        metrics: Metrics,
+        health: HealthCheck,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._cfg = cfg_getter
+        self._engine = engine
+        self._metrics = metrics
+        self._health = health
+        self._clock = clock
+        self._runner: web.AppRunner | None = None
+        self.host = ""
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        cfg = self._cfg()
+        listen = cfg.server.listen if cfg.server else "127.0.0.1:9464"
+        host, port = parse_listen(listen)
+        app = web.Application(middlewares=[self._errors, self._auth])
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/", self._status_page)
+        app.router.add_get("/api/status", self._api_status)
+        app.router.add_get("/api/incidents", self._api_incidents)
+        app.router.add_get("/badge/{target}/uptime/{window}.svg", self._badge)
+        app.on_response_prepare.append(_security_headers)
+        # No access log: one line per scrape or page view is noise at info level.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.host, self.port = host, int(runner.addresses[0][1])
+        log.info("http server listening on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    # --- middlewares --------------------------------------------------------------------
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """No traceback ever reaches a client; the log gets the (redacted) cause."""
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("%s: database error %s", request.path, type(exc).__name__)
+            return web.Response(status=503, text="database unavailable\n")
+        except Exception:
+            log.exception("%s: internal error", request.path)
+            return web.Response(status=500, text="internal error\n")
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        server = self._cfg().server
+        auth = server.basic_auth if server else None
+        if auth is None or request.path in OPEN_PATHS:
+            return await handler(request)
+        if authorized(request.headers.get("Authorization"), auth):
+            return await handler(request)
+        return web.Response(
+            status=401,
+            text="authentication required\n",
+            headers={"WWW-Authenticate": 'Basic realm="checker", charset="UTF-8"'},
+        )
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        try:
+            healthy, reason = await asyncio.wait_for(
+                asyncio.to_thread(self._health), HEALTH_TIMEOUT_S
+            )
+        except TimeoutError:
+            healthy, reason = False, "health check timed out"
+        except Exception as exc:
+            healthy, reason = False, f"health check failed ({type(exc).__name__})"
+        if healthy:
+            return web.Response(text="ok\n")
+        reason = Redactor(self._cfg().secrets()).text(reason) or "unhealthy"
+        return web.Response(status=503, text=reason.rstrip("\n") + "\n")
+
+    async def _status_page(self, request: web.Request) -> web.Response:
+        html = await asyncio.to_thread(self._render_page, self._cfg(), self._clock())
+        return web.Response(text=html, content_type="text/html")
+
+    def _render_page(self, cfg: Config, now: datetime) -> str:
+        from checker.render import env
+
+        page = status_data.build_page(self._engine, cfg, now)
+        template = env(True).get_template("status.html.j2")
+        return template.render(
+            page=page, refresh_s=REFRESH_S, public_url=_public_url(cfg), level=status_data.level
+        )
+
+    async def _api_status(self, request: web.Request) -> web.Response:
+        window = request.query.get("window", "24h")
+        if window not in status_data.WINDOWS:
+            return _json_error(400, f"window: expected one of {', '.join(status_data.WINDOWS)}")
+        cfg = self._cfg()
+        rows = await asyncio.to_thread(
+            status_data.api_status, self._engine, cfg, self._clock(), window
+        )
+        return _json(rows)
+
+    async def _api_incidents(self, request: web.Request) -> web.Response:
+        flag = request.query.get("open", "").strip().lower()
+        if flag not in _TRUE | _FALSE:
+            return _json_error(400, "open: expected 1 or 0")
+        redactor = Redactor(self._cfg().secrets())
+        found = await asyncio.to_thread(
+            status_data.incidents, self._engine, redactor, open_only=flag in _TRUE
+        )
+        return _json([i.to_json() for i in found])
+
+    async def _badge(self, request: web.Request) -> web.Response:
+        cfg = self._cfg()
+        window = request.match_info["window"]
+        try:
+            target = cfg.target(request.match_info["target"])
+        except KeyError:
+            raise web.HTTPNotFound(text="unknown target\n") from None
+        if window not in status_data.BADGE_WINDOWS:
+            raise web.HTTPNotFound(text="unknown window\n")
+        uptime = await asyncio.to_thread(
+            status_data.badge_uptime, self._engine, cfg, target, window, self._clock()
+        )
+        from checker.render import env
+
+        ctx = badge_context(f"uptime {window}", badge_value(uptime), badge_color(uptime))
+        svg = env(True).get_template("badge.svg.j2").render(**ctx)
+        return web.Response(text=svg, content_type="image/svg+xml")
+
+
+def _public_url(cfg: Config) -> str | None:
+    return cfg.server.public_url if cfg.server else None
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(data, separators=(",", ":")),
+        content_type="application/json",
+    )
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Content-Security-Policy", PAGE_CSP)

@@ -97,6 +97,19 @@ def database_health(engine: Engine, scheduler_running: Callable[[], bool]) -> He
     return check
 
 
+def human_span(seconds: float) -> str:
+    """How long something has lasted, coarsely: 45s, 12m, 3h05m, 41h, 12 days."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    hours, minutes = divmod(seconds // 60, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m" if hours < 10 else f"{hours}h"
+    return f"{hours // 24} days"
+
+
 # --- badges (pure) --------------------------------------------------------------------------
 
 # Approximate advance widths of Verdana 11px, the shields.io badge font.
@@ -268,7 +281,11 @@ class WebServer:
         page = status_data.build_page(self._engine, cfg, now)
         template = env(True).get_template("status.html.j2")
         return template.render(
-            page=page, refresh_s=REFRESH_S, public_url=_public_url(cfg), level=status_data.level
+            page=page,
+            refresh_s=REFRESH_S,
+            public_url=_public_url(cfg),
+            level=status_data.level,
+            span=human_span,
         )
 
     async def _api_status(self, request: web.Request) -> web.Response:

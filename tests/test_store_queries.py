@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker.probes.base import ErrorKind, ProbeResult
@@ -19,7 +20,7 @@ from checker.store.queries import (
     status,
     window_counts,
 )
-from checker.store.rollup import HOUR, floor_hour, prune, rollup_hours
+from checker.store.rollup import DAY, HOUR, ROLLED_DAYS, floor_hour, prune, rollup_hours
 from checker.store.sketch import ALPHA
 from tests.fixtures_db import generate_results, store_results
 
@@ -100,6 +101,25 @@ def test_plan_window_splits_rollups_and_raw() -> None:
     assert plan.rollup == ((h, h + 3 * HOUR),)
     assert plan.raw == ((h + 3 * HOUR, until),)
 
+    # A day with daily rollups is read whole from them when all its hours are rolled.
+    d = datetime(2026, 1, 2, tzinfo=UTC)
+    all_rolled = {d - HOUR + i * HOUR: False for i in range(27)}  # 23:00 the day before ..
+    plan = plan_window(
+        d - timedelta(minutes=30),
+        d + DAY + timedelta(hours=1, minutes=5),
+        all_rolled,
+        days={d, d + DAY},
+    )
+    assert plan.daily == ((d, d + DAY),)
+    assert plan.rollup == ((d + DAY, d + DAY + HOUR),)
+    assert plan.raw == (
+        (d - timedelta(minutes=30), d),
+        (d + DAY + HOUR, d + DAY + HOUR + timedelta(minutes=5)),
+    )
+    missing_hour = {h: v for h, v in all_rolled.items() if h != d + 7 * HOUR}
+    plan = plan_window(d, d + DAY, missing_hour, days={d})
+    assert plan.daily == () and plan.raw == ((d + 7 * HOUR, d + 8 * HOUR),)
+
     # Inside one hour, and aligned windows.
     assert plan_window(since, since + timedelta(minutes=5), rolled).raw == (
         (since, since + timedelta(minutes=5)),
@@ -156,9 +176,15 @@ def test_rollups_change_nothing_but_speed(db_engine: Engine) -> None:
     """Rollups are an exact merge: the answer is identical with and without them."""
     items = generate_results(TARGETS, NOW - timedelta(days=1, hours=2), NOW, step_s=300)
     store_results(db_engine, items)
-    raw_only = [s.to_json() for s in status(db_engine, TARGETS, NOW, windows=WINDOWS)]
+    raw_only = [
+        s.to_json() for s in status(db_engine, TARGETS, NOW, windows=WINDOWS, main_window="2d")
+    ]
     rollup_hours(db_engine, NOW - timedelta(days=2), NOW, now=NOW)
-    rolled = [s.to_json() for s in status(db_engine, TARGETS, NOW, windows=WINDOWS)]
+    with db_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(ROLLED_DAYS)).scalar() == 1
+    rolled = [
+        s.to_json() for s in status(db_engine, TARGETS, NOW, windows=WINDOWS, main_window="2d")
+    ]
     assert rolled == raw_only
 
 

@@ -12,9 +12,13 @@ from sqlalchemy.engine import Engine
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.queries import window_counts
 from checker.store.rollup import (
+    DAILY,
+    DAY,
     HOUR,
     ROLLED,
+    ROLLED_DAYS,
     ROLLUPS,
+    floor_day,
     floor_hour,
     prune,
     rollup_due,
@@ -178,3 +182,57 @@ def test_prune_rolls_up_first_then_deletes(db_engine: Engine) -> None:
         oldest_rolled = conn.execute(sa.select(sa.func.min(ROLLED.c.hour))).scalar_one()
     assert floor_hour(oldest_rollup) == floor_hour(NOW - timedelta(days=2.5))
     assert floor_hour(oldest_rolled) == floor_hour(NOW - timedelta(days=2.5))
+
+
+def daily_rows(engine: Engine) -> dict[tuple, dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(DAILY)).mappings().all()
+    return {(r["day"], r["target"], r["probe"], r["location"]): dict(r) for r in rows}
+
+
+def test_daily_rows_are_exact_sums_of_their_hours(db_engine: Engine) -> None:
+    day = floor_day(NOW) - DAY
+    store_results(db_engine, generate_results(TARGETS, day - HOUR, NOW, step_s=600))
+    # Up to 10:00 today: yesterday is complete, today is not.
+    rollup_hours(db_engine, day - HOUR, floor_hour(NOW), now=NOW)
+    with db_engine.connect() as conn:
+        days = [d for (d,) in conn.execute(sa.select(ROLLED_DAYS.c.day))]
+    assert days == [day]
+
+    hourly = rollup_rows(db_engine)
+    daily = daily_rows(db_engine)
+    assert {k[1:] for k in daily} == {k[1:] for k in hourly if day <= k[0] < day + DAY}
+    for key, row in daily.items():
+        parts = [r for k, r in hourly.items() if k[1:] == key[1:] and day <= k[0] < day + DAY]
+        for column in ("total", "ok_count", "sli_ok_count", "completion_tokens", "cost_count"):
+            assert row[column] == sum(p[column] for p in parts)
+        assert math.isclose(row["cost_usd"], sum(p["cost_usd"] for p in parts))
+        errors: Counter[str] = Counter()
+        merged = Sketch()
+        for p in parts:
+            errors.update(p["errors"])
+            merged.merge_json(p["latency_sketch"])
+        assert row["errors"] == dict(errors)
+        assert Sketch.from_json(row["latency_sketch"]) == merged
+
+    # Re-rolling one hour of that day recomputes the day: same rows, none lost meanwhile.
+    rollup_hours(db_engine, day + 5 * HOUR, day + 6 * HOUR, now=NOW)
+    strip = {k: {c: v for c, v in r.items() if c != "id"} for k, r in daily.items()}
+    again = daily_rows(db_engine)
+    assert {k: {c: v for c, v in r.items() if c != "id"} for k, r in again.items()} == strip
+
+
+def test_pruning_rollups_takes_whole_days(db_engine: Engine) -> None:
+    start = floor_day(NOW) - 3 * DAY
+    store_results(db_engine, generate_results(["alpha"], start, NOW, step_s=1800))
+    rollup_hours(db_engine, start, floor_hour(NOW), now=NOW)
+    with db_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(ROLLED_DAYS)).scalar() == 3
+    # The cutoff falls inside the oldest day but one: both those days lose their daily rows.
+    prune(db_engine, 30 * 86400, (NOW - (start + DAY + 6 * HOUR)).total_seconds(), NOW)
+    with db_engine.connect() as conn:
+        days = sorted(d for (d,) in conn.execute(sa.select(ROLLED_DAYS.c.day)))
+        daily_days = {d for (d,) in conn.execute(sa.select(DAILY.c.day))}
+        oldest_hour = conn.execute(sa.select(sa.func.min(ROLLUPS.c.hour))).scalar_one()
+    assert days == [start + 2 * DAY] and daily_days == {start + 2 * DAY}
+    assert oldest_hour == start + DAY + 6 * HOUR

@@ -109,8 +109,8 @@ class ProbeResultRow(SQLModel, table=True):
     maintenance: bool = False
 
 
-class RollupRow(SQLModel, table=True):
-    """One hour (UTC) of one target x probe x location, recomputed from raw rows.
+class RollupMeasures(SQLModel):
+    """What a rollup row holds for one target x probe x location over its period.
 
     `sli_ok_count` and `sli_rate_limited_count` count results outside maintenance windows:
     the SLO inputs. The sketches hold successful results outside maintenance only (a
@@ -118,23 +118,6 @@ class RollupRow(SQLModel, table=True):
     cover every result, maintenance or not.
     """
 
-    __tablename__ = "rollups"
-    __table_args__ = (
-        sa.UniqueConstraint("hour", "target", "probe", "location", name="uq_rollups_key"),
-        # Covers the count columns: long-window uptime sums never touch the wide sketch rows.
-        sa.Index(
-            "ix_rollups_target_hour_counts",
-            "target",
-            "hour",
-            "total",
-            "maintenance_count",
-            "sli_ok_count",
-            "sli_rate_limited_count",
-        ),
-    )
-
-    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
-    hour: datetime = Field(sa_type=UtcDateTime)
     target: str
     probe: str
     # "" when results carry no location label (NULL would defeat the unique key).
@@ -156,6 +139,38 @@ class RollupRow(SQLModel, table=True):
     reasoning_tokens: int = Field(default=0, sa_type=sa.BigInteger)
 
 
+# Covers the count columns: long-window uptime sums never touch the wide sketch rows.
+_COUNT_COLUMNS = ("total", "maintenance_count", "sli_ok_count", "sli_rate_limited_count")
+
+
+class RollupRow(RollupMeasures, table=True):
+    """One hour (UTC), recomputed from raw rows."""
+
+    __tablename__ = "rollups"
+    __table_args__ = (
+        sa.UniqueConstraint("hour", "target", "probe", "location", name="uq_rollups_key"),
+        sa.Index("ix_rollups_target_hour_counts", "target", "hour", *_COUNT_COLUMNS),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    hour: datetime = Field(sa_type=UtcDateTime)
+
+
+class DailyRollupRow(RollupMeasures, table=True):
+    """One UTC day, the exact sum of its 24 hourly rows: a month's percentiles merge 30
+    sketches per target instead of 720. Exists only while all 24 hours are rolled up and
+    unchanged since (re-rolling an hour deletes its day's rows in the same transaction)."""
+
+    __tablename__ = "rollups_daily"
+    __table_args__ = (
+        sa.UniqueConstraint("day", "target", "probe", "location", name="uq_rollups_daily_key"),
+        sa.Index("ix_rollups_daily_target_day_counts", "target", "day", *_COUNT_COLUMNS),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
+    day: datetime = Field(sa_type=UtcDateTime)
+
+
 class RolledHourRow(SQLModel, table=True):
     """Which hours have rollups, and whether their raw rows were (partly) pruned since.
 
@@ -168,6 +183,15 @@ class RolledHourRow(SQLModel, table=True):
     hour: datetime = Field(primary_key=True, sa_type=UtcDateTime)
     rolled_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     raw_pruned: bool = False
+
+
+class RolledDayRow(SQLModel, table=True):
+    """Which days have daily rollups (see DailyRollupRow)."""
+
+    __tablename__ = "rolled_days"
+
+    day: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    rolled_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 class IncidentRow(SQLModel, table=True):

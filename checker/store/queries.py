@@ -16,7 +16,7 @@ Definitions, shared with the rollups:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,11 +27,15 @@ from sqlalchemy.engine import Connection, Engine
 from checker.probes.base import ErrorKind
 from checker.store.models import row_to_result
 from checker.store.rollup import (
+    DAILY,
+    DAY,
     HOUR,
     RAW,
     ROLLED,
+    ROLLED_DAYS,
     ROLLUPS,
     as_utc,
+    floor_day,
     floor_hour,
     hours_between,
 )
@@ -49,10 +53,13 @@ Range = tuple[datetime, datetime]
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """Which hour starts to read from rollups and which time ranges from raw rows."""
+    """Where each part of a window is read from: hour starts from hourly rollups, day
+    starts from daily rollups, time ranges from raw rows. Together they cover the window
+    exactly once."""
 
     rollup: tuple[Range, ...]
     raw: tuple[Range, ...]
+    daily: tuple[Range, ...] = ()
 
 
 def _merge(ranges: list[Range]) -> tuple[Range, ...]:
@@ -65,22 +72,38 @@ def _merge(ranges: list[Range]) -> tuple[Range, ...]:
     return tuple(merged)
 
 
-def plan_window(since: datetime, until: datetime, rolled: Mapping[datetime, bool]) -> WindowPlan:
-    """Split [since, until) between rollups and raw rows.
+def plan_window(
+    since: datetime,
+    until: datetime,
+    rolled: Mapping[datetime, bool],
+    days: Collection[datetime] = (),
+) -> WindowPlan:
+    """Split [since, until) between daily rollups, hourly rollups and raw rows.
 
-    `rolled` maps each rolled-up hour start to whether its raw rows were pruned.
+    `rolled` maps each rolled-up hour start to whether its raw rows were pruned; `days`
+    lists the day starts that have daily rollups. A day is read whole from its daily rows
+    when every one of its hours would otherwise come from hourly rollups.
     """
-    rollup: list[Range] = []
+    hourly: list[datetime] = []
     raw: list[Range] = []
     for hour in hours_between(since, until):
         start, end = max(since, hour), min(until, hour + HOUR)
         whole = start == hour and end == hour + HOUR
         raw_pruned = rolled.get(hour)
         if raw_pruned is not None and (whole or raw_pruned):
-            rollup.append((hour, hour + HOUR))
+            hourly.append(hour)
         else:
             raw.append((start, end))
-    return WindowPlan(_merge(rollup), _merge(raw))
+    daily: list[Range] = []
+    if days:
+        from_rollups = set(hourly)
+        for day in sorted(days):
+            day_hours = {day + i * HOUR for i in range(24)}
+            if day_hours <= from_rollups:
+                daily.append((day, day + DAY))
+                from_rollups -= day_hours
+        hourly = sorted(from_rollups)
+    return WindowPlan(_merge([(h, h + HOUR) for h in hourly]), _merge(raw), _merge(daily))
 
 
 # --- results -------------------------------------------------------------------------------
@@ -199,22 +222,51 @@ def _rolled(conn: Connection, since: datetime, until: datetime) -> dict[datetime
     return {hour: bool(pruned) for hour, pruned in rows}
 
 
-def _counts(conn: Connection, targets: Sequence[str], plan: WindowPlan) -> dict[str, Counts]:
-    out: dict[str, Counts] = {t: Counts() for t in targets}
-    c = ROLLUPS.c
-    rollup_sums = (
-        sa.select(
-            c.target,
-            sa.func.sum(c.total),
-            sa.func.sum(c.maintenance_count),
-            sa.func.sum(c.sli_ok_count),
-            sa.func.sum(c.sli_rate_limited_count),
+def _rolled_days(conn: Connection, since: datetime, until: datetime) -> set[datetime]:
+    rows = conn.execute(
+        sa.select(ROLLED_DAYS.c.day).where(
+            ROLLED_DAYS.c.day >= floor_day(since), ROLLED_DAYS.c.day < until
         )
-        .where(c.target.in_(targets))
-        .group_by(c.target)
     )
-    for target, *sums in _per_range(conn, rollup_sums, c.hour, plan.rollup):
-        out[target].add(*sums)
+    return {day for (day,) in rows}
+
+
+_RangeSums = dict[tuple[Any, Range], list[Any]]
+
+
+def _counts(
+    conn: Connection,
+    targets: Sequence[str],
+    plan: WindowPlan,
+    memo: _RangeSums | None = None,
+) -> dict[str, Counts]:
+    """Counts per target over a plan. `memo` shares per-range sums between the windows of
+    one status() call: they all end at the same raw tail, read once instead of four times.
+    """
+    memo = {} if memo is None else memo
+    out: dict[str, Counts] = {t: Counts() for t in targets}
+    for table, period, ranges in (
+        (ROLLUPS, ROLLUPS.c.hour, plan.rollup),
+        (DAILY, DAILY.c.day, plan.daily),
+    ):
+        c = table.c
+        rollup_sums = (
+            sa.select(
+                c.target,
+                sa.func.sum(c.total),
+                sa.func.sum(c.maintenance_count),
+                sa.func.sum(c.sli_ok_count),
+                sa.func.sum(c.sli_rate_limited_count),
+            )
+            .where(c.target.in_(targets))
+            .group_by(c.target)
+        )
+        for span in ranges:
+            key = (table.name, span)
+            if key not in memo:
+                memo[key] = list(_per_range(conn, rollup_sums, period, [span]))
+            for target, *sums in memo[key]:
+                out[target].add(*sums)
     outside = RAW.maintenance == sa.false()
     raw_sums = (
         sa.select(
@@ -227,8 +279,12 @@ def _counts(conn: Connection, targets: Sequence[str], plan: WindowPlan) -> dict[
         .where(RAW.target.in_(targets))
         .group_by(RAW.target)
     )
-    for target, *sums in _per_range(conn, raw_sums, RAW.started_at, plan.raw):
-        out[target].add(*sums)
+    for span in plan.raw:
+        key = ("raw", span)
+        if key not in memo:
+            memo[key] = list(_per_range(conn, raw_sums, RAW.started_at, [span]))
+        for target, *sums in memo[key]:
+            out[target].add(*sums)
     return out
 
 
@@ -236,13 +292,18 @@ def _distributions(
     conn: Connection, targets: Sequence[str], plan: WindowPlan
 ) -> dict[str, _Distributions]:
     out = {t: _Distributions() for t in targets}
-    if plan.rollup:
-        c = ROLLUPS.c
+    rows: list[Any] = []
+    for table, period, ranges in (
+        (ROLLUPS, ROLLUPS.c.hour, plan.rollup),
+        (DAILY, DAILY.c.day, plan.daily),
+    ):
+        c = table.c
         json_columns = (c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
         stmt = sa.select(c.target, *(sa.cast(col, sa.Text) for col in json_columns)).where(
             c.target.in_(targets)
         )
-        rows = list(_per_range(conn, stmt, c.hour, plan.rollup))
+        rows.extend(_per_range(conn, stmt, period, ranges))
+    if rows:
         # One json.loads over all documents: thousands of small calls cost a third more.
         texts = [text or "null" for row in rows for text in row[1:]]
         docs = json.loads("[" + ",".join(texts) + "]")
@@ -351,9 +412,12 @@ def status(
 
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
-        rolled = _rolled(conn, now - max(spans.values()), now)
-        plans = {w: plan_window(now - span, now, rolled) for w, span in spans.items()}
-        counts = {w: _counts(conn, targets, plans[w]) for w in plans}
+        since = now - max(spans.values())
+        rolled = _rolled(conn, since, now)
+        days = _rolled_days(conn, since, now) if max(spans.values()) >= DAY else set()
+        plans = {w: plan_window(now - span, now, rolled, days) for w, span in spans.items()}
+        memo: _RangeSums = {}
+        counts = {w: _counts(conn, targets, plans[w], memo) for w in plans}
         dists = _distributions(conn, targets, plans[main_window])
         last = _last(conn, targets, now)
 
@@ -389,7 +453,8 @@ def window_counts_many(
     since, until = as_utc(since), as_utc(until)
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
-        plan = plan_window(since, until, _rolled(conn, since, until))
+        days = _rolled_days(conn, since, until) if until - since >= DAY else set()
+        plan = plan_window(since, until, _rolled(conn, since, until), days)
         counts = _counts(conn, targets, plan)
     return {t: (c.valid(count_rate_limited), c.bad(count_rate_limited)) for t, c in counts.items()}
 

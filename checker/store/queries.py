@@ -1,10 +1,12 @@
 """Read side: per-target status, SLO window counts and hourly series.
 
-Every window [since, until) is answered from rollups for the whole hours that have them
-and from raw rows for everything else: the partial hours at both ends (so a window ending
-now is exact) and any hour not rolled up yet. A partial hour whose raw rows were pruned is
-answered from its whole-hour rollup instead (the window then reaches up to an hour further
-back). Counts are exact; percentiles carry the sketch's relative error (sketch.ALPHA).
+Every window [since, until) is answered from daily rollups for the whole UTC days that
+have them, hourly rollups for the other whole hours that have them, and raw rows for
+everything else: the partial hours at both ends (so a window ending now is exact) and any
+hour not rolled up yet. A partial hour whose raw rows were pruned is answered from its
+whole-hour rollup instead (the window then reaches up to an hour further back). Counts are
+exact; percentiles carry the sketch's relative error (sketch.ALPHA). Nothing scans raw rows
+beyond those partial and not-yet-rolled hours.
 
 Definitions, shared with the rollups:
 - valid = results outside maintenance windows, minus rate-limited ones when rate limits do
@@ -192,7 +194,7 @@ def _quantiles(sketch: Sketch) -> dict[str, float | None]:
 # --- SQL building blocks -------------------------------------------------------------------
 
 
-def _per_range(
+def per_range(
     conn: Connection, stmt: sa.Select[Any], column: Any, ranges: Sequence[Range]
 ) -> Iterator[sa.Row[Any]]:
     """Run `stmt` once per time range and chain the rows.
@@ -264,7 +266,7 @@ def _counts(
         for span in ranges:
             key = (table.name, span)
             if key not in memo:
-                memo[key] = list(_per_range(conn, rollup_sums, period, [span]))
+                memo[key] = list(per_range(conn, rollup_sums, period, [span]))
             for target, *sums in memo[key]:
                 out[target].add(*sums)
     outside = RAW.maintenance == sa.false()
@@ -282,7 +284,7 @@ def _counts(
     for span in plan.raw:
         key = ("raw", span)
         if key not in memo:
-            memo[key] = list(_per_range(conn, raw_sums, RAW.started_at, [span]))
+            memo[key] = list(per_range(conn, raw_sums, RAW.started_at, [span]))
         for target, *sums in memo[key]:
             out[target].add(*sums)
     return out
@@ -302,7 +304,7 @@ def _distributions(
         stmt = sa.select(c.target, *(sa.cast(col, sa.Text) for col in json_columns)).where(
             c.target.in_(targets)
         )
-        rows.extend(_per_range(conn, stmt, period, ranges))
+        rows.extend(per_range(conn, stmt, period, ranges))
     if rows:
         # One json.loads over all documents: thousands of small calls cost a third more.
         texts = [text or "null" for row in rows for text in row[1:]]
@@ -321,7 +323,7 @@ def _distributions(
             .where(RAW.target.in_(targets), RAW.error.is_not(None))
             .group_by(RAW.target, RAW.error)
         )
-        for target, kind, n in _per_range(conn, error_counts, RAW.started_at, plan.raw):
+        for target, kind, n in per_range(conn, error_counts, RAW.started_at, plan.raw):
             errors = out[target].errors
             errors[kind] = errors.get(kind, 0) + int(n)
         values: dict[str, tuple[list[float], list[float], list[float]]] = {}
@@ -330,7 +332,7 @@ def _distributions(
             RAW.ok == sa.true(),
             RAW.maintenance == sa.false(),
         )
-        for target, latency, ttft, tps in _per_range(conn, good, RAW.started_at, plan.raw):
+        for target, latency, ttft, tps in per_range(conn, good, RAW.started_at, plan.raw):
             lists = values.get(target)
             if lists is None:
                 lists = values[target] = ([], [], [])
@@ -505,16 +507,14 @@ def hourly_series(
             c.latency_sketch,
             c.ttft_sketch,
         ).where(c.target == target)
-        for hour, total, maint, ok, rl, lat, tt in _per_range(conn, per_hour, c.hour, plan.rollup):
+        for hour, total, maint, ok, rl, lat, tt in per_range(conn, per_hour, c.hour, plan.rollup):
             counts[hour].add(total, maint, ok, rl)
             latency[hour].merge_json(lat)
             ttft[hour].merge_json(tt)
         raw = sa.select(
             RAW.started_at, RAW.ok, RAW.maintenance, RAW.error, RAW.latency_ms, RAW.ttft_ms
         ).where(RAW.target == target)
-        for started_at, ok, maint, error, lat, tt in _per_range(
-            conn, raw, RAW.started_at, plan.raw
-        ):
+        for started_at, ok, maint, error, lat, tt in per_range(conn, raw, RAW.started_at, plan.raw):
             hour = floor_hour(started_at)
             outside = not maint
             counts[hour].add(1, not outside, outside and ok, outside and error == _RATE_LIMITED)

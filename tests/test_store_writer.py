@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -148,8 +149,9 @@ async def test_sqlite_locked_database_keeps_results_queued(
     assert sum("reachable again" in m for m in messages) == 1
 
 
-async def test_close_reports_what_could_not_be_stored(db_url: str) -> None:
-    engine = make_engine("sqlite:////nonexistent-dir-for-checker/x.db")
+async def test_close_reports_what_could_not_be_stored(db_url: str, tmp_path: Path) -> None:
+    # SQLite: a database without tables; PostgreSQL: nothing listening on the port.
+    engine = make_engine(f"sqlite:///{tmp_path / 'no-tables.db'}")
     if not db_url.startswith("sqlite"):
         engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
     try:

@@ -7,6 +7,7 @@ connection in `config.attributes["connection"]`. Offline (--sql) mode is not sup
 from __future__ import annotations
 
 from alembic import context
+
 from checker.store.migrate import context_options
 
 connection = context.config.attributes.get("connection")

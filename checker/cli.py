@@ -24,7 +24,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema management.")
 app.add_typer(db_app, name="db")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")]
-stdout = Console()
+# Piped output (CI logs, `make demo`) gets room for the whole table instead of 80 columns.
+stdout = Console() if sys.stdout.isatty() else Console(width=160)
 stderr = Console(stderr=True)
 
 

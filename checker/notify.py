@@ -267,7 +267,8 @@ class Deliverer:
             except Exception as exc:  # the database may be down: try again next round
                 log.warning("outbox: cannot read the queue: %s", type(exc).__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             self._wake.clear()
 
     async def run_once(self, limit: int = 50) -> int:

@@ -17,7 +17,7 @@ from checker.units import format_duration
 def templates_dir() -> Path:
     """The repo's templates/ (editable install), or the copy shipped inside the package."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "templates", here / "templates"):
+    for candidate in (here.parent / "templates", here / "_templates"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("checker templates directory not found")

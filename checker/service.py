@@ -15,17 +15,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from checker import config as config_mod
 from checker import logs, sdnotify
 from checker.config import FREE_PROBES, Config, ConfigError, Target
+from checker.evaluator import Context as EvalContext
+from checker.evaluator import EvaluatorTask
 from checker.maintenance import MaintenanceCalendar
+from checker.metrics import Metrics
+from checker.notify import Deliverer, load_channels
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
+from checker.store.leader import Leadership
+from checker.units import format_duration
 
 log = logging.getLogger("checker.service")
 
@@ -76,6 +85,11 @@ class Service:
         self._watchdog: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(cfg.scheduler.max_concurrency)
         self._calendar = MaintenanceCalendar(cfg.maintenance)
+        self.metrics = Metrics()
+        self.web: Any = None
+        self._flushed_targets: set[str] = set()
+        self._flush_eval: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -95,14 +109,39 @@ class Service:
         await self.writer.start()
         await self._load_spend_today()
         self.pool = ClientPool(self.cfg)
+        self.leadership = Leadership(self.engine)
+        self.channels = load_channels(self.cfg)
+        self.evaluator = EvaluatorTask(self.engine, self._eval_context)
+        self.deliverer = Deliverer(
+            self.engine,
+            lambda: self.channels,
+            lambda: self.redactor,
+            on_attempt=self._on_delivery,
+        )
+        self.deliverer.start()
+        self.metrics.bind_queue(lambda: self.writer.queue_depth, lambda: self.writer.dropped)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_listener(
             self._on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES
         )
         self._schedule_probes(self.cfg)
         self._schedule_housekeeping()
+        self._schedule_leader_jobs(self.cfg)
         self.scheduler.start()
         self._started = True
+        if self.cfg.server is not None:
+            from checker.web import WebServer, database_health
+
+            self.web = WebServer(
+                lambda: self.cfg,
+                self.engine,
+                self.metrics,
+                database_health(
+                    self.engine,
+                    lambda: self._started and self.scheduler.state == STATE_RUNNING,
+                ),
+            )
+            await self.web.start()
         sdnotify.notify("READY=1\nSTATUS=probing")
         if (every := sdnotify.watchdog_interval()) is not None:
             self._watchdog = asyncio.create_task(self._watchdog_loop(every))
@@ -155,8 +194,17 @@ class Service:
         self.scheduler.shutdown(wait=False)
         if self._watchdog:
             self._watchdog.cancel()
+        if self.web is not None:
+            await self.web.stop()
         await self.writer.close()
+        # Results flushed just now may complete an incident: judge them before leaving.
+        if self._flush_eval is not None:
+            await asyncio.wait({self._flush_eval}, timeout=5)
+        for task in list(self._background):
+            task.cancel()
+        await self.deliverer.close()
         await self.pool.aclose()
+        await asyncio.to_thread(self.leadership.release)
         await asyncio.to_thread(self.engine.dispose)
         log.info(
             "stopped: %d results written, %d dropped, %d still queued",
@@ -174,6 +222,7 @@ class Service:
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload rejected, keeping the running config: %s", problem)
+            self.metrics.reloads.labels("rejected").inc()
             return False
         if new.storage.resolved_url() != self.cfg.storage.resolved_url():
             log.warning("reload: storage.url changes need a restart; keeping the old database")
@@ -187,8 +236,13 @@ class Service:
         from checker.store.models import sync_targets
 
         self.prices = await asyncio.to_thread(PriceBook, new)
+        self.channels = load_channels(new)
         await asyncio.to_thread(sync_targets, self.engine, new)
         added, changed, removed = self._schedule_probes(new, old)
+        self._schedule_leader_jobs(new)
+        for gone in {t.name for t in old.targets} - {t.name for t in new.targets}:
+            self.metrics.forget_target(gone, old.target(gone).probe_names)
+        self.metrics.reloads.labels("ok").inc()
         log.info("config reloaded: %d jobs added, %d changed, %d removed", added, changed, removed)
         return True
 
@@ -255,6 +309,7 @@ class Service:
             planned = event.scheduled_run_times[-1]
             lag = (datetime.now(UTC) - planned).total_seconds()
             self.scheduler_lag_s.append(lag)
+            self.metrics.lag.observe(max(0.0, lag))
             if len(self.scheduler_lag_s) > 10_000:
                 del self.scheduler_lag_s[:5_000]
 
@@ -294,6 +349,7 @@ class Service:
             self._account(target, result)
             maintenance = self._in_maintenance(target, result.started_at)
             self.writer.submit(result, maintenance=maintenance)
+            self.metrics.observe(result)
             self._log_transition(target, result)
             if self._on_result is not None:
                 self._on_result(result)
@@ -348,8 +404,138 @@ class Service:
         elif before is False and result.ok:
             log.info("%s %s: recovered", target.name, result.probe)
 
-    async def _after_flush(self, rows: list[ProbeResult]) -> None:
-        """Results count only once committed: hooks that judge them run after the flush."""
+    def _after_flush(self, rows: list[ProbeResult]) -> None:
+        """Results count only once committed, so `down` is judged right after each flush.
+
+        Runs in the background and coalesces: the writer never waits for the evaluator.
+        """
+        self._flushed_targets.update(r.target for r in rows)
+        if self._flush_eval is None or self._flush_eval.done():
+            self._flush_eval = asyncio.create_task(self._evaluate_flushed())
+
+    async def _evaluate_flushed(self) -> None:
+        while self._flushed_targets:
+            names, self._flushed_targets = self._flushed_targets, set()
+            if not await asyncio.to_thread(self.leadership.check):
+                return
+            confirms = await self.evaluator.run(sorted(names), windows=False)
+            self._confirm(confirms)
+            self.deliverer.wake()
+
+    async def _evaluate_job(self) -> None:
+        """The periodic round: every rule with every window, and the SLO gauges."""
+        if not await asyncio.to_thread(self.leadership.check):
+            return
+        confirms = await self.evaluator.run()
+        self._confirm(confirms)
+        self.deliverer.wake()
+        await self._update_slo_gauges()
+
+    def _confirm(self, requests: list[Any]) -> None:
+        """Run the confirmation re-probe now; its stored result decides whether `down` fires."""
+        for req in requests:
+            try:
+                self.cfg.target(req.target)
+            except KeyError:
+                continue
+            log.info("%s %s: confirming the failure with a re-probe", req.target, req.probe)
+            task = asyncio.create_task(self._probe_job(req.target, req.probe))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _eval_context(self) -> EvalContext:
+        return EvalContext(
+            cfg=self.cfg,
+            calendar=self._calendar,
+            channels=self.channels,
+            redactor=self.redactor,
+            spend_today=self._spend_today,
+            cert_days_left=lambda _name: None,
+        )
+
+    def _spend_today(self, name: str) -> float | None:
+        state = self._state(name)
+        self._roll_spend_day(state)
+        return state.spend_usd
+
+    def _on_delivery(self, outcome: str) -> None:
+        if outcome != "delivered":
+            self.metrics.delivery_failures.inc()
+
+    async def _update_slo_gauges(self) -> None:
+        from checker.evaluator import window_signals
+        from checker.slo import budget_remaining, burn_rate
+
+        cfg = self.cfg
+        now = datetime.now(UTC)
+        counts = await asyncio.to_thread(window_signals, self.engine, cfg, cfg.targets, now)
+        uptime_windows = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
+        up = await asyncio.to_thread(self._uptime_counts, uptime_windows, now)
+        for t in cfg.targets:
+            slo = cfg.slo(t)
+            mine = counts.get(t.name, {})
+            if (total := mine.get(slo.window)) is not None:
+                remaining = budget_remaining(total, slo.availability)
+                if remaining is not None:
+                    self.metrics.budget.labels(t.name).set(remaining)
+            for length, c in mine.items():
+                rate = burn_rate(c, slo.availability)
+                if rate is not None and length != slo.window:
+                    self.metrics.burn.labels(t.name, format_duration(length)).set(rate)
+            for label in uptime_windows:
+                valid, bad = up[label].get(t.name, (0, 0))
+                if valid:
+                    self.metrics.uptime.labels(t.name, label).set((valid - bad) / valid)
+
+    def _uptime_counts(
+        self, windows: dict[str, float], now: datetime
+    ) -> dict[str, dict[str, tuple[int, int]]]:
+        from checker.store.queries import window_counts_many
+
+        names = [t.name for t in self.cfg.targets]
+        return {
+            label: window_counts_many(self.engine, names, now - timedelta(seconds=s), now)
+            for label, s in windows.items()
+        }
+
+    async def _digest_job(self) -> None:
+        from checker import digest
+
+        if not await asyncio.to_thread(self.leadership.check):
+            return
+        try:
+            await digest.run_scheduled(self.engine, self.cfg, datetime.now(UTC), prices=self.prices)
+        except Exception as exc:  # the next run retries; the service keeps probing
+            log.error("digest failed: %s", self.redactor.text(f"{type(exc).__name__}: {exc}"))
+
+    def _schedule_leader_jobs(self, cfg: Config) -> None:
+        """The evaluator and the digest: they run where leadership.check() says so."""
+        self.scheduler.add_job(
+            self._evaluate_job,
+            trigger=IntervalTrigger(seconds=cfg.scheduler.evaluate_every, timezone=UTC),
+            id="leader:evaluate",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=2),
+        )
+        hour, minute = (int(x) for x in cfg.digest.at.split(":"))
+        self.scheduler.add_job(
+            self._digest_job,
+            trigger=CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(cfg.digest.timezone)),
+            id="leader:digest",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=3600,
+        )
+        # A digest missed while the service was down goes out at start (once per day).
+        self.scheduler.add_job(
+            self._digest_job,
+            id="leader:digest-catch-up",
+            replace_existing=True,
+            next_run_time=datetime.now(UTC) + timedelta(seconds=20),
+        )
 
     # --- housekeeping -----------------------------------------------------------------------
 

@@ -242,6 +242,107 @@ def status(
     stdout.print(table)
 
 
+@app.command()
+def digest(
+    config: ConfigOpt,
+    preview: Annotated[
+        Path | None, typer.Option(help="Write the digest here (.html, .txt or .md).")
+    ] = None,
+    send: Annotated[bool, typer.Option("--send", help="Send it now to digest channels.")] = False,
+    date: Annotated[
+        str | None, typer.Option(help="A local calendar day YYYY-MM-DD (default: last 24h).")
+    ] = None,
+) -> None:
+    """Build the daily digest: preview it to a file, or send it now."""
+    from checker.digest import digest_command
+
+    if preview is None and not send:
+        fail("digest: give --preview FILE or --send")
+    raise typer.Exit(digest_command(config, preview, send, date))
+
+
+@app.command("notify-test")
+def notify_test(
+    config: ConfigOpt,
+    tag: Annotated[str | None, typer.Option(help="Only channels with this tag.")] = None,
+) -> None:
+    """Send a test notification to each channel; report delivered or the error per channel."""
+    from checker.notify import load_channels, send
+    from checker.redact import Redactor
+
+    cfg = load_config(config)
+    try:
+        channels = load_channels(cfg)
+    except ValueError as exc:
+        fail(str(exc))
+    if tag is not None:
+        channels = [c for c in channels if tag in c.tags]
+    if not channels:
+        fail("no notification channel matches" if tag else "no notification channels configured")
+    redactor = Redactor(cfg.secrets())
+
+    async def go() -> list[str | None]:
+        return await asyncio.gather(
+            *(
+                send(
+                    ch,
+                    "checker test notification",
+                    f"This is a test from checker at location {cfg.location}.",
+                    "text",
+                    "info",
+                )
+                for ch in channels
+            )
+        )
+
+    errors = asyncio.run(go())
+    for ch, error in zip(channels, errors, strict=True):
+        tags = ",".join(sorted(ch.tags)) or "-"
+        verdict = "delivered" if error is None else f"FAILED: {redactor.text(error)}"
+        print(f"{ch.label} [{tags}]: {verdict}")
+    raise typer.Exit(0 if all(e is None for e in errors) else 1)
+
+
+@app.command()
+def incidents(
+    config: ConfigOpt,
+    open_only: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
+) -> None:
+    """List incidents, newest first (or the open ones, oldest first)."""
+    from checker.redact import Redactor
+    from checker.status_data import incidents as query_incidents
+    from checker.store import db
+
+    cfg = load_config(config)
+    engine = db.make_engine(cfg.storage.resolved_url())
+    try:
+        rows = query_incidents(engine, Redactor(cfg.secrets()), open_only=open_only)
+    except Exception as exc:  # one clear line instead of a traceback
+        fail(f"database: {type(exc).__name__}: run `checker db upgrade -c FILE` first?")
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps([r.to_json() for r in rows]))
+        return
+    table = Table()
+    for col in ("id", "target", "severity", "rules", "state", "opened", "resolved", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        doc = r.to_json()
+        table.add_row(
+            str(doc["id"]),
+            doc["target"],
+            doc["severity"],
+            ", ".join(doc["rules"]),
+            doc["state"],
+            doc["opened_at"] or "-",
+            doc["resolved_at"] or "-",
+            (doc["detail"] or "").replace("[", r"\["),
+        )
+    stdout.print(table)
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt) -> None:
     """Create or migrate the database schema to the latest revision."""

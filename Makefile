@@ -27,6 +27,7 @@ ops-tools:
 	@if [ "$$CI" = true ]; then \
 		command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }; \
 		command -v systemd-analyze >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }; \
+		command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
 	fi
 
 # CHECKER_TEST_PG_URL is set when a PostgreSQL server answers on 127.0.0.1:5432.

@@ -109,6 +109,7 @@ def check(
     from checker.probes.clients import ClientPool
     from checker.probes.runner import run_all
     from checker.redact import Redactor
+    from checker.tokens import count_output_tokens
 
     async def go() -> list:
         async with ClientPool(cfg) as pool:
@@ -117,8 +118,10 @@ def check(
     results = asyncio.run(go())
     book = PriceBook(cfg)
     for r in results:
+        target = cfg.target(r.target)
         if r.cost_usd is None and r.prompt_tokens is not None:
-            r.cost_usd = book.cost_of_result(cfg.target(r.target), r)
+            r.cost_usd = book.cost_of_result(target, r)
+        count_output_tokens(r, target)
     if as_json:
         for r in results:
             print(json.dumps(r.to_json()))

@@ -185,7 +185,11 @@ def usage_samples(
     rollups keep no per-result figures, so a period older than raw retention has none)."""
     out: dict[str, list[Usage]] = {t: [] for t in targets}
     query = sa.select(
-        RAW.target, RAW.completion_tokens, RAW.reasoning_tokens, RAW.output_chars
+        RAW.target,
+        RAW.completion_tokens,
+        RAW.reasoning_tokens,
+        RAW.output_chars,
+        RAW.counted_tokens,
     ).where(
         RAW.target.in_(targets),
         RAW.started_at >= since,
@@ -195,8 +199,8 @@ def usage_samples(
         RAW.output_chars.is_not(None),
     )
     with engine.connect() as conn:
-        for target, completion, reasoning, chars in conn.execute(query):
-            out[target].append(Usage(int(completion), int(reasoning or 0), int(chars)))
+        for target, completion, reasoning, chars, counted in conn.execute(query):
+            out[target].append(Usage(int(completion), int(reasoning or 0), int(chars), counted))
     return out
 
 

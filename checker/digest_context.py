@@ -16,8 +16,11 @@ Definitions:
 - Changes compare the period with the same local wall-clock period one day and one week
   earlier. Lower latency and TTFT are better, higher uptime and tokens/s are better; spend
   going up or down is shown without a judgement.
-- Token honesty (`usage_mismatch`): only the length of the generated text (`output_chars`)
-  is stored, never the text, so the number of tokens it held is known only within a range:
+- Token honesty (`usage_mismatch`): probes count the tokens of the generated text as they
+  receive it (`counted_tokens`, tiktoken's encoding for OpenAI models, o200k as a proxy for
+  others) and a result is flagged when reported / counted falls outside the band. Older
+  rows without a count fall back to the length of the text (`output_chars`); the text
+  itself is never stored, so the number of tokens it held is known only within a range:
   at most one token per character, at least one per MAX_CHARS_PER_TOKEN characters. A
   result is flagged when its reported completion tokens fall outside the configured band
   for every count in that range, i.e. when no honest tokenizer could have reported them.
@@ -37,7 +40,11 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from checker.slo import WindowCounts, budget_remaining, burn_rate
-from checker.tokens import MIN_TOKENS_FOR_RATIO, estimate_tokens_from_chars
+from checker.tokens import (
+    MIN_TOKENS_FOR_RATIO,
+    counted_usage_mismatch,
+    estimate_tokens_from_chars,
+)
 
 # The longest ordinary token, in characters: o200k/cl100k tokens of text average about
 # four characters and, outside long whitespace runs, rarely exceed eight.
@@ -217,6 +224,8 @@ class Usage:
     completion_tokens: int
     reasoning_tokens: int
     output_chars: int
+    # Tokens counted in the streamed text by the probe (tiktoken); None for older rows.
+    counted_tokens: int | None = None
 
 
 @dataclass
@@ -418,6 +427,10 @@ def usage_out_of_band(usage: Usage, band: tuple[float, float]) -> bool | None:
     The text held between ceil(chars / MAX_CHARS_PER_TOKEN) and chars tokens; the reported
     visible tokens are completion minus any part of the hidden reasoning.
     """
+    if usage.counted_tokens is not None:
+        return counted_usage_mismatch(
+            usage.completion_tokens, usage.reasoning_tokens, usage.counted_tokens, band
+        )
     low, high = band
     chars = max(usage.output_chars, 0)
     reported_max = max(usage.completion_tokens, 0)
@@ -440,7 +453,7 @@ def token_honesty(usages: Sequence[Usage], band: tuple[float, float]) -> TokenHo
             continue
         checked += 1
         mismatched += verdict
-        estimate = estimate_tokens_from_chars(usage.output_chars)
+        estimate = usage.counted_tokens or estimate_tokens_from_chars(usage.output_chars)
         if estimate > 0:
             ratios.append(usage.completion_tokens / estimate)
     median = statistics.median(ratios) if ratios else None

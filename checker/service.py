@@ -34,6 +34,8 @@ from checker.notify import Deliverer, load_channels
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
 from checker.store.leader import Leadership
+from checker.tokens import count_output_tokens
+from checker.tokens import warm_up as warm_up_tokens
 from checker.units import format_duration
 
 log = logging.getLogger("checker.service")
@@ -105,6 +107,8 @@ class Service:
         self.engine = db.make_engine(url)
         await asyncio.to_thread(sync_targets, self.engine, self.cfg)
         self.prices = await asyncio.to_thread(PriceBook, self.cfg)
+        # Tokenizer files load in ~0.7 s: never on the event loop while probes run.
+        await asyncio.to_thread(warm_up_tokens, [t.model for t in self.cfg.targets])
         self.writer = ResultWriter(self.engine, self.cfg.storage, on_flush=self._after_flush)
         await self.writer.start()
         await self._load_spend_today()
@@ -360,12 +364,27 @@ class Service:
     def _account(self, target: Target, result: ProbeResult) -> None:
         if result.cost_usd is None and result.prompt_tokens is not None:
             result.cost_usd = self.prices.cost_of_result(target, result)
+        count_output_tokens(result, target)
+        if self._usage_mismatch(result):
+            self.metrics.usage_mismatch.labels(target.name).inc()
         state = self._state(target.name)
         if result.cost_usd:
             self._roll_spend_day(state)
             state.spend_usd += result.cost_usd
         if result.error == ErrorKind.rate_limited and result.retry_after_s:
             state.hold_until = time.monotonic() + result.retry_after_s
+
+    def _usage_mismatch(self, result: ProbeResult) -> bool:
+        from checker.tokens import counted_usage_mismatch
+
+        return bool(
+            counted_usage_mismatch(
+                result.completion_tokens,
+                result.reasoning_tokens,
+                result.counted_tokens,
+                self.cfg.digest.usage_ratio_band,
+            )
+        )
 
     def _roll_spend_day(self, state: TargetState) -> None:
         today = datetime.now(UTC).date().isoformat()

@@ -45,6 +45,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import tiktoken
 
+    from checker.config import Target
+    from checker.probes.base import ProbeResult
+
 TokenMethod = Literal["tiktoken", "proxy", "estimate"]
 
 PROXY_ENCODING = "o200k_base"
@@ -279,3 +282,36 @@ def usage_mismatch(ratio: float | None, band: tuple[float, float]) -> bool:
         return False
     low, high = band
     return not low <= ratio <= high
+
+
+def count_output_tokens(result: ProbeResult, target: Target) -> None:
+    """Count the tokens of a probe's generated text into `counted_tokens`, then drop the
+    text: it is only held for this. Cheap once the encodings are loaded (warm_up)."""
+    text = result.output_text
+    result.output_text = None
+    if text:
+        result.counted_tokens = count_tokens(text, target.model).tokens
+
+
+def counted_usage_mismatch(
+    completion_tokens: int | None,
+    reasoning_tokens: int | None,
+    counted_tokens: int | None,
+    band: tuple[float, float],
+) -> bool | None:
+    """Reported completion tokens against the tokens counted in the streamed text.
+
+    Reasoning may or may not have been streamed (DeepSeek streams it, OpenAI o-series hides
+    it), so a result is flagged only when neither reading fits the band. None: too small
+    to judge, or nothing counted.
+    """
+    if completion_tokens is None or counted_tokens is None:
+        return None
+    counted = TokenCount(counted_tokens, "tiktoken", None)
+    readings = [usage_ratio(completion_tokens, counted)]
+    if reasoning_tokens:
+        readings.append(usage_ratio(completion_tokens, counted, unstreamed_tokens=reasoning_tokens))
+    judged = [r for r in readings if r is not None]
+    if not judged:
+        return None
+    return all(usage_mismatch(r, band) for r in judged)

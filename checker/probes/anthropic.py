@@ -152,6 +152,7 @@ async def probe_chat(
         content += text
         generated += all_text
     result.output_chars = len(generated)
+    result.output_text = generated
     judge(result, target, redact, has_text=bool(generated), content=content, expect=expect)
 
 
@@ -189,6 +190,7 @@ async def probe_stream(
             result.chunks = clock.chunks
             result.max_gap_ms = clock.max_gap_ms()
             result.output_chars = clock.output_chars
+            result.output_text = "".join(clock.parts)
         result.latency_ms = ex.ms(state.ended_at)
     if result.error is not None:
         return

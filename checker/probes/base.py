@@ -59,6 +59,10 @@ JSON_FIELDS: tuple[str, ...] = (
 )
 
 
+# Fields that live only in memory: never written to the database.
+TRANSIENT_FIELDS: frozenset[str] = frozenset({"output_text"})
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -87,9 +91,12 @@ class ProbeResult:
     # Recorded and stored, but not part of the printed JSON contract.
     chunks: int | None = None
     max_gap_ms: float | None = None
-    # Streamed text length, for token-honesty checks; never the text itself.
+    # Streamed text length and its token count, for token-honesty checks.
     output_chars: int | None = None
+    counted_tokens: int | None = None
     location: str | None = None
+    # The generated text, held only until its tokens are counted: never stored or printed.
+    output_text: str | None = field(default=None, repr=False)
 
     def fail(self, kind: ErrorKind, detail: str | None = None) -> ProbeResult:
         """Mark failed; the first classification wins, so later symptoms never mask the cause."""

@@ -408,6 +408,7 @@ class StreamClock:
     last_chunk: float | None = None
     max_gap: float = 0.0
     output_chars: int = 0
+    parts: list[str] = field(default_factory=list)
 
     def chunk(self, at: float, text: str) -> None:
         self.chunks += 1
@@ -415,6 +416,7 @@ class StreamClock:
             self.max_gap = max(self.max_gap, at - self.last_chunk)
         if text:
             self.output_chars += len(text)
+            self.parts.append(text)
             if self.first_token is None:
                 self.first_token = at
         self.last_chunk = at

@@ -178,6 +178,7 @@ async def probe_chat(
     content = _text(message, "content")
     generated = _text(message, *_GENERATED)
     result.output_chars = len(generated)
+    result.output_text = generated
     judge(result, target, redact, has_text=bool(generated), content=content, expect=expect)
 
 
@@ -241,6 +242,7 @@ async def probe_stream(
             result.chunks = clock.chunks
             result.max_gap_ms = clock.max_gap_ms()
             result.output_chars = clock.output_chars
+            result.output_text = "".join(clock.parts)
         # End of stream: its end marker, else the last byte.
         result.latency_ms = ex.ms(state.ended_at)
     if result.error is not None:

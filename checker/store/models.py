@@ -20,7 +20,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, select
 
 from checker.config import Config
-from checker.probes.base import ErrorKind, ProbeResult, utcnow
+from checker.probes.base import TRANSIENT_FIELDS, ErrorKind, ProbeResult, utcnow
 from checker.redact import Redactor
 
 
@@ -104,6 +104,7 @@ class ProbeResultRow(SQLModel, table=True):
     chunks: int | None = None
     max_gap_ms: float | None = None
     output_chars: int | None = None
+    counted_tokens: int | None = None
     location: str | None = None
     # The probe ran inside a maintenance window: kept, but excluded from SLOs.
     maintenance: bool = False
@@ -265,7 +266,9 @@ class DigestLogRow(SQLModel, table=True):
 
 # --- ProbeResult <-> row ------------------------------------------------------------------
 
-_RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ProbeResult))
+_RESULT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(ProbeResult) if f.name not in TRANSIENT_FIELDS
+)
 _FLOAT_FIELDS = tuple(n for n in _RESULT_FIELDS if n.endswith(("_ms", "_s", "_usd")))
 _TEXT_FIELDS = ("target", "probe", "model", "detail", "location")
 _DETAIL_MAX = 1000

@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check checker tests bench alembic
-	$(BIN)/ruff format --check checker tests bench alembic
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Tools for tests/test_systemd.py and tests/test_prometheus_rules.py (required when CI=true).
 ops-tools:

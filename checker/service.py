@@ -30,7 +30,7 @@ from checker.evaluator import Context as EvalContext
 from checker.evaluator import EvaluatorTask
 from checker.maintenance import MaintenanceCalendar
 from checker.metrics import Metrics
-from checker.notify import Deliverer, load_channels
+from checker.notify import Deliverer, load_channels, pending_count
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
 from checker.store.leader import Leadership
@@ -449,6 +449,7 @@ class Service:
         self._confirm(confirms)
         self.deliverer.wake()
         await self._update_slo_gauges()
+        self.metrics.outbox.set(await asyncio.to_thread(pending_count, self.engine))
 
     def _confirm(self, requests: list[Any]) -> None:
         """Run the confirmation re-probe now; its stored result decides whether `down` fires."""

@@ -18,7 +18,9 @@ DEMO_DIR = Path("var/demo")
 
 # Five routes, each showing one thing a real provider does.
 ROUTES: dict[str, Behavior] = {
-    "steady": Behavior(ttft_ms=120, inter_token_ms=15, completion_tokens=20),
+    "steady": Behavior(
+        ttft_ms=120, inter_token_ms=15, completion_tokens=20, models=["gpt-4o-mini", "sim-large"]
+    ),
     "reasoner": Behavior(ttft_ms=300, inter_token_ms=10, reasoning_tokens=15, completion_tokens=10),
     "slow": Behavior(ttft_ms=900, inter_token_ms=40, completion_tokens=12),
     "flaky": Behavior(ttft_ms=150, inter_token_ms=10),
@@ -27,24 +29,26 @@ ROUTES: dict[str, Behavior] = {
 
 
 def demo_config(sim: SimServer, db: Path) -> str:
-    def target(name: str, probes: str, interval: str, extra: str = "") -> str:
+    def target(name: str, model: str, probes: str, interval: str, extra: str = "") -> str:
         return f"""
   - name: {name}
     kind: openai
     base_url: {sim.url(name)}
     api_key: ${{CHECKER_DEMO_KEY}}
-    model: sim-large
+    model: {model}
     probes: [{probes}]
     interval: {interval}
     timeout: 10s{extra}"""
 
+    # Real model names get genai-prices' list prices; the simulator echoes any name.
+    override = "\n    pricing: {input_per_mtok: 2.0, output_per_mtok: 8.0}"
     targets = "".join(
         [
-            target("steady", "models, stream, known_answer", "3s"),
-            target("reasoner", "stream", "4s"),
-            target("slow", "stream", "4s"),
-            target("flaky", "stream, chat", "2s"),
-            target("relay", "stream", "4s", "\n    expect_model: sim-large"),
+            target("steady", "gpt-4o-mini", "models, stream, known_answer", "3s"),
+            target("reasoner", "deepseek-reasoner", "stream", "4s"),
+            target("slow", "sim-large", "stream", "4s", override),
+            target("flaky", "sim-large", "stream, chat", "2s", override),
+            target("relay", "sim-large", "stream", "4s", "\n    expect_model: sim-large"),
         ]
     )
     return f"""# Written by `make demo`: five simulated routes and a health endpoint.

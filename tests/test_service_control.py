@@ -1,0 +1,276 @@
+"""The service's control surface: SIGHUP reloads, Retry-After, the spend cap, its logs.
+
+Process behaviour (signals, log output) runs `checker run` as a subprocess; the scheduling
+policies run the Service in this process against the simulator over loopback, which lets
+them read the service's counters too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from checker import config as config_mod
+from checker.service import Service
+from checker.sim import SimServer
+from checker.store.db import make_engine
+from tests.fixtures_sim import SIM_API_KEY
+from tests.test_service import (
+    config_yaml,
+    count_per_job,
+    running_service,
+    sqlite_url,
+    stored_rows,
+    target_yaml,
+    wait_until,
+)
+
+
+def requests(sim: SimServer, route: str, endpoint: str = "models") -> int:
+    return sim.stats(route)["requests"].get(endpoint, 0)
+
+
+def received(sim: SimServer, route: str, after: float = 0.0) -> list[float]:
+    """perf_counter() times at which the simulator received the route's requests."""
+    return sorted(t.received for t in sim.timings(route) if t.received > after)
+
+
+async def eventually(condition: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await asyncio.sleep(0.02)
+    return condition()
+
+
+@contextlib.asynccontextmanager
+async def service_in_process(text: str) -> AsyncIterator[Service]:
+    service = Service(None, config_mod.parse(text))
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# --- SIGHUP ------------------------------------------------------------------------------------
+
+
+def test_sighup_applies_a_changed_config_and_keeps_the_old_one_when_broken(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    url = sqlite_url(tmp_path / "checker.db")
+    config = tmp_path / "config.yaml"
+
+    def write(*targets: str) -> None:
+        config.write_text(config_yaml(url, list(targets)))
+
+    models = ("models",)
+    write(
+        target_yaml("kept", sim.url("kept"), probes=models),
+        target_yaml("dropped", sim.url("dropped"), probes=models),
+    )
+    with running_service(config, tmp_path / "service.log") as service:
+        assert wait_until(lambda: requests(sim, "kept") >= 3 and requests(sim, "dropped") >= 3, 15)
+
+        # Add one target, remove one, slow one down from 200ms to 700ms.
+        write(
+            target_yaml("kept", sim.url("kept"), probes=models, interval="700ms"),
+            target_yaml("added", sim.url("added"), probes=models),
+        )
+        service.signal(signal.SIGHUP)
+        service.wait_for_log("config reloaded: 1 jobs added, 1 changed, 1 removed", 15)
+        reloaded = time.perf_counter()
+        dropped_at_reload = requests(sim, "dropped")
+        assert wait_until(lambda: len(received(sim, "kept", reloaded)) >= 3, 10), service.log()
+        assert wait_until(lambda: count_per_job(stored_rows(url))["added", "models"] >= 3, 10)
+        assert requests(sim, "dropped") == dropped_at_reload
+        gaps = [b - a for a, b in pairwise(received(sim, "kept", reloaded))]
+        assert min(gaps) > 0.5, gaps  # the new interval, not the old 200ms
+
+        # A broken config is rejected with its problem logged; the running one stays.
+        config.write_text(config.read_text().replace("interval: 700ms", "interval: soon"))
+        service.signal(signal.SIGHUP)
+        service.wait_for_log("reload rejected, keeping the running config", 15)
+        rejected = time.perf_counter()
+        assert wait_until(lambda: len(received(sim, "added", rejected)) >= 3, 10)
+        assert wait_until(lambda: len(received(sim, "kept", rejected)) >= 1, 10)
+        assert service.running()
+        assert requests(sim, "dropped") == dropped_at_reload
+        assert service.terminate() == 0, service.log()
+
+    rejection = [ln for ln in service.log().splitlines() if "reload rejected" in ln]
+    assert len(rejection) == 1 and "ERROR" in rejection[0], rejection
+    assert "config.yaml" in rejection[0] and "interval" in rejection[0], rejection
+    assert count_per_job(stored_rows(url))["dropped", "models"] == dropped_at_reload
+
+
+# --- scheduling policies -----------------------------------------------------------------------
+
+
+async def test_retry_after_holds_the_target_and_the_429_is_recorded(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    sim.set("limited", status=429, retry_after="2")
+    url = sqlite_url(tmp_path / "checker.db")
+    text = config_yaml(
+        url,
+        [
+            target_yaml("limited", sim.url("limited"), probes=("models",)),
+            target_yaml("unlimited", sim.url("unlimited"), probes=("models",)),
+        ],
+    )
+    async with service_in_process(text) as service:
+        assert await eventually(lambda: requests(sim, "limited") >= 2, 8)
+        held = service.skipped["retry_after"]
+
+    limited = received(sim, "limited")
+    gaps = [b - a for a, b in pairwise(limited)]
+    assert gaps and min(gaps) >= 2.0, gaps  # never before Retry-After ran out
+    assert max(gaps) < 3.0, gaps  # and probed again soon after (interval 200ms)
+    assert held >= 5  # the 200ms runs inside the hold were skipped, not queued
+    # The hold is per target: the other one kept its 200ms pace meanwhile.
+    assert len(received(sim, "unlimited", after=limited[0])) >= 8
+
+    rows = [r for r in stored_rows(url) if r.target == "limited"]
+    assert len(rows) == requests(sim, "limited")
+    assert {(r.ok, r.error, r.status, r.retry_after_s) for r in rows} == {
+        (False, "rate_limited", 429, 2.0)
+    }
+
+
+async def test_a_reached_spend_cap_falls_back_to_the_free_probe_across_restarts(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    url = sqlite_url(tmp_path / "checker.db")
+    # A stream probe uses 12 prompt + 10 completion tokens (the simulator's defaults): at
+    # $1000 per million tokens each costs $0.022, so a $0.05 cap allows exactly three.
+    paid = """
+pricing: {input_per_mtok: 1000, output_per_mtok: 1000}
+spend_cap_usd_per_day: 0.05
+"""
+    text = config_yaml(url, [target_yaml("paid", sim.url("paid"), extra=paid)])
+
+    async with service_in_process(text) as service:
+        assert await eventually(lambda: requests(sim, "paid", "chat") >= 3, 8)
+        models_at_cap = requests(sim, "paid")
+        # About a second of the free probe's 200ms pace, with no paid probe in it.
+        assert await eventually(lambda: requests(sim, "paid") >= models_at_cap + 5, 5)
+        assert requests(sim, "paid", "chat") == 3
+        assert service.skipped["spend_cap"] >= 3
+
+    rows = stored_rows(url)
+    costs = [r.cost_usd for r in rows if r.probe == "stream"]
+    assert costs == [pytest.approx(0.022)] * 3
+    assert count_per_job(rows)["paid", "models"] == requests(sim, "paid")
+
+    # Today's spend is read back from the database: a restart does not reopen the budget.
+    async with service_in_process(text):
+        models_at_restart = requests(sim, "paid")
+        assert await eventually(lambda: requests(sim, "paid") >= models_at_restart + 4, 5)
+    assert requests(sim, "paid", "chat") == 3
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+WRONG_KEY = "sk-wrong-key-4242424242424242"
+
+
+def all_stored_text(url: str) -> str:
+    """Every value of every table, as text: where a leaked secret would be found."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return "\n".join(
+                repr(tuple(row))
+                for table in SQLModel.metadata.sorted_tables
+                for row in conn.execute(sa.select(table))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_logs_are_one_json_line_per_state_change_and_never_hold_the_key(
+    sim_with_key: SimServer, tmp_path: Path
+) -> None:
+    sim = sim_with_key
+    database = tmp_path / "checker.db"
+    url = sqlite_url(database)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        config_yaml(
+            url,
+            [
+                target_yaml(
+                    "good",
+                    sim.url("good"),
+                    probes=("models",),
+                    extra="api_key: ${CHECKER_TEST_GOOD_KEY}",
+                ),
+                target_yaml(
+                    "wrong-key",
+                    sim.url("wrong-key"),
+                    extra="api_key: ${CHECKER_TEST_WRONG_KEY}",
+                ),
+            ],
+        )
+    )
+    keys = {"CHECKER_TEST_GOOD_KEY": SIM_API_KEY, "CHECKER_TEST_WRONG_KEY": WRONG_KEY}
+    with running_service(
+        config, tmp_path / "service.log", args=["--log-format", "json"], env=keys
+    ) as service:
+        assert wait_until(lambda: requests(sim, "good") >= 3, 15), service.log()
+        # The good route fails for a while (its 500 echoes the key it was sent), then heals.
+        sim.set("good", status=500)
+        failing_from = requests(sim, "good")
+        assert wait_until(lambda: requests(sim, "good") >= failing_from + 4, 10)
+        sim.set("good")
+        healthy_from = requests(sim, "good")
+        assert wait_until(lambda: requests(sim, "good") >= healthy_from + 4, 10)
+        assert service.terminate() == 0, service.log()
+
+    text = service.log()
+    events = [json.loads(line) for line in text.splitlines()]  # every line is one JSON event
+    assert all({"ts", "level", "logger", "msg"} <= set(e) for e in events)
+    messages = [e["msg"] for e in events]
+
+    def lines_about(prefix: str) -> list[dict[str, Any]]:
+        return [e for e in events if e["msg"].startswith(prefix)]
+
+    # Many probes, a handful of lines: each state change once.
+    probes = len(stored_rows(url))
+    assert probes >= 25
+    assert [e["level"] for e in lines_about("good models: failing: server_error")] == ["warning"]
+    assert [e["level"] for e in lines_about("good models: recovered")] == ["info"]
+    assert len(lines_about("wrong-key models: failing: auth")) == 1
+    assert len(lines_about("wrong-key stream: failing: auth")) == 1
+    assert not [m for m in messages if "HTTP Request" in m]  # no per-request library lines
+    assert {e["level"] for e in events} <= {"info", "warning", "error"}
+    assert len(events) < probes / 2, messages
+
+    # The keys went out in every request and came back in error bodies; none was kept.
+    for key in (SIM_API_KEY, WRONG_KEY):
+        assert key not in text
+        assert key not in all_stored_text(url)
+        for path in tmp_path.glob("checker.db*"):  # the file, and a WAL if one is left
+            assert key.encode() not in path.read_bytes()
+    details = [r.detail or "" for r in stored_rows(url) if r.target == "wrong-key"]
+    assert details and all("***" in d for d in details), details[:3]

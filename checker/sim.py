@@ -211,6 +211,11 @@ class TokenPlan:
             yield "content", text
 
 
+# Each is exactly one token, with or without its leading space, in OpenAI's o200k and
+# cl100k encodings: so the default text holds exactly as many real tokens as usage reports.
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
 def plan_tokens(b: Behavior, prompt: str) -> TokenPlan:
     if b.fault == "empty":
         reasoning: list[str] = []
@@ -221,7 +226,10 @@ def plan_tokens(b: Behavior, prompt: str) -> TokenPlan:
         if answer is not None:
             content = split_even(answer, b.completion_tokens)
         else:
-            content = [f"{' ' if i else ''}{i + 1}" for i in range(b.completion_tokens)]
+            content = [
+                f"{' ' if i else ''}{NUMBER_WORDS[i % len(NUMBER_WORDS)]}"
+                for i in range(b.completion_tokens)
+            ]
     reported = b.reported_completion_tokens
     completion = reported if reported is not None else len(reasoning) + len(content)
     return TokenPlan(reasoning, content, completion)

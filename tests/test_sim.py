@@ -89,7 +89,7 @@ def test_stream_has_openai_chunk_order_and_usage(sim: SimServer, http: httpx.Cli
     assert lines[-1] == "data: [DONE]"
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
-    assert "".join(content_of(chunks)) == "1 2 3 4 5 6 7 8 9 10"
+    assert "".join(content_of(chunks)) == "one two three four five six seven eight nine ten"
     assert len(content_of(chunks)) == 10
     finish, usage = chunks[-2], chunks[-1]
     assert finish["choices"][0]["finish_reason"] == "stop"
@@ -129,7 +129,7 @@ def test_keepalives_and_empty_deltas_precede_the_first_token(
 ) -> None:
     sim.set("default", ttft_ms=120, keepalive_every_ms=30, empty_deltas=2, role_chunk=False)
     lines = stream_lines(http, sim)
-    first_token = next(i for i, line in enumerate(lines) if '"content":"1"' in line)
+    first_token = next(i for i, line in enumerate(lines) if '"content":"one"' in line)
     before = lines[:first_token]
     assert before.count(": keep-alive") >= 3
     empties = [
@@ -251,7 +251,7 @@ def test_truncate_ends_cleanly_without_finish_or_done(sim: SimServer, http: http
     sim.set("default", fault="truncate", fault_after_tokens=3)
     lines = stream_lines(http, sim)
     chunks = data_objects(lines)
-    assert content_of(chunks) == ["1", " 2", " 3"]
+    assert content_of(chunks) == ["one", " two", " three"]
     assert "data: [DONE]" not in lines
     assert all(c["choices"][0]["finish_reason"] is None for c in chunks)
 
@@ -475,7 +475,7 @@ def test_anthropic_stream_format_with_thinking(sim_with_key: SimServer, http: ht
     assert [d["type"] for d in deltas] == ["thinking_delta"] * 2 + ["signature_delta"] + [
         "text_delta"
     ] * 3
-    assert "".join(d.get("text", "") for d in deltas) == "1 2 3"
+    assert "".join(d.get("text", "") for d in deltas) == "one two three"
     assert events[0][1]["message"]["usage"]["cache_read_input_tokens"] == 4
     assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
     assert events[-2][1]["usage"]["output_tokens"] == 5

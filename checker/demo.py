@@ -24,7 +24,14 @@ ROUTES: dict[str, Behavior] = {
     "reasoner": Behavior(ttft_ms=300, inter_token_ms=10, reasoning_tokens=15, completion_tokens=10),
     "slow": Behavior(ttft_ms=900, inter_token_ms=40, completion_tokens=12),
     "flaky": Behavior(ttft_ms=150, inter_token_ms=10),
-    "relay": Behavior(ttft_ms=200, inter_token_ms=12, model="sim-small-distilled"),
+    # Serves another model than it claims, and bills 2.5x the tokens it streams.
+    "relay": Behavior(
+        ttft_ms=200,
+        inter_token_ms=12,
+        completion_tokens=12,
+        reported_completion_tokens=30,
+        model="sim-small-distilled",
+    ),
 }
 
 

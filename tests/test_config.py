@@ -236,3 +236,29 @@ def test_fractions_and_formatting() -> None:
             parse_fraction(bad)
     assert format_duration(3600) == "1h" and format_duration(90) == "90s"
     assert format_duration(0.25) == "250ms"
+
+
+def test_validate_warns_when_one_failure_would_page(tmp_path: Path) -> None:
+    f = tmp_path / "w.yaml"
+    f.write_text(
+        textwrap.dedent(
+            """\
+            targets:
+              - name: touchy
+                kind: http
+                base_url: http://127.0.0.1:9/
+                interval: 60s
+                slo: {availability: 99.9%, min_bad: 1}
+              - name: calm
+                kind: http
+                base_url: http://127.0.0.1:9/
+                interval: 60s
+                slo: {availability: 99.9%, min_bad: 3}
+            """
+        )
+    )
+    res = _cli("validate", "-c", str(f))
+    assert res.returncode == 0
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "target touchy" in warnings[0]
+    assert "a single failed probe would page" in warnings[0]

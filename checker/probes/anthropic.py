@@ -186,11 +186,7 @@ async def probe_stream(
         try:
             await _read_stream(ex.response, target, result, clock, state, redact)
         finally:
-            result.ttft_ms = clock.ttft_ms()
-            result.chunks = clock.chunks
-            result.max_gap_ms = clock.max_gap_ms()
-            result.output_chars = clock.output_chars
-            result.output_text = "".join(clock.parts)
+            clock.record(result)
         result.latency_ms = ex.ms(state.ended_at)
     if result.error is not None:
         return

@@ -421,6 +421,14 @@ class StreamClock:
                 self.first_token = at
         self.last_chunk = at
 
+    def record(self, result: ProbeResult) -> None:
+        """Copy what the stream showed into the result (also after a stall or deadline)."""
+        result.ttft_ms = self.ttft_ms()
+        result.chunks = self.chunks
+        result.max_gap_ms = self.max_gap_ms()
+        result.output_chars = self.output_chars
+        result.output_text = "".join(self.parts)
+
     def ttft_ms(self) -> float | None:
         return None if self.first_token is None else (self.first_token - self.t0) * 1000.0
 

@@ -6,11 +6,12 @@ Wiring only: measuring lives in probes/, storing in store/, judging in slo.py/ru
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,29 @@ def spread_offset(key: str, interval: float) -> float:
     return (int.from_bytes(digest, "big") / 2**64) * interval
 
 
+def finish_before_stop(
+    job: Callable[[Service], Awaitable[None]],
+) -> Callable[[Service], Awaitable[None]]:
+    """A scheduled job that stop() lets finish within the shutdown grace, like a probe.
+
+    APScheduler's shutdown cancels running jobs and logs each as failed: an evaluation
+    round cut short by a routine stop would leave an ERROR line and a half-judged round.
+    """
+
+    @functools.wraps(job)
+    async def tracked(self: Service) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._jobs_running.add(task)
+        try:
+            await job(self)
+        finally:
+            if task is not None:
+                self._jobs_running.discard(task)
+
+    return tracked
+
+
 @dataclass
 class TargetState:
     """What the scheduler remembers about a target between probes (in memory)."""
@@ -79,6 +103,7 @@ class Service:
         self.redactor = Redactor(cfg.secrets())
         self.states: dict[str, TargetState] = {}
         self.inflight: set[asyncio.Task[Any]] = set()
+        self._jobs_running: set[asyncio.Task[Any]] = set()  # see finish_before_stop
         self.scheduler_lag_s: list[float] = []  # recent lags, for metrics and the bench
         self.skipped: dict[str, int] = {"retry_after": 0, "spend_cap": 0, "max_instances": 0}
         self._on_result = on_result
@@ -187,10 +212,9 @@ class Service:
         # Pause, not shut down: APScheduler's shutdown cancels running jobs, and in-flight
         # probes deserve their grace period to finish and be recorded.
         self.scheduler.pause()
-        if self.inflight:
-            _done, pending = await asyncio.wait(
-                set(self.inflight), timeout=self.cfg.scheduler.shutdown_grace
-            )
+        await asyncio.sleep(0)  # jobs submitted just now start, and so register themselves
+        if running := self.inflight | self._jobs_running:
+            _done, pending = await asyncio.wait(running, timeout=self.cfg.scheduler.shutdown_grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -441,6 +465,7 @@ class Service:
             self._confirm(confirms)
             self.deliverer.wake()
 
+    @finish_before_stop
     async def _evaluate_job(self) -> None:
         """The periodic round: every rule with every window, and the SLO gauges."""
         if not await asyncio.to_thread(self.leadership.check):
@@ -518,6 +543,7 @@ class Service:
             for label, s in windows.items()
         }
 
+    @finish_before_stop
     async def _digest_job(self) -> None:
         from checker import digest
 
@@ -559,6 +585,7 @@ class Service:
 
     # --- housekeeping -----------------------------------------------------------------------
 
+    @finish_before_stop
     async def _rollup_job(self) -> None:
         from checker.store.rollup import rollup_hours
 
@@ -567,6 +594,7 @@ class Service:
         # The two last whole hours: late results of the previous hour are folded in too.
         await asyncio.to_thread(rollup_hours, self.engine, hour - timedelta(hours=2), hour)
 
+    @finish_before_stop
     async def _prune_job(self) -> None:
         from checker.store.rollup import prune
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from sqlmodel import SQLModel
 
 from checker import config as config_mod
@@ -187,6 +190,30 @@ spend_cap_usd_per_day: 0.05
         models_at_restart = requests(sim, "paid")
         assert await eventually(lambda: requests(sim, "paid") >= models_at_restart + 4, 5)
     assert requests(sim, "paid", "chat") == 3
+
+
+async def test_a_stop_during_an_evaluation_round_lets_the_round_finish(
+    sim: SimServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = sqlite_url(tmp_path / "checker.db")
+    text = config_yaml(url, [target_yaml("one", sim.url("one"), probes=("models",))])
+    service = Service(None, config_mod.parse(text))
+    await service.start()
+    submitted = asyncio.Event()
+
+    def on_submit(event: JobSubmissionEvent) -> None:
+        if event.job_id == "leader:evaluate":
+            submitted.set()
+
+    service.scheduler.add_listener(on_submit, EVENT_JOB_SUBMITTED)
+    service.scheduler.modify_job("leader:evaluate", next_run_time=datetime.now(UTC))
+    try:
+        await asyncio.wait_for(submitted.wait(), 5)
+    finally:
+        await service.stop()
+    # Cancelled jobs are logged by APScheduler as failed: a clean stop must not cause one.
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failed == []
 
 
 # --- logs --------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import apprise
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.config import Config
+from checker.config import Config, _url_secrets
 from checker.redact import Redactor
 from checker.store.models import OutboxRow
 from checker.store.upsert import insert_ignore
@@ -70,9 +70,18 @@ def load_channels(cfg: Config) -> list[Channel]:
     ]
     if cfg.apprise_config:
         ac = apprise.AppriseConfig()
-        if not ac.add(cfg.apprise_config):
-            raise ValueError(f"apprise_config: cannot read {cfg.apprise_config}")
-        for server in ac.servers():
+        # Apprise reads the file lazily and only logs when it cannot: an unreadable or empty
+        # file must fail here, not leave every alert without a channel.
+        listing = None
+        if ac.add(cfg.apprise_config):
+            # Apprise 2 renamed servers() to services().
+            listing = getattr(ac, "services", None) or ac.servers
+        servers = listing() if listing else []
+        if not servers:
+            raise ValueError(
+                f"apprise_config: cannot read {cfg.apprise_config} (or it lists no URLs)"
+            )
+        for server in servers:
             url = server.url(privacy=False)
             channels.append(Channel(channel_id(url), url, frozenset(server.tags or ())))
     return channels
@@ -202,25 +211,47 @@ def _finish(engine: Engine, row: dict[str, Any], worker: str, ok: bool, error: s
     return outcome
 
 
+def load_plugins() -> None:
+    """Let Apprise discover its plugins now: half a second of imports, once per process.
+
+    Done at start, before probes run; done at the first alert, it would stall every probe in
+    flight (even from a thread: much of it holds the GIL)."""
+    apprise.Apprise().add("json://localhost")
+
+
+def _apprise_for(url: str) -> apprise.Apprise | None:
+    a = apprise.Apprise()
+    return a if a.add(url) else None
+
+
 async def send(
     channel: Channel, title: str, body: str, body_format: str, notify_type: str
 ) -> str | None:
-    """Deliver through Apprise; None on success, else the reason (not yet redacted)."""
-    a = apprise.Apprise()
-    if not a.add(channel.url):
+    """Deliver through Apprise; None on success, else the reason (this channel's URL secrets
+    are masked; redact the rest with the config's Redactor)."""
+    # Parsing a URL can import a plugin (when load_plugins() did not run): not on the loop.
+    a = await asyncio.to_thread(_apprise_for, channel.url)
+    if a is None:
         return "Apprise cannot parse this channel URL"
-    errors: list[str] = []
     with apprise.LogCapture(level=logging.WARNING) as captured:
-        ok = await a.async_notify(
+        result = await a.async_notify(
             body=body,
             title=title,
             notify_type=notify_type,
             body_format=body_format,
         )
-        errors = [line for line in captured.getvalue().splitlines() if line.strip()]
-    if ok:
+        shared = captured.getvalue().splitlines()
+    if result:
         return None
-    return "; ".join(errors[-3:]) or "Apprise reported failure"
+    # Apprise 2 keeps each call's own log; the global capture also holds lines of channels
+    # sent at the same time, so it is only the fallback for older versions.
+    own = getattr(result, "logs", None)
+    lines = [str(e.message) for e in own()] if callable(own) else shared
+    errors = [line for line in lines if line.strip()]
+    # Channels from an Apprise config file are not among the config's secrets: mask this
+    # channel's own credentials here, whoever reports the error.
+    own_secrets = Redactor(_url_secrets(channel.url))
+    return own_secrets.text("; ".join(errors[-3:]) or "Apprise reported failure")
 
 
 class Deliverer:
@@ -250,6 +281,7 @@ class Deliverer:
         self._wake.set()
 
     def start(self) -> None:
+        load_plugins()
         self._task = asyncio.create_task(self._loop())
 
     async def close(self) -> None:

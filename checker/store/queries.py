@@ -39,6 +39,7 @@ from checker.store.rollup import (
     as_utc,
     floor_day,
     floor_hour,
+    fold_values,
     hours_between,
 )
 from checker.store.sketch import Sketch
@@ -326,27 +327,12 @@ def _distributions(
         for target, kind, n in per_range(conn, error_counts, RAW.started_at, plan.raw):
             errors = out[target].errors
             errors[kind] = errors.get(kind, 0) + int(n)
-        values: dict[str, tuple[list[float], list[float], list[float]]] = {}
         good = sa.select(RAW.target, RAW.latency_ms, RAW.ttft_ms, RAW.tokens_per_s).where(
             RAW.target.in_(targets),
             RAW.ok == sa.true(),
             RAW.maintenance == sa.false(),
         )
-        for target, latency, ttft, tps in per_range(conn, good, RAW.started_at, plan.raw):
-            lists = values.get(target)
-            if lists is None:
-                lists = values[target] = ([], [], [])
-            if latency is not None:
-                lists[0].append(latency)
-            if ttft is not None:
-                lists[1].append(ttft)
-            if tps is not None:
-                lists[2].append(tps)
-        for target, (latency, ttft, tps) in values.items():
-            d = out[target]
-            d.latency.extend(latency)
-            d.ttft.extend(ttft)
-            d.tokens_per_s.extend(tps)
+        fold_values(per_range(conn, good, RAW.started_at, plan.raw), out.__getitem__)
     return out
 
 

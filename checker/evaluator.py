@@ -48,7 +48,9 @@ class Context:
     cert_days_left: Callable[[str], float | None]
 
 
-def _recent(conn: sa.Connection, target: Target, probe: str, n: int, cfg: Config) -> list[Any]:
+def _recent(
+    conn: sa.Connection, target: Target, probe: str, n: int, cfg: Config, redactor: Redactor
+) -> list[Any]:
     rows = conn.execute(
         sa.select(RESULTS.c.started_at, RESULTS.c.ok, RESULTS.c.error, RESULTS.c.detail)
         .where(RESULTS.c.target == target.name, RESULTS.c.probe == probe)
@@ -61,7 +63,10 @@ def _recent(conn: sa.Connection, target: Target, probe: str, n: int, cfg: Config
         bad = is_bad(r.error, r.ok, slo)
         if bad is None:  # not a valid event for this SLO (e.g. an uncounted 429)
             continue
-        out.append(rules.ProbeOutcome(at=r.started_at, bad=bad, error=r.error, detail=r.detail))
+        # Details are redacted when probed; again here, as they go on into the rule state,
+        # the incidents table and messages.
+        detail = redactor(r.detail)
+        out.append(rules.ProbeOutcome(at=r.started_at, bad=bad, error=r.error, detail=detail))
     return out
 
 
@@ -138,7 +143,9 @@ def _evaluate_one(
     with engine.begin() as conn:
         state = _load_state(conn, target.name)
         signals = rules.Signals(
-            recent={p: _recent(conn, target, p, depth, cfg) for p in target.probe_names},
+            recent={
+                p: _recent(conn, target, p, depth, cfg, ctx.redactor) for p in target.probe_names
+            },
             latency_values=_latency_values(conn, target, cfg) if counts is not None else None,
             windows=counts,
             spend_today_usd=ctx.spend_today(target.name) if counts is not None else None,

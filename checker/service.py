@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from checker import config as config_mod
 from checker import logs, sdnotify
+from checker.certs import CHECK_EVERY_S, CertWatch
 from checker.config import FREE_PROBES, Config, ConfigError, Target
 from checker.evaluator import Context as EvalContext
 from checker.evaluator import EvaluatorTask
@@ -117,6 +118,7 @@ class Service:
         self._flushed_targets: set[str] = set()
         self._flush_eval: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.certs = CertWatch()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -328,6 +330,16 @@ class Service:
             coalesce=True,
             next_run_time=datetime.now(UTC) + timedelta(minutes=1),
         )
+        # Every node reads certificates (one handshake per https target every few hours), so
+        # a node that becomes the leader already knows them.
+        self.scheduler.add_job(
+            self._cert_job,
+            trigger=IntervalTrigger(seconds=CHECK_EVERY_S, timezone=UTC),
+            id="housekeeping:certs",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
 
     def _on_job_event(self, event: Any) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES:
@@ -495,7 +507,7 @@ class Service:
             channels=self.channels,
             redactor=self.redactor,
             spend_today=self._spend_today,
-            cert_days_left=lambda _name: None,
+            cert_days_left=self.certs.days_left,
         )
 
     def _spend_today(self, name: str) -> float | None:
@@ -593,6 +605,10 @@ class Service:
         hour = now.replace(minute=0, second=0, microsecond=0)
         # The two last whole hours: late results of the previous hour are folded in too.
         await asyncio.to_thread(rollup_hours, self.engine, hour - timedelta(hours=2), hour)
+
+    @finish_before_stop
+    async def _cert_job(self) -> None:
+        await self.certs.refresh(self.cfg)
 
     @finish_before_stop
     async def _prune_job(self) -> None:

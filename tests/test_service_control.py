@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -74,6 +73,9 @@ def _no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+WINDOW_S = 2.1
+
+
 # --- SIGHUP ------------------------------------------------------------------------------------
 
 
@@ -99,19 +101,21 @@ def test_sighup_applies_a_changed_config_and_keeps_the_old_one_when_broken(
             target_yaml("kept", sim.url("kept"), probes=models, interval="700ms"),
             target_yaml("added", sim.url("added"), probes=models),
         )
-        service.signal(signal.SIGHUP)
+        service.send(signal.SIGHUP)
         service.wait_for_log("config reloaded: 1 jobs added, 1 changed, 1 removed", 15)
         reloaded = time.perf_counter()
         dropped_at_reload = requests(sim, "dropped")
-        assert wait_until(lambda: len(received(sim, "kept", reloaded)) >= 3, 10), service.log()
         assert wait_until(lambda: count_per_job(stored_rows(url))["added", "models"] >= 3, 10)
+        time.sleep(max(0.0, reloaded + WINDOW_S - time.perf_counter()))
         assert requests(sim, "dropped") == dropped_at_reload
-        gaps = [b - a for a, b in pairwise(received(sim, "kept", reloaded))]
-        assert min(gaps) > 0.5, gaps  # the new interval, not the old 200ms
+        # The new interval: at most 4 runs fit in 2.1 s at 700ms (one more for a late run),
+        # where the old 200ms would have made about 10.
+        kept = [t for t in received(sim, "kept", reloaded) if t <= reloaded + WINDOW_S]
+        assert 2 <= len(kept) <= 5, kept
 
         # A broken config is rejected with its problem logged; the running one stays.
         config.write_text(config.read_text().replace("interval: 700ms", "interval: soon"))
-        service.signal(signal.SIGHUP)
+        service.send(signal.SIGHUP)
         service.wait_for_log("reload rejected, keeping the running config", 15)
         rejected = time.perf_counter()
         assert wait_until(lambda: len(received(sim, "added", rejected)) >= 3, 10)
@@ -122,6 +126,8 @@ def test_sighup_applies_a_changed_config_and_keeps_the_old_one_when_broken(
 
     rejection = [ln for ln in service.log().splitlines() if "reload rejected" in ln]
     assert len(rejection) == 1 and "ERROR" in rejection[0], rejection
+    # The rejection is the run's only error: a reload or a stop must not cause others.
+    assert [ln for ln in service.log().splitlines() if " ERROR " in ln] == rejection
     assert "config.yaml" in rejection[0] and "interval" in rejection[0], rejection
     assert count_per_job(stored_rows(url))["dropped", "models"] == dropped_at_reload
 
@@ -151,7 +157,7 @@ async def test_retry_after_holds_the_target_and_the_429_is_recorded(
     assert max(gaps) < 3.0, gaps  # and probed again soon after (interval 200ms)
     assert held >= 5  # the 200ms runs inside the hold were skipped, not queued
     # The hold is per target: the other one kept its 200ms pace meanwhile.
-    assert len(received(sim, "unlimited", after=limited[0])) >= 8
+    assert len(received(sim, "unlimited", after=limited[0])) >= 6
 
     rows = [r for r in stored_rows(url) if r.target == "limited"]
     assert len(rows) == requests(sim, "limited")
@@ -218,7 +224,9 @@ async def test_a_stop_during_an_evaluation_round_lets_the_round_finish(
 
 # --- logs --------------------------------------------------------------------------------------
 
-WRONG_KEY = "sk-wrong-key-4242424242424242"
+# Deliberately not token-shaped (no sk- prefix): only the redaction of configured secrets,
+# not the generic token pattern, can catch it where it appears without "Bearer".
+WRONG_KEY = "wrong-key-4242424242424242"
 
 
 def all_stored_text(url: str) -> str:
@@ -265,8 +273,9 @@ def test_logs_are_one_json_line_per_state_change_and_never_hold_the_key(
         config, tmp_path / "service.log", args=["--log-format", "json"], env=keys
     ) as service:
         assert wait_until(lambda: requests(sim, "good") >= 3, 15), service.log()
-        # The good route fails for a while (its 500 echoes the key it was sent), then heals.
-        sim.set("good", status=500)
+        # The good route fails for a while, then heals. Its 500 echoes the key it was sent,
+        # and its message quotes the other target's key bare, as a careless relay might.
+        sim.set("good", status=500, error_message=f"upstream rejected the key {WRONG_KEY}")
         failing_from = requests(sim, "good")
         assert wait_until(lambda: requests(sim, "good") >= failing_from + 4, 10)
         sim.set("good")
@@ -279,24 +288,30 @@ def test_logs_are_one_json_line_per_state_change_and_never_hold_the_key(
     assert all({"ts", "level", "logger", "msg"} <= set(e) for e in events)
     messages = [e["msg"] for e in events]
 
-    def lines_about(prefix: str) -> list[dict[str, Any]]:
-        return [e for e in events if e["msg"].startswith(prefix)]
-
-    # Many probes, a handful of lines: each state change once.
+    # Many probes, a handful of lines: each probe's state changes once each, nothing else.
     probes = len(stored_rows(url))
-    assert probes >= 25
-    assert [e["level"] for e in lines_about("good models: failing: server_error")] == ["warning"]
-    assert [e["level"] for e in lines_about("good models: recovered")] == ["info"]
-    assert len(lines_about("wrong-key models: failing: auth")) == 1
-    assert len(lines_about("wrong-key stream: failing: auth")) == 1
+    assert probes >= 20
+    per_probe = [
+        (e["level"], e["msg"].split(" (")[0])
+        for e in events
+        if e["logger"] == "checker.service" and e["msg"].startswith(("good ", "wrong-key "))
+    ]
+    assert sorted(per_probe) == [
+        ("info", "good models: recovered"),
+        ("warning", "good models: failing: server_error"),
+        ("warning", "wrong-key models: failing: auth"),
+        ("warning", "wrong-key stream: failing: auth"),
+    ]
     assert not [m for m in messages if "HTTP Request" in m]  # no per-request library lines
-    assert {e["level"] for e in events} <= {"info", "warning", "error"}
-    assert len(events) < probes / 2, messages
+    assert {e["level"] for e in events} <= {"info", "warning"}  # a clean run, a clean stop
+    assert len(events) < probes, messages
 
     # The keys went out in every request and came back in error bodies; none was kept.
+    stored_text = all_stored_text(url)
+    assert "***" in stored_text  # the keys did come back, and were masked
     for key in (SIM_API_KEY, WRONG_KEY):
         assert key not in text
-        assert key not in all_stored_text(url)
+        assert key not in stored_text
         for path in tmp_path.glob("checker.db*"):  # the file, and a WAL if one is left
             assert key.encode() not in path.read_bytes()
     details = [r.detail or "" for r in stored_rows(url) if r.target == "wrong-key"]

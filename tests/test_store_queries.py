@@ -172,6 +172,20 @@ def test_status_matches_brute_force(loaded: tuple[Engine, Items], count_rate_lim
     }
 
 
+def test_last_result_is_the_newest_at_now_not_after(loaded: tuple[Engine, Items]) -> None:
+    """A `now` in the past (a digest's previous period) sees the newest result up to it,
+    never a later one; targets quiet in the hour before `now` come from the fallback seek."""
+    engine, items = loaded
+    for past in (NOW - timedelta(days=1), NOW - timedelta(days=2, hours=2, minutes=30)):
+        got = status(engine, TARGETS, past, windows=("1h",), main_window="1h")
+        for s in got:
+            newest = max(
+                (r for r, _ in items if r.target == s.target and r.started_at <= past),
+                key=lambda r: r.started_at,
+            )
+            assert s.last == newest.to_json()
+
+
 def test_rollups_change_nothing_but_speed(db_engine: Engine) -> None:
     """Rollups are an exact merge: the answer is identical with and without them."""
     items = generate_results(TARGETS, NOW - timedelta(days=1, hours=2), NOW, step_s=300)

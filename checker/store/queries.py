@@ -340,7 +340,7 @@ _RECENT = timedelta(hours=1)
 
 
 def _last(conn: Connection, targets: Sequence[str], now: datetime) -> dict[str, dict[str, Any]]:
-    """The newest result of each target.
+    """The newest result of each target at `now` (results after `now` are ignored).
 
     One ranked query over the last hour (probes run every few minutes, so nearly every
     target is there), then a single index seek for each target that was not.
@@ -352,7 +352,9 @@ def _last(conn: Connection, targets: Sequence[str], now: datetime) -> dict[str, 
             .over(partition_by=RAW.target, order_by=(RAW.started_at.desc(), RAW.id.desc()))
             .label("rank"),
         )
-        .where(RAW.target.in_(targets), RAW.started_at >= now - _RECENT)
+        # Bounded on both sides: for a `now` in the past (a digest's previous period) an
+        # open upper end ranked every newer row, seconds of work on a month of results.
+        .where(RAW.target.in_(targets), RAW.started_at >= now - _RECENT, RAW.started_at <= now)
         .subquery()
     )
     columns = [ranked.c[c.name] for c in RAW]
@@ -362,7 +364,7 @@ def _last(conn: Connection, targets: Sequence[str], now: datetime) -> dict[str, 
     }
     newest = (
         sa.select(*RAW)
-        .where(RAW.target == sa.bindparam("name"))
+        .where(RAW.target == sa.bindparam("name"), RAW.started_at <= now)
         .order_by(RAW.started_at.desc(), RAW.id.desc())
         .limit(1)
     )

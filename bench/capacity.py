@@ -1,0 +1,223 @@
+"""Capacity: one checker service process on one core, 100 / 1,000 / 5,000 streaming probes
+per minute against the simulator (in its own process on the other core).
+
+The service runs in a child process (`taskset -c 0`) that does what `checker run` does
+(checker.service.Service on the loaded config, real SQLite writer, evaluator, deliverer)
+and, at the end, dumps its own figures as JSON: scheduler lag (actual start minus planned,
+from Service.scheduler_lag_s), CPU seconds (/proc/self/stat utime+stime), writer queue
+depth and RSS sampled every 0.5 s. The first interval is a warm-up and not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.common import (
+    PYTHON,
+    ROOT,
+    SimProcess,
+    cpu_seconds,
+    fmt,
+    percentile,
+    provenance,
+    rss_mb,
+    table,
+    write_section,
+)
+
+INTERVAL_S = 6.0
+BEHAVIOR = {"ttft_ms": 300.0, "inter_token_ms": 20.0, "completion_tokens": 16}
+# probes per minute -> seconds measured (after one warm-up interval)
+LEVELS: dict[int, float] = {100: 30.0, 1000: 40.0, 5000: 75.0}
+TARGET_LAG_P99_MS = 100.0
+TARGET_RSS_MB = 150.0
+
+
+def write_config(path: Path, sim_url: str, per_minute: int, db: Path) -> None:
+    targets = max(1, round(per_minute * INTERVAL_S / 60))
+    cfg = {
+        "targets": [
+            {
+                "name": f"t{i}",
+                "kind": "openai",
+                "base_url": sim_url,
+                "model": "sim-large",
+                "probes": ["stream"],
+                "interval": f"{INTERVAL_S:g}s",
+                "timeout": "10s",
+            }
+            for i in range(targets)
+        ],
+        "storage": {"url": f"sqlite:///{db}"},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+
+
+# --- the child: the service itself -----------------------------------------------------------
+
+
+async def _child(config: Path, warmup: float, seconds: float) -> dict[str, Any]:
+    from checker import config as config_mod
+    from checker.service import Service
+
+    cfg = config_mod.load(config)
+    done = {"ok": 0, "failed": 0}
+
+    def count(result: Any) -> None:
+        done["ok" if result.ok else "failed"] += 1
+
+    service = Service(config, cfg, on_result=count)
+    await service.start()
+    await asyncio.sleep(warmup)
+    lag_from = len(service.scheduler_lag_s)
+    cpu0, done0, t0 = cpu_seconds(), dict(done), time.monotonic()
+    depth: list[int] = []
+    rss: list[float] = []
+    while time.monotonic() - t0 < seconds:
+        await asyncio.sleep(0.5)
+        depth.append(service.writer.queue_depth)
+        rss.append(rss_mb())
+    cpu = cpu_seconds() - cpu0
+    elapsed = time.monotonic() - t0
+    lags = service.scheduler_lag_s[lag_from:]
+    probes = sum(done.values()) - sum(done0.values())
+    failed = done["failed"] - done0["failed"]
+    await service.stop()
+    return {
+        "lags_s": lags,
+        "cpu_s": cpu,
+        "elapsed_s": elapsed,
+        "probes": probes,
+        "failed": failed,
+        "depth": depth,
+        "rss_mb": rss,
+        "skipped": service.skipped,
+        "written": service.writer.written,
+        "dropped": service.writer.dropped,
+    }
+
+
+def child_main(config: Path, warmup: float, seconds: float, out: Path) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    result = asyncio.run(_child(config, warmup, seconds))
+    out.write_text(json.dumps(result))
+
+
+# --- the parent: one level at a time ---------------------------------------------------------
+
+
+def run_level(sim: SimProcess, per_minute: int, seconds: float, tmp: Path) -> dict[str, Any]:
+    config = tmp / f"capacity-{per_minute}.yaml"
+    out = tmp / f"capacity-{per_minute}.json"
+    db = tmp / f"capacity-{per_minute}.db"
+    write_config(config, sim.url("cap"), per_minute, db)
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+    cmd = [*pin, PYTHON, "-m", "bench.capacity", "--child", str(config), "--out", str(out)]
+    cmd += ["--warmup", str(INTERVAL_S + 2), "--seconds", str(seconds)]
+    subprocess.run(cmd, check=True, cwd=ROOT, timeout=seconds + 120)
+    return json.loads(out.read_text())
+
+
+def report(results: dict[int, dict[str, Any]], pinned: bool) -> str:
+    header = [
+        "probes/min",
+        "probes measured",
+        "failed",
+        "lag p50 (ms)",
+        "lag p99 (ms)",
+        "lag max (ms)",
+        "CPU s / 1,000 probes",
+        "CPU use (% of a core)",
+        "writer queue max",
+        "RSS max (MB)",
+        "skipped (busy)",
+    ]
+    rows = []
+    verdicts = []
+    for rate, r in results.items():
+        lags = [x * 1000 for x in r["lags_s"]]
+        per_k = r["cpu_s"] / r["probes"] * 1000 if r["probes"] else float("nan")
+        rss_max = max(r["rss_mb"]) if r["rss_mb"] else float("nan")
+        rows.append(
+            [
+                f"{rate:,}",
+                r["probes"],
+                r["failed"],
+                fmt(percentile(lags, 50)),
+                fmt(percentile(lags, 99)),
+                fmt(max(lags) if lags else None),
+                fmt(per_k),
+                fmt(r["cpu_s"] / r["elapsed_s"] * 100, 0),
+                max(r["depth"] or [0]),
+                fmt(rss_max, 0),
+                r["skipped"].get("max_instances", 0),
+            ]
+        )
+        if rate == max(results):
+            p99 = percentile(lags, 99)
+            ok = p99 < TARGET_LAG_P99_MS and rss_max < TARGET_RSS_MB
+            verdicts.append(
+                f"Target ({rate:,} streaming probes/min, lag p99 < {TARGET_LAG_P99_MS:g} ms, "
+                f"RSS < {TARGET_RSS_MB:g} MB): **{'met' if ok else 'MISSED'}** "
+                f"(lag p99 {fmt(p99)} ms, RSS {fmt(rss_max, 0)} MB)."
+            )
+    where = "pinned with `taskset -c 0`" if pinned else "NOT pinned (no taskset or one CPU)"
+    return (
+        "## Capacity: one service process on one core\n\n"
+        f"{provenance()}\n\n"
+        f"The service ({where}; the simulator in its own process on core 1) probes "
+        f"`stream` every {INTERVAL_S:g} s on probes/min x {INTERVAL_S:g} / 60 targets; the "
+        f"simulator answers with ttft {BEHAVIOR['ttft_ms']:g} ms and "
+        f"{BEHAVIOR['completion_tokens']} tokens {BEHAVIOR['inter_token_ms']:g} ms apart. "
+        "SQLite storage, evaluator and deliverer running as in production. Figures after a "
+        "one-interval warm-up; lag = actual job start - planned start (APScheduler).\n\n"
+        + table(header, rows)
+        + "\n\n"
+        + "\n".join(verdicts)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=INTERVAL_S, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--levels", default=",".join(str(k) for k in LEVELS), help="probes per minute, e.g. 5000"
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every duration")
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        child_main(args.child, args.warmup, args.seconds, args.out)
+        return
+    levels = [int(x) for x in args.levels.split(",")]
+    results: dict[int, dict[str, Any]] = {}
+    with SimProcess() as sim, tempfile.TemporaryDirectory() as tmp:
+        sim.set("cap", **BEHAVIOR)
+        for rate in levels:
+            seconds = LEVELS.get(rate, 40.0) * args.scale
+            results[rate] = run_level(sim, rate, seconds, Path(tmp))
+            print(f"capacity: {rate}/min done", file=sys.stderr, flush=True)
+    pinned = bool(shutil.which("taskset")) and (os.cpu_count() or 1) > 1
+    text = report(results, pinned)
+    write_section("capacity", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

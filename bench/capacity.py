@@ -40,7 +40,7 @@ from bench.common import (
 INTERVAL_S = 6.0
 BEHAVIOR = {"ttft_ms": 300.0, "inter_token_ms": 20.0, "completion_tokens": 16}
 # probes per minute -> seconds measured (after one warm-up interval)
-LEVELS: dict[int, float] = {100: 30.0, 1000: 40.0, 5000: 75.0}
+LEVELS: dict[int, float] = {100: 20.0, 1000: 30.0, 5000: 60.0}
 TARGET_LAG_P99_MS = 100.0
 TARGET_RSS_MB = 150.0
 

@@ -249,9 +249,15 @@ class Service:
             return False
         try:
             new = await asyncio.to_thread(config_mod.load, self.config_path)
+            # Before anything is swapped: an unreadable apprise_config rejects the reload.
+            channels = await asyncio.to_thread(load_channels, new)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload rejected, keeping the running config: %s", problem)
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        except ValueError as exc:
+            log.error("reload rejected, keeping the running config: %s", exc)
             self.metrics.reloads.labels("rejected").inc()
             return False
         if new.storage.resolved_url() != self.cfg.storage.resolved_url():
@@ -266,7 +272,7 @@ class Service:
         from checker.store.models import sync_targets
 
         self.prices = await asyncio.to_thread(PriceBook, new)
-        self.channels = load_channels(new)
+        self.channels = channels
         await asyncio.to_thread(sync_targets, self.engine, new)
         added, changed, removed = self._schedule_probes(new, old)
         self._schedule_leader_jobs(new)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker import notify
-from checker.config import Config, parse
+from checker.config import Config, load, parse
 from checker.evaluator import window_signals
 from checker.service import Service
 from checker.sim import SimServer
@@ -294,3 +294,34 @@ async def test_a_maintenance_window_mutes_and_is_left_out_of_the_slo(
     # The SLO windows hold no valid probe at all: maintenance is excluded.
     counts = window_signals(engine, cfg, cfg.targets, datetime.now(UTC) + timedelta(seconds=1))
     assert counts["main-route"] and {c.valid for c in counts["main-route"].values()} == {0}
+
+
+async def test_channels_from_an_apprise_config_file_and_a_reload_that_cannot_read_it(
+    sim: SimServer, webhook: Webhook, db: tuple[str, Engine], tmp_path: Path
+) -> None:
+    url, _engine = db
+    config = tmp_path / "checker.yaml"
+    config.write_text(config_text(sim, url, [webhook.url("direct")]))
+    service = Service(config, load(config))
+    await service.start()
+    try:
+        running = service.channels
+        missing = f"apprise_config: {tmp_path / 'missing.yml'}\n"
+        config.write_text(config_text(sim, url, [webhook.url("direct")], missing))
+        assert await service.reload() is False
+        assert service.channels == running and service.cfg.apprise_config is None
+
+        apprise_file = tmp_path / "apprise.yml"
+        apprise_file.write_text(f"urls:\n  - {webhook.url('from-file')}:\n      - tag: page\n")
+        config.write_text(
+            config_text(sim, url, [webhook.url("direct")], f"apprise_config: {apprise_file}\n")
+        )
+        assert await service.reload() is True
+        assert len(service.channels) == 2
+        sim.set(ROUTE, status=503)
+        await eventually(lambda: len(webhook.received()) == 2)
+        await asyncio.sleep(QUIET_S)
+    finally:
+        await service.stop()
+    assert sorted(p.path for p in webhook.received()) == ["/direct", "/from-file"]
+    assert webhook.titles() == [FIRING, FIRING]

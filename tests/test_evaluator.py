@@ -132,6 +132,28 @@ def test_evaluating_again_inserts_nothing_new(db_url: str, db_engine: Engine) ->
     assert len(incidents(db_engine)) == 1
 
 
+def test_an_unchanged_state_is_not_rewritten(db_url: str, db_engine: Engine) -> None:
+    """The state row is written when the state changes, not on every round."""
+    ctx = context(make_config(db_url))
+
+    def stored() -> tuple[dict, datetime]:
+        with db_engine.connect() as conn:
+            row = conn.execute(sa.select(STATES.c.state, STATES.c.updated_at)).one()
+        return row.state, row.updated_at.replace(tzinfo=UTC)
+
+    store(db_engine, "...", NOW)
+    evaluate(db_engine, ctx, NOW)
+    first = stored()
+    assert first[1] == NOW
+    for later in (10, 20):
+        evaluate(db_engine, ctx, NOW + timedelta(seconds=later))
+    assert stored() == first
+    store(db_engine, "xxx", NOW + timedelta(seconds=30))
+    evaluate(db_engine, ctx, NOW + timedelta(seconds=30))
+    state, updated = stored()
+    assert updated == NOW + timedelta(seconds=30) and state["down"]["models"]["down"] is True
+
+
 def test_two_nodes_evaluating_the_same_state_queue_each_notice_once(
     db_url: str, db_engine: Engine
 ) -> None:

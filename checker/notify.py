@@ -36,6 +36,8 @@ log = logging.getLogger("checker.notify")
 
 EMAIL_SCHEMES = frozenset({"mailto", "mailtos", "email"})
 LEASE = timedelta(seconds=120)
+# How long close() lets sends in flight finish, so that a restart does not repeat them.
+CLOSE_GRACE_S = 5.0
 BACKOFF_FIRST_S = 5.0
 BACKOFF_MAX_S = 600.0
 DEFAULT_DEADLINE = timedelta(hours=24)
@@ -273,6 +275,7 @@ class Deliverer:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._on_attempt = on_attempt
         self.delivered = 0
         self.failures = 0
@@ -284,20 +287,34 @@ class Deliverer:
         load_plugins()
         self._task = asyncio.create_task(self._loop())
 
-    async def close(self) -> None:
-        if self._task:
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Stop after the sends in flight, within `grace_s`.
+
+        Cancelling a send does not stop Apprise's worker thread: the receiver may get the
+        message while the row stays unrecorded, to be sent again when its lease runs out.
+        """
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()  # out of the idle wait at once
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        except TimeoutError:
+            log.warning("outbox: stopping with a delivery still in flight")
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database may be down: try again next round
                 log.warning("outbox: cannot read the queue: %s", type(exc).__name__)
+            if self._closing:
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_s):
                     await self._wake.wait()

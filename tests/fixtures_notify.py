@@ -70,6 +70,7 @@ class Webhook:
     def __init__(self) -> None:
         self.port = free_port()
         self.posts: list[Post] = []
+        self.delay_s = 0.0  # answer this late (the POST counts as received at once)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -94,6 +95,7 @@ class Webhook:
             payload = {}
         with self._lock:
             self.posts.append(Post(request.path, dict(request.query), raw, payload))
+        await asyncio.sleep(self.delay_s)
         return web.json_response({"ok": True})
 
     def _call(self, coro: Any) -> Any:
@@ -116,7 +118,8 @@ class Webhook:
             return
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A short shutdown: a test may leave a request hanging (delay_s) at the end.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
 

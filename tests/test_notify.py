@@ -21,7 +21,7 @@ from checker.config import Config, parse
 from checker.notify import Channel, Deliverer, Message, channel_id, enqueue, load_channels, route
 from checker.redact import Redactor
 from checker.store.models import OutboxRow
-from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, free_port
+from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, eventually, free_port
 
 OUTBOX = OutboxRow.__table__
 HOOK_TOKEN = "hook-TOKEN-9a7c1e55d0"
@@ -227,6 +227,41 @@ async def test_a_failed_delivery_is_kept_and_retried_with_backoff(
         assert len(hook.received()) == 1
     finally:
         hook.close()
+
+
+async def test_stopping_during_a_send_records_it_so_it_is_not_sent_again(
+    db_url: str, db_engine: Engine, webhook: Webhook
+) -> None:
+    """A stop (a restart) while a page is on its way: the send finishes and is recorded,
+    rather than being cut off after the receiver got it, and repeated after the lease."""
+    cfg = make_config(db_url, (webhook.url("hook"), ["page"]))
+    queue(db_engine, load_channels(cfg), "k1")
+    webhook.delay_s = 0.5
+    worker = deliverer(db_engine, cfg)
+    worker.start()
+    await eventually(lambda: len(webhook.received()) == 1)
+    await worker.close()
+    [row] = outbox(db_engine)
+    assert row["delivered_at"] is not None and row["claimed_by"] is None
+    assert worker.delivered == 1
+
+
+async def test_close_does_not_wait_long_for_a_hanging_receiver(
+    db_url: str, db_engine: Engine, webhook: Webhook
+) -> None:
+    cfg = make_config(db_url, (webhook.url("hook"), ["page"]))
+    queue(db_engine, load_channels(cfg), "k1")
+    webhook.delay_s = 5
+    worker = deliverer(db_engine, cfg)
+    worker.start()
+    await eventually(lambda: len(webhook.received()) == 1)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await worker.close(grace_s=0.3)
+    assert loop.time() - began < 2
+    # Not recorded: the lease runs out and another worker tries again (at-least-once).
+    [row] = outbox(db_engine)
+    assert row["delivered_at"] is None and row["claimed_by"] == worker.worker
 
 
 async def test_past_its_deadline_a_row_is_marked_failed(db_url: str, db_engine: Engine) -> None:

@@ -147,6 +147,7 @@ class CertWatch:
 
     def __init__(self) -> None:
         self.expiry: dict[str, datetime] = {}
+        self._where: dict[str, tuple[str, int]] = {}  # where each expiry was read
 
     def days_left(self, target: str, now: datetime | None = None) -> float | None:
         expiry = self.expiry.get(target)
@@ -169,9 +170,11 @@ class CertWatch:
         is reachable is the probes' and the down rule's business, not this one's.
         """
         watched = self._watched(cfg)
-        names = {t.name for t, _, _ in watched}
-        for gone in set(self.expiry) - names:
-            del self.expiry[gone]
+        now_at = {t.name: (host, port) for t, host, port in watched}
+        for name in list(self.expiry):
+            # A removed target, or one that moved: its old certificate says nothing now.
+            if self._where.get(name) != now_at.get(name):
+                del self.expiry[name]
         limit = asyncio.Semaphore(MAX_PARALLEL)
 
         async def one(target: Target, host: str, port: int) -> bool:
@@ -182,6 +185,7 @@ class CertWatch:
                     log.info("%s: cannot read the TLS certificate: %s", target.name, _why(exc))
                     return False
             self.expiry[target.name] = expiry
+            self._where[target.name] = (host, port)
             return True
 
         results = await asyncio.gather(*(one(t, h, p) for t, h, p in watched))

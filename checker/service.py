@@ -276,6 +276,8 @@ class Service:
         await asyncio.to_thread(sync_targets, self.engine, new)
         added, changed, removed = self._schedule_probes(new, old)
         self._schedule_leader_jobs(new)
+        # New or moved https targets: read their certificates now, not in up to 6 hours.
+        self.scheduler.modify_job("housekeeping:certs", next_run_time=datetime.now(UTC))
         for gone in {t.name for t in old.targets} - {t.name for t in new.targets}:
             self.metrics.forget_target(gone, old.target(gone).probe_names)
         self.metrics.reloads.labels("ok").inc()

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from checker.certs import CertError, CertWatch, fetch_not_after, host_port, not_after
-from checker.config import parse
+from checker.config import load, parse
 from checker.service import Service
 from checker.store.models import IncidentRow
 from tests.fixtures_notify import Webhook, eventually, free_port
@@ -198,6 +198,13 @@ async def test_cert_watch_keeps_the_last_reading_and_forgets_removed_targets(
     assert await watch.refresh(cfg) == 0
     assert watch.days_left("tls-route") == pytest.approx(left, abs=0.01)
     assert watch.days_left("plain-route") is None
+    # The target moved to another host: the old certificate is forgotten.
+    moved = config_for(f"https://localhost:{server.port}/health")
+    assert await watch.refresh(parse(moved)) == 0
+    assert watch.days_left("tls-route") is None
+    assert await watch.refresh(cfg) == 0
+    with TlsServer(certs["five_days"]) as again:
+        assert await watch.refresh(parse(config_for(again.url))) == 1
     # The rule switched off: nothing is watched any more.
     assert await watch.refresh(parse(config_for(server.url, cert_days="null"))) == 0
     assert watch.expiry == {}
@@ -210,12 +217,18 @@ async def test_an_expiring_certificate_opens_one_cert_ticket(
     tls_server: TlsServer, webhook: Webhook, tmp_path: Path
 ) -> None:
     db = f"sqlite:///{tmp_path / 'checker.db'}"
-    text = config_for(tls_server.url, db) + (
-        f'notify:\n  - {{url: "{webhook.url("tickets")}", tags: [ticket]}}\n'
-    )
-    service = Service(None, parse(text))
+    channel = f'notify:\n  - {{url: "{webhook.url("tickets")}", tags: [ticket]}}\n'
+    config = tmp_path / "checker.yaml"
+    # First the target points where no TLS server listens: no certificate, no ticket.
+    config.write_text(config_for(f"https://127.0.0.1:{free_port()}/health", db) + channel)
+    service = Service(config, load(config))
     await service.start()
     try:
+        await eventually(lambda: service.evaluator.rounds >= 2)
+        assert webhook.received() == [] and service.certs.expiry == {}
+        # A reload that moves it to the server reads the certificate at once.
+        config.write_text(config_for(tls_server.url, db) + channel)
+        assert await service.reload() is True
         await eventually(lambda: len(webhook.received()) >= 1, within=15)
         await asyncio.sleep(1.0)  # more evaluation rounds: still one ticket
     finally:

@@ -218,7 +218,7 @@ async def test_the_smtp_server_is_down_when_the_alert_fires(
         probed = count(engine, PROBES)
         await eventually(lambda: count(engine, PROBES) >= probed + 5)
         assert service.evaluator.last_error is None and service.evaluator.rounds > 0
-        assert max(service.scheduler_lag_s[-20:]) < 0.5
+        assert max(service.scheduler_lag_s[-20:]) < 1.0  # an SMTP wait would be seconds
 
         smtp_down.start()
         await eventually(lambda: smtp_down.subjects() == [FIRING])

@@ -184,23 +184,25 @@ def usage_samples(
     """Reported completion tokens and generated text length of successful results (raw rows:
     rollups keep no per-result figures, so a period older than raw retention has none)."""
     out: dict[str, list[Usage]] = {t: [] for t in targets}
-    query = sa.select(
-        RAW.target,
-        RAW.completion_tokens,
-        RAW.reasoning_tokens,
-        RAW.output_chars,
-        RAW.counted_tokens,
-    ).where(
-        RAW.target.in_(targets),
-        RAW.started_at >= since,
-        RAW.started_at < until,
-        RAW.ok == sa.true(),
-        RAW.completion_tokens.is_not(None),
-        RAW.output_chars.is_not(None),
+    fields = (RAW.completion_tokens, RAW.reasoning_tokens, RAW.output_chars, RAW.counted_tokens)
+    # Grouped in SQL: a probe's answers repeat, so a day of 200 targets (288,000 rows) comes
+    # back as a few thousand distinct rows; each is listed `n` times, as one shared object.
+    query = (
+        sa.select(RAW.target, *fields, sa.func.count().label("n"))
+        .where(
+            RAW.target.in_(targets),
+            RAW.started_at >= since,
+            RAW.started_at < until,
+            RAW.ok == sa.true(),
+            RAW.completion_tokens.is_not(None),
+            RAW.output_chars.is_not(None),
+        )
+        .group_by(RAW.target, *fields)
     )
     with engine.connect() as conn:
-        for target, completion, reasoning, chars, counted in conn.execute(query):
-            out[target].append(Usage(int(completion), int(reasoning or 0), int(chars), counted))
+        for target, completion, reasoning, chars, counted, n in conn.execute(query):
+            usage = Usage(int(completion), int(reasoning or 0), int(chars), counted)
+            out[target].extend([usage] * int(n))
     return out
 
 

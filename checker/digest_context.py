@@ -447,8 +447,13 @@ def usage_out_of_band(usage: Usage, band: tuple[float, float]) -> bool | None:
 def token_honesty(usages: Sequence[Usage], band: tuple[float, float]) -> TokenHonesty:
     checked = mismatched = 0
     ratios: list[float] = []
+    # Usages repeat (same probe, same answer): judge each distinct one once.
+    verdicts: dict[Usage, bool | None] = {}
     for usage in usages:
-        verdict = usage_out_of_band(usage, band)
+        if usage in verdicts:
+            verdict = verdicts[usage]
+        else:
+            verdict = verdicts[usage] = usage_out_of_band(usage, band)
         if verdict is None:
             continue
         checked += 1

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 
 from checker import digest
 from checker.config import Config, parse
-from checker.digest_context import DigestContext, Period, last_hours, local_day
+from checker.digest_context import DigestContext, Period, Usage, last_hours, local_day
 from checker.pricing import PriceBook
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
@@ -484,3 +484,26 @@ def test_number_formats() -> None:
     assert digest.fmt_pct(0.99931) == "99.93%"
     assert digest.fmt_ms(812.4) == "812 ms" and digest.fmt_ms(12_500) == "12.50 s"
     assert digest.sparkline([0.0, 0.5, 1.0, None]) == "\u2581\u2585\u2588."
+
+
+def test_usage_samples_are_every_successful_result_once(db_engine: Engine) -> None:
+    """Grouped in SQL, expanded again: the same multiset as one Usage per stored result."""
+    minute = timedelta(minutes=1)
+    t0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    items = []
+    for i in range(40):
+        r = ProbeResult(target="a" if i % 3 else "b", probe="stream", started_at=t0 + i * minute)
+        r.ok, r.status = i % 7 != 0, 200
+        r.completion_tokens, r.reasoning_tokens = 10 + i % 2, (i % 4 == 0) * 3 or None
+        r.output_chars, r.counted_tokens = 30 + i % 2, 10 if i % 5 else None
+        items.append((r, False))
+    store_results(db_engine, items)
+    got = digest.usage_samples(db_engine, ["a", "b", "c"], t0, t0 + 30 * minute)
+    for name in ("a", "b", "c"):
+        expected = [
+            Usage(r.completion_tokens, r.reasoning_tokens or 0, r.output_chars, r.counted_tokens)
+            for r, _ in items
+            if r.target == name and r.ok and r.started_at < t0 + 30 * minute
+        ]
+        key = repr
+        assert sorted(got[name], key=key) == sorted(expected, key=key)

@@ -18,6 +18,10 @@ from checker.probes.runner import run_probe
 from checker.redact import Redactor
 from checker.sim import SimServer, Timing
 
+# Timing tests run in their own serial pytest pass after the parallel one (see Makefile):
+# a neighbour test hogging the other core would otherwise add its noise to the figures.
+pytestmark = pytest.mark.timing
+
 TTFT_MS = 300.0
 INTER_TOKEN_MS = 20.0
 TOKENS = 30

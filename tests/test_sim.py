@@ -202,6 +202,7 @@ def test_status_fault_carries_retry_headers_and_openai_error(
     assert r.json()["error"]["type"] == "rate_limit_error"
 
 
+@pytest.mark.timing
 def test_headers_delay_is_the_time_to_headers(sim: SimServer, http: httpx.Client) -> None:
     sim.set("default", headers_delay_ms=150, ttft_ms=0)
     stream_lines(http, sim)
@@ -213,6 +214,7 @@ def test_headers_delay_is_the_time_to_headers(sim: SimServer, http: httpx.Client
 # --- timing fidelity ----------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_stream_timing_follows_the_plan(sim: SimServer, http: httpx.Client) -> None:
     sim.set("default", ttft_ms=300, inter_token_ms=20, completion_tokens=10)
     arrivals: list[float] = []

@@ -147,8 +147,13 @@ def check(
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
-LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")]
-LogFormat = Annotated[str, typer.Option("--log-format", help="text or json.")]
+LogLevel = Annotated[
+    str,
+    typer.Option("--log-level", envvar="CHECKER_LOG_LEVEL", help="debug, info, warning, error."),
+]
+LogFormat = Annotated[
+    str, typer.Option("--log-format", envvar="CHECKER_LOG_FORMAT", help="text or json.")
+]
 
 
 def _setup_logs(cfg: Config | None, level: str, fmt: str) -> None:

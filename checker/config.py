@@ -323,6 +323,14 @@ class Config(Strict):
     targets: list[Target] = Field(min_length=1)
     notify: list[Channel] = []
     apprise_config: str | None = None
+
+    @field_validator("apprise_config")
+    @classmethod
+    def _readable(cls, v: str | None) -> str | None:
+        # Apprise reads the file lazily: an unreadable one would silently mean no channels.
+        if v is not None and not os.access(v, os.R_OK):
+            raise ValueError(f"cannot read the Apprise config file {v!r}")
+        return v
     maintenance: list[Maintenance] = []
     digest: Digest = Digest()
     storage: Storage = Storage()
@@ -392,9 +400,24 @@ def _check_timezone(v: str) -> str:
     return v
 
 
+_SECRET_QUERY_KEYS = re.compile(r"(token|key|secret|pass|auth|sig|webhook|hook|session)", re.I)
+
+
+def _looks_like_token(text: str) -> bool:
+    """Random-looking credentials (Slack's T0AB12CD3/..., API keys), not words or hosts."""
+    if len(text) >= 20:
+        return True
+    has_digit = any(c.isdigit() for c in text)
+    has_alpha = any(c.isalpha() for c in text)
+    return len(text) >= 8 and has_digit and has_alpha and "." not in text and "@" not in text
+
+
 def _url_secrets(url: str) -> list[str]:
-    """The whole notification URL and its credential-like parts (tokens live in paths too)."""
-    from urllib.parse import parse_qsl, urlsplit
+    """The whole notification URL and its credential-like parts (tokens live in paths too).
+
+    Plain settings (`mode=insecure`, `to=ops@example.com`, a host name) stay readable in
+    logs: masking every word would hide what went wrong without protecting anything."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
 
     parts = [url]
     try:
@@ -402,12 +425,16 @@ def _url_secrets(url: str) -> list[str]:
     except ValueError:
         return parts
     if u.password:
-        parts.append(u.password)
+        parts.append(unquote(u.password))
     # Webhook tokens are path segments (slack://T/B/XXXX) or query values (?token=...).
-    parts.extend(seg for seg in u.path.split("/") if len(seg) >= 8)
-    if u.netloc and "@" not in u.netloc and len(u.netloc.split(":")[0]) >= 16:
-        parts.append(u.netloc)
-    parts.extend(v for k, v in parse_qsl(u.query) if len(v) >= 8 and k.lower() not in {"to"})
+    parts.extend(seg for seg in u.path.split("/") if seg and _looks_like_token(seg))
+    # Some schemes carry tokens where host and port go (tgram://BOT_ID:TOKEN/...).
+    for piece in u.netloc.rsplit("@", 1)[-1].split(":"):
+        if piece and "." not in piece and _looks_like_token(piece):
+            parts.append(piece)
+    for key, value in parse_qsl(u.query):
+        if value and (_SECRET_QUERY_KEYS.search(key) or _looks_like_token(value)):
+            parts.append(value)
     return parts
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker import notify
-from checker.config import Config, parse
+from checker.config import Config, ConfigError, parse
 from checker.notify import Channel, Deliverer, Message, channel_id, enqueue, load_channels, route
 from checker.redact import Redactor
 from checker.store.models import OutboxRow
@@ -110,11 +110,22 @@ def test_channels_from_notify_and_an_apprise_config_file(tmp_path: Path, webhook
 
 
 def test_an_unreadable_apprise_config_is_a_clear_error(tmp_path: Path) -> None:
-    cfg = parse(
+    text = (
         "targets:\n"
         "  - {name: main-route, kind: http, base_url: 'http://127.0.0.1:9/health'}\n"
         f"apprise_config: {tmp_path / 'missing.yml'}\n"
     )
+    # Caught when the config is loaded (validate, run, reload), naming the line and field.
+    with pytest.raises(ConfigError) as info:
+        parse(text, "c.yaml")
+    assert info.value.problems == [
+        f"c.yaml:3: apprise_config: cannot read the Apprise config file "
+        f"'{tmp_path / 'missing.yml'}'"
+    ]
+    # And by load_channels, should the file vanish after the config was loaded.
+    (tmp_path / "missing.yml").write_text("urls:\n  - json://127.0.0.1:9/x\n")
+    cfg = parse(text)
+    (tmp_path / "missing.yml").unlink()
     with pytest.raises(ValueError, match="apprise_config: cannot read"):
         load_channels(cfg)
 

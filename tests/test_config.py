@@ -262,3 +262,35 @@ def test_validate_warns_when_one_failure_would_page(tmp_path: Path) -> None:
     warnings = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "target touchy" in warnings[0]
     assert "a single failed probe would page" in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "masked", "readable"),
+    [
+        (
+            "mailto://user:p%40ss@127.0.0.1:25?from=checker@example.com&mode=insecure",
+            ["p@ss"],
+            ["insecure", "checker@example.com"],
+        ),
+        (
+            "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ",
+            ["T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkcOXrIdevi7FQ"],
+            [],
+        ),
+        ("json://127.0.0.1:9/hook?token=abcdefgh12345", ["abcdefgh12345"], ["hook"]),
+        (
+            "tgram://123456789:AAHnOIkUnJ6r9W6VmIGHVIzmxtaNMQhoMt0/",
+            ["AAHnOIkUnJ6r9W6VmIGHVIzmxtaNMQhoMt0"],
+            [],
+        ),
+    ],
+)
+def test_notification_url_secrets(url: str, masked: list[str], readable: list[str]) -> None:
+    from checker.config import _url_secrets
+
+    found = _url_secrets(url)
+    assert found[0] == url  # the whole URL is always a secret
+    for part in masked:
+        assert part in found
+    for part in readable:
+        assert part not in found

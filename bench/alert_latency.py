@@ -66,28 +66,34 @@ class Webhook:
         self._ready.set()
         self._loop.run_forever()
 
-    def wait_for(self, word: str, after: float, within: float) -> float | None:
+    def wait_for(self, word: str, target: str, after: float, within: float) -> float | None:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             with self._lock:
                 for at, title in self.posts:
-                    if at >= after and word in title.upper():
+                    if at >= after and word in title.upper() and f" {target}:" in title:
                         return at
             time.sleep(0.01)
         return None
 
 
-def write_config(path: Path, sim: SimProcess, hook_port: int, db: Path) -> None:
-    path.write_text(
+def write_config(path: Path, sim: SimProcess, hook_port: int, db: Path, trials: int) -> None:
+    # One target per trial: a target that opened 4 incidents within the hour is flapping
+    # (alerts.flapping_opens_per_hour) and rightly pages no more.
+    targets = "".join(
         f"""
-targets:
-  - name: route
+  - name: route-{i}
     kind: openai
-    base_url: {sim.url("route")}
+    base_url: {sim.url(f"route-{i}")}
     model: sim-large
     probes: [stream]
     interval: {INTERVAL_S:g}s
-    timeout: 5s
+    timeout: 5s"""
+        for i in range(trials)
+    )
+    path.write_text(
+        f"""
+targets:{targets}
 defaults:
   alerts: {{down: {{failures: {FAILURES}, recoveries: {RECOVERIES}}}, burn: false,
             budget_below: null}}
@@ -103,28 +109,29 @@ def measure(trials: int, seed: int) -> list[dict[str, float]]:
     hook = Webhook()
     results: list[dict[str, float]] = []
     with SimProcess() as sim, tempfile.TemporaryDirectory() as tmp:
-        sim.set("route", **HEALTHY)
+        for i in range(trials):
+            sim.set(f"route-{i}", **HEALTHY)
         config = Path(tmp) / "alert.yaml"
-        write_config(config, sim, hook.port, Path(tmp) / "alert.db")
+        write_config(config, sim, hook.port, Path(tmp) / "alert.db", trials)
         proc = subprocess.Popen(
             [PYTHON, "-m", "checker.cli", "run", "-c", str(config), "--log-level", "warning"],
             cwd=ROOT,
         )
         try:
             time.sleep(3 * INTERVAL_S)  # started, probing, healthy
-            for _ in range(trials):
+            for i in range(trials):
+                route = f"route-{i}"
                 time.sleep(rng.uniform(0, INTERVAL_S))  # outages start at any phase
-                sim.set("route", **HEALTHY, status=503)
+                sim.set(route, **HEALTHY, status=503)
                 started = time.perf_counter()
-                paged = hook.wait_for("FIRING", started, within=60)
-                sim.set("route", **HEALTHY)
+                paged = hook.wait_for("FIRING", route, started, within=60)
+                sim.set(route, **HEALTHY)
                 healed = time.perf_counter()
-                resolved = hook.wait_for("RESOLVED", healed, within=60)
+                resolved = hook.wait_for("RESOLVED", route, healed, within=60)
                 if paged is None or resolved is None:
                     raise RuntimeError("no page or no resolution within 60 s")
                 results.append({"page_s": paged - started, "resolve_s": resolved - healed})
                 print(f"alert: paged after {paged - started:.2f} s", file=sys.stderr, flush=True)
-                time.sleep(INTERVAL_S)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -158,7 +165,7 @@ def report(results: list[dict[str, float]]) -> str:
     return (
         "## Alert latency\n\n"
         f"{provenance()}\n\n"
-        f"`checker run` probes one simulated route (`stream`) every {INTERVAL_S:g} s; "
+        f"`checker run` probes one simulated route per trial (`stream`) every {INTERVAL_S:g} s; "
         f"`down` pages after {FAILURES} failures and resolves after {RECOVERIES} successes "
         "(default flush 1 s, evaluation after each flush), through Apprise `json://` to a "
         "webhook on loopback. Outages (HTTP 503) start at a random phase of the interval. "

@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         "--levels", default=",".join(str(k) for k in LEVELS), help="probes per minute, e.g. 5000"
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every duration")
+    parser.add_argument("--section", default="capacity", help="PERFORMANCE.md section key")
     args = parser.parse_args(argv)
     if args.child is not None:
         child_main(args.child, args.warmup, args.seconds, args.out)
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"capacity: {rate}/min done", file=sys.stderr, flush=True)
     pinned = bool(shutil.which("taskset")) and (os.cpu_count() or 1) > 1
     text = report(results, pinned)
-    write_section("capacity", text)
+    write_section(args.section, text)
     print(text)
 
 

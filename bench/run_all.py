@@ -14,6 +14,7 @@ from bench.common import PYTHON, ROOT
 BENCHES: list[list[str]] = [
     ["bench.fidelity"],
     ["bench.capacity"],
+    ["bench.memory"],
     ["bench.storage", "--days", "30", "--targets", "10", "--section", "storage-make-bench"],
     ["bench.alert_latency"],
 ]

@@ -338,7 +338,7 @@ async def measure(sim: SimProcess, samples: int) -> list[tuple[str, int, Errors]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=320, help="probes per level and client")
+    parser.add_argument("--samples", type=int, default=400, help="probes per level and client")
     args = parser.parse_args(argv)
     with SimProcess() as sim:
         pin_to_core(0)

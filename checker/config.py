@@ -331,6 +331,7 @@ class Config(Strict):
         if v is not None and not os.access(v, os.R_OK):
             raise ValueError(f"cannot read the Apprise config file {v!r}")
         return v
+
     maintenance: list[Maintenance] = []
     digest: Digest = Digest()
     storage: Storage = Storage()

@@ -148,9 +148,8 @@ def httpx_probe(sim: SimProcess, client: httpx.AsyncClient) -> Probe:
                     first = perf_counter()
         if first is None or end is None:
             raise RuntimeError("httpx baseline: incomplete stream")
-        ms = lambda at: (at - t0) * 1000  # noqa: E731
         tps = (tokens - 1) / (end - first) if tokens > 1 else None
-        return Reading(ms(ttfb), ms(first), ms(end), tps)
+        return Reading((ttfb - t0) * 1000, (first - t0) * 1000, (end - t0) * 1000, tps)
 
     return probe
 

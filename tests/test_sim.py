@@ -236,6 +236,7 @@ def test_stream_timing_follows_the_plan(sim: SimServer, http: httpx.Client) -> N
     assert abs(sum(gaps) / len(gaps) - 0.020) < 0.003
 
 
+@pytest.mark.timing
 def test_non_streaming_response_waits_for_the_whole_generation(
     sim: SimServer, http: httpx.Client
 ) -> None:

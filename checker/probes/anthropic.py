@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,9 +28,13 @@ from checker.probes.clients import (
     exchange,
     fail_on_status,
     read_json,
-    tokens_per_s,
 )
-from checker.probes.openai import judge, model_ids, require_event_stream
+from checker.probes.openai import (
+    StreamState,
+    judge,
+    measure_stream,
+    model_ids,
+)
 
 Redact = Callable[[str], str]
 # Anthropic pages /v1/models (20 by default); one page of the maximum size lists them all.
@@ -163,41 +166,13 @@ async def probe_known_answer(
     await probe_chat(target, client, result, redact, prompt=ka.prompt, expect=ka.expect)
 
 
-@dataclass(slots=True)
-class _StreamState:
-    done: bool = False
-    stop_reason: str | None = None
-    ended_at: float | None = None
-
-
 async def probe_stream(
     target: Target, client: httpx.AsyncClient, result: ProbeResult, redact: Redact
 ) -> None:
     body = _body(target, target.prompt, stream=True, temperature=None)
     headers = _headers(target) | {"accept": "text/event-stream"}
     request = client.build_request("POST", _url(target, "/messages"), json=body, headers=headers)
-    async with exchange(client, request, result) as ex:
-        if await fail_on_status(ex, result, target.max_body_bytes, redact):
-            return
-        if not await require_event_stream(ex.response, result, target.max_body_bytes, redact):
-            return
-        clock = StreamClock(t0=ex.t0)
-        state = _StreamState()
-        try:
-            await _read_stream(ex.response, target, result, clock, state, redact)
-        finally:
-            clock.record(result)
-        result.latency_ms = ex.ms(state.ended_at)
-    if result.error is not None:
-        return
-    if not state.done and state.stop_reason is None:
-        result.fail(
-            ErrorKind.truncated,
-            f"stream ended without message_stop or stop_reason after {clock.chunks} chunks",
-        )
-        return
-    result.tokens_per_s = tokens_per_s(result.completion_tokens, result.ttft_ms, result.latency_ms)
-    judge(result, target, redact, has_text=clock.output_chars > 0)
+    await measure_stream(client, request, target, result, redact, _read_stream, "message_stop")
 
 
 async def _read_stream(
@@ -205,7 +180,7 @@ async def _read_stream(
     target: Target,
     result: ProbeResult,
     clock: StreamClock,
-    state: _StreamState,
+    state: StreamState,
     redact: Redact,
 ) -> None:
     stream = EventStream(
@@ -245,7 +220,7 @@ def _parse_event(raw: str, redact: Redact) -> dict[str, Any]:
     return data
 
 
-def _apply_event(kind: str, data: dict[str, Any], result: ProbeResult, state: _StreamState) -> str:
+def _apply_event(kind: str, data: dict[str, Any], result: ProbeResult, state: StreamState) -> str:
     """Record what a stream event says about model, usage and stop; return its text."""
     if kind == "message_start" and isinstance(message := data.get("message"), dict):
         if isinstance(model := message.get("model"), str):
@@ -256,7 +231,7 @@ def _apply_event(kind: str, data: dict[str, Any], result: ProbeResult, state: _S
     elif kind == "message_delta":
         delta = data.get("delta")
         if isinstance(delta, dict) and isinstance(reason := delta.get("stop_reason"), str):
-            state.stop_reason = reason
+            state.reason = reason
         apply_usage(data.get("usage"), result)
     return ""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -210,9 +210,11 @@ async def probe_known_answer(
 
 
 @dataclass(slots=True)
-class _StreamState:
+class StreamState:
+    """How a stream ended: its end marker seen, the model's stop reason, when."""
+
     done: bool = False
-    finish_reason: str | None = None
+    reason: str | None = None  # OpenAI finish_reason, Anthropic stop_reason
     ended_at: float | None = None
 
 
@@ -227,25 +229,44 @@ async def probe_stream(
         json=body,
         headers=_headers(target, stream=True),
     )
+    await measure_stream(client, request, target, result, redact, _read_stream, "[DONE]")
+
+
+ReadStream = Callable[
+    [httpx.Response, Target, ProbeResult, StreamClock, StreamState, Redact], Awaitable[None]
+]
+
+
+async def measure_stream(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    target: Target,
+    result: ProbeResult,
+    redact: Redact,
+    read: ReadStream,
+    end_marker: str,
+) -> None:
+    """Send a streaming request and judge the stream; `read` parses the provider's events."""
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
             return
         if not await require_event_stream(ex.response, result, target.max_body_bytes, redact):
             return
         clock = StreamClock(t0=ex.t0)
-        state = _StreamState()
+        state = StreamState()
         try:
-            await _read_stream(ex.response, target, result, clock, state, redact)
+            await read(ex.response, target, result, clock, state, redact)
         finally:
+            # Even when a stall or the deadline interrupts the stream, keep what was seen.
             clock.record(result)
         # End of stream: its end marker, else the last byte.
         result.latency_ms = ex.ms(state.ended_at)
     if result.error is not None:
         return
-    if not state.done and state.finish_reason is None:
+    if not state.done and state.reason is None:
         result.fail(
             ErrorKind.truncated,
-            f"stream ended without [DONE] or finish_reason after {clock.chunks} chunks",
+            f"stream ended without {end_marker} or a stop reason after {clock.chunks} chunks",
         )
         return
     result.tokens_per_s = tokens_per_s(result.completion_tokens, result.ttft_ms, result.latency_ms)
@@ -276,7 +297,7 @@ async def _read_stream(
     target: Target,
     result: ProbeResult,
     clock: StreamClock,
-    state: _StreamState,
+    state: StreamState,
     redact: Redact,
 ) -> None:
     stream = EventStream(
@@ -320,7 +341,7 @@ def parse_chunk(data: str, redact: Redact) -> dict[str, Any]:
     return chunk
 
 
-def _chunk_text(chunk: dict[str, Any], state: _StreamState) -> str:
+def _chunk_text(chunk: dict[str, Any], state: StreamState) -> str:
     """Generated text in a chunk (all choices), noting any finish_reason on the way."""
     choices = chunk.get("choices")
     if not isinstance(choices, list):
@@ -331,7 +352,7 @@ def _chunk_text(chunk: dict[str, Any], state: _StreamState) -> str:
             continue
         text += _text(choice.get("delta"), *_GENERATED)
         if isinstance(reason := choice.get("finish_reason"), str) and reason:
-            state.finish_reason = reason
+            state.reason = reason
     return text
 
 

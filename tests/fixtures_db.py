@@ -17,7 +17,6 @@ import contextlib
 import os
 import random
 import shutil
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from checker.store import migrate
 from checker.store.db import make_engine
 from checker.store.models import result_to_row
 from checker.store.writer import insert_results, new_uid
+from tests.loop_thread import LoopThread
 
 PG_ENV = "CHECKER_TEST_PG_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)]
@@ -146,34 +146,17 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 # --- a stoppable TCP proxy -------------------------------------------------------------------
 
 
-class TcpProxy:
+class TcpProxy(LoopThread):
     """Forwards 127.0.0.1:<port> to an upstream; stop() refuses and cuts every connection,
     start() listens again on the same port. Runs its own event loop in a thread, so it
     works under synchronous code and under the test's event loop alike."""
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-
-    def _call(self, coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
-
-    def start(self) -> None:
-        self._call(self._start())
-
-    def stop(self) -> None:
-        self._call(self._stop())
-
-    def close(self) -> None:
-        self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
 
     async def _start(self) -> None:
         if self._server is None:

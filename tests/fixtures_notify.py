@@ -25,6 +25,8 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.loop_thread import LoopThread
+
 SMTP_USER = "alerts"
 SMTP_PASSWORD = "smtp-PASSWORD-5f0c2b9e"  # a test secret that must never leak
 
@@ -64,7 +66,7 @@ class Post:
     payload: dict[str, Any]
 
 
-class Webhook:
+class Webhook(LoopThread):
     """Collects every JSON POST; `url(path)` gives the Apprise json:// URL to reach it."""
 
     def __init__(self) -> None:
@@ -72,9 +74,7 @@ class Webhook:
         self.posts: list[Post] = []
         self.delay_s = 0.0  # answer this late (the POST counts as received at once)
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        super().__init__()
         self._runner: web.AppRunner | None = None
 
     def url(self, path: str = "hook") -> str:
@@ -97,21 +97,6 @@ class Webhook:
             self.posts.append(Post(request.path, dict(request.query), raw, payload))
         await asyncio.sleep(self.delay_s)
         return web.json_response({"ok": True})
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
-
-    def start(self) -> None:
-        self._call(self._start())
-
-    def stop(self) -> None:
-        self._call(self._stop())
-
-    def close(self) -> None:
-        self.stop()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
 
     async def _start(self) -> None:
         if self._runner is not None:

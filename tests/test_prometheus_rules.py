@@ -5,9 +5,7 @@ metrics`."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import yaml
 
 from checker.metrics import Metrics
 from checker.probes.base import ErrorKind, ProbeResult
+from tests.tools import required_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "examples" / "prometheus" / "rules.yml"
@@ -27,16 +26,6 @@ PROMTOOL_INSTALL = "apt-get install -y prometheus"
 
 # A metric name in PromQL: not part of a recording rule name (those hold colons).
 METRIC_NAME = re.compile(r"(?<![\w:])checker_[a-z0-9_]+(?![\w:])")
-
-
-def required_tool(name: str, install: str) -> str:
-    """The tool's path; skip locally when it is missing, but CI must have it."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required in CI: {install}")
-        pytest.skip(f"{name} not installed ({install})")
-    return path
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from checker.sim import SimServer
+from tests.tools import required_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "checker.service"
@@ -73,16 +73,6 @@ for name in sorted(names):
     except Exception as exc:
         print("failed", name, type(exc).__name__, flush=True)
 """
-
-
-def required_tool(name: str, install: str) -> str:
-    """The tool's path; skip locally when it is missing, but CI must have it."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required in CI: {install}")
-        pytest.skip(f"{name} not installed ({install})")
-    return path
 
 
 @pytest.fixture

@@ -196,8 +196,26 @@ def best_of(runs: int, fn: Any) -> float:
     return min(times)
 
 
+def _generated_now(engine: sa.Engine) -> datetime | None:
+    """The `now` a kept database was generated for (the hour after its newest row)."""
+    from checker.store.rollup import floor_hour
+
+    with engine.connect() as conn:
+        newest = conn.execute(sa.text("SELECT max(started_at) FROM probe_results")).scalar()
+    if newest is None:
+        return None
+    if isinstance(newest, str):
+        newest = datetime.fromisoformat(newest)
+    return floor_hour(newest.replace(tzinfo=UTC)) + timedelta(hours=1)
+
+
 def measure(
-    url: str, sqlite_file: Path | None, days: int, targets: int, loader: str
+    url: str,
+    sqlite_file: Path | None,
+    days: int,
+    targets: int,
+    loader: str,
+    reuse: bool = False,
 ) -> dict[str, Any]:
     from checker import config as config_mod
     from checker.digest import build as build_digest
@@ -208,19 +226,27 @@ def measure(
     from checker.store.rollup import floor_hour, rollup_hours
 
     names = target_names(targets)
-    now = floor_hour(datetime.now(UTC))
-    since = now - timedelta(days=days)
     migrate.upgrade(url)
     engine = db.make_engine(url)
+    kept_now = _generated_now(engine) if reuse else None
+    now = kept_now or floor_hour(datetime.now(UTC))
+    since = now - timedelta(days=days)
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "bench.yaml"
         write_config(config_path, url, names)
         cfg = config_mod.load(config_path)
         sync_targets(engine, cfg)
-        rows, load_s = load(engine, generate(names, since, days * 24 * 60), loader)
-        t0 = time.perf_counter()
-        rollup_hours(engine, since, now, now=now)
-        rollup_s = time.perf_counter() - t0
+        if kept_now is None:
+            rows, load_s = load(engine, generate(names, since, days * 24 * 60), loader)
+            t0 = time.perf_counter()
+            rollup_hours(engine, since, now, now=now)
+            rollup_s = time.perf_counter() - t0
+        else:
+            # A kept database (--keep): the load and rollup figures are from when it was
+            # made, not this run, so they are not reported.
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT count(*) FROM probe_results")).scalar_one()
+            load_s = rollup_s = float("nan")
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE")
@@ -268,16 +294,25 @@ def pg_available(url: str) -> bool:
         return False
 
 
-def run_postgres(admin_url: str, days: int, targets: int, loader: str) -> dict[str, Any]:
+def run_postgres(
+    admin_url: str, days: int, targets: int, loader: str, keep: str | None
+) -> dict[str, Any]:
+    name = keep or BENCH_DB
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.exec_driver_sql(f"CREATE DATABASE {BENCH_DB}")
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
+        ).scalar()
+        if not (keep and exists):
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
-        return measure(_with_database(admin_url, BENCH_DB), None, days, targets, loader)
+        url = _with_database(admin_url, name)
+        return measure(url, None, days, targets, loader, reuse=bool(keep))
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        if not keep:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.dispose()
 
 
@@ -350,21 +385,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--section", default=None, help="PERFORMANCE.md section key (default: by scale)"
     )
+    parser.add_argument(
+        "--keep",
+        metavar="DIR",
+        default=None,
+        help="keep the generated databases (DIR/bench.db, PostgreSQL database "
+        "checker_bench_kept) and reuse them on the next run with --keep: for profiling "
+        "the queries without regenerating; load figures are then not reported",
+    )
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
     skipped = ""
     backends = args.backends.split(",")
     if "sqlite" in backends:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "bench.db"
+            path = Path(args.keep or tmp) / "bench.db"
+            path.parent.mkdir(parents=True, exist_ok=True)
             results["SQLite"] = measure(
-                f"sqlite:///{path}", path, args.days, args.targets, args.loader
+                f"sqlite:///{path}", path, args.days, args.targets, args.loader, bool(args.keep)
             )
         print("storage: SQLite done", flush=True)
     if "postgresql" in backends:
         pg_url = os.environ.get("CHECKER_TEST_PG_URL") or DEFAULT_PG_URL
         if pg_available(pg_url):
-            results["PostgreSQL"] = run_postgres(pg_url, args.days, args.targets, args.loader)
+            keep = f"{BENCH_DB}_kept" if args.keep else None
+            results["PostgreSQL"] = run_postgres(pg_url, args.days, args.targets, args.loader, keep)
             print("storage: PostgreSQL done", flush=True)
         else:
             skipped = f"PostgreSQL skipped: nothing answers at {sa.make_url(pg_url)!r}."

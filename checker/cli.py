@@ -10,9 +10,10 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from checker import config as config_mod
+from checker.cli_table import Cell, Column
+from checker.cli_table import render as render_table
 from checker.config import Config, ConfigError, Target
 
 app = typer.Typer(
@@ -126,24 +127,29 @@ def check(
         for r in results:
             print(json.dumps(r.to_json()))
     else:
-        table = Table(title=None, show_lines=False)
-        for col in ("target", "probe", "result", "status", "latency", "ttfb", "ttft", "tok/s"):
-            table.add_column(col, justify="right" if col not in ("target", "probe") else "left")
-        table.add_column("detail", overflow="fold")
-        for r in results:
-            verdict = "[green]ok[/]" if r.ok else f"[red]{r.error}[/]"
-            table.add_row(
-                r.target,
-                r.probe,
-                verdict,
-                _fmt(r.status),
-                _fmt(r.latency_ms),
-                _fmt(r.ttfb_ms),
-                _fmt(r.ttft_ms),
-                _fmt(r.tokens_per_s, 1),
-                (r.detail or "").replace("[", r"\["),
-            )
-        stdout.print(table)
+        columns = [Column("target"), Column("probe")]
+        columns += [Column(h, right=True) for h in ("result", "status", "latency", "ttfb", "ttft")]
+        columns += [Column("tok/s", right=True), Column("detail")]
+        stdout.print(
+            render_table(
+                columns,
+                (
+                    [
+                        r.target,
+                        r.probe,
+                        Cell("ok", "green") if r.ok else Cell(str(r.error), "red"),
+                        _fmt(r.status),
+                        _fmt(r.latency_ms),
+                        _fmt(r.ttfb_ms),
+                        _fmt(r.ttft_ms),
+                        _fmt(r.tokens_per_s, 1),
+                        r.detail or "",
+                    ]
+                    for r in results
+                ),
+            ),
+            soft_wrap=True,
+        )
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
@@ -220,34 +226,34 @@ def status(
     if as_json:
         print(json.dumps([r.to_json() for r in rows], indent=None))
         return
-    table = Table()
-    table.add_column("target")
-    for w in WINDOWS:
-        table.add_column(f"up {w}", justify="right")
-    for col in ("p50 ms", "p95 ms", "p99 ms", "ttft p50", "ttft p95", "tok/s", f"n {window}"):
-        table.add_column(col, justify="right")
-    table.add_column("errors")
-    table.add_column("last")
+    columns = [Column("target"), *(Column(f"up {w}", right=True) for w in WINDOWS)]
+    columns += [
+        Column(h, right=True)
+        for h in ("p50 ms", "p95 ms", "p99 ms", "ttft p50", "ttft p95", "tok/s", f"n {window}")
+    ]
+    columns += [Column("errors"), Column("last")]
+    table = []
     for r in rows:
         doc = r.to_json()
         up = [("-" if doc["uptime"][w] is None else f"{doc['uptime'][w]:.2%}") for w in WINDOWS]
         lat, ttft = doc["latency_ms"], doc["ttft_ms"]
         last = doc["last"]
-        last_text = "-" if not last else ("ok" if last["ok"] else f"[red]{last['error']}[/]")
-        table.add_row(
-            doc["target"],
-            *up,
-            _fmt(lat["p50"]),
-            _fmt(lat["p95"]),
-            _fmt(lat["p99"]),
-            _fmt(ttft["p50"]),
-            _fmt(ttft["p95"]),
-            _fmt(doc["tokens_per_s_p50"], 1),
-            str(doc["results"]),
-            ", ".join(f"{k} {v}" for k, v in sorted(doc["errors"].items())) or "-",
-            last_text,
+        table.append(
+            [
+                doc["target"],
+                *up,
+                _fmt(lat["p50"]),
+                _fmt(lat["p95"]),
+                _fmt(lat["p99"]),
+                _fmt(ttft["p50"]),
+                _fmt(ttft["p95"]),
+                _fmt(doc["tokens_per_s_p50"], 1),
+                str(doc["results"]),
+                ", ".join(f"{k} {v}" for k, v in sorted(doc["errors"].items())) or "-",
+                "-" if not last else ("ok" if last["ok"] else Cell(str(last["error"]), "red")),
+            ]
         )
-    stdout.print(table)
+    stdout.print(render_table(columns, table), soft_wrap=True)
 
 
 @app.command()
@@ -333,22 +339,23 @@ def incidents(
     if as_json:
         print(json.dumps([r.to_json() for r in rows]))
         return
-    table = Table()
-    for col in ("id", "target", "severity", "rules", "state", "opened", "resolved", "detail"):
-        table.add_column(col, overflow="fold")
+    headers = ("id", "target", "severity", "rules", "state", "opened", "resolved", "detail")
+    table = []
     for r in rows:
         doc = r.to_json()
-        table.add_row(
-            str(doc["id"]),
-            doc["target"],
-            doc["severity"],
-            ", ".join(doc["rules"]),
-            doc["state"],
-            doc["opened_at"] or "-",
-            doc["resolved_at"] or "-",
-            (doc["detail"] or "").replace("[", r"\["),
+        table.append(
+            [
+                str(doc["id"]),
+                doc["target"],
+                doc["severity"],
+                ", ".join(doc["rules"]),
+                doc["state"],
+                doc["opened_at"] or "-",
+                doc["resolved_at"] or "-",
+                doc["detail"] or "",
+            ]
         )
-    stdout.print(table)
+    stdout.print(render_table([Column(h) for h in headers], table), soft_wrap=True)
 
 
 @db_app.command("upgrade")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,18 +12,7 @@ from checker.sim import SimServer
 from checker.store import migrate
 from checker.store.db import make_engine
 from tests.fixtures_db import generate_results, store_results
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "checker.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.tools import run_cli
 
 
 def test_columns_align_and_numbers_right_justify() -> None:
@@ -70,7 +57,7 @@ def test_status_table_has_one_aligned_row_per_target(tmp_path: Path) -> None:
         )
         + f"storage: {{url: '{url}'}}\n"
     )
-    res = _cli("status", "-c", str(config))
+    res = run_cli("status", "-c", str(config))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].split()[:5] == ["target", "up", "1h", "up", "24h"]
@@ -94,7 +81,7 @@ def test_check_table_shows_errors_and_brackets_literally(sim: SimServer, tmp_pat
             for route in ("up", "down")
         )
     )
-    res = _cli("check", "-c", str(config))
+    res = run_cli("check", "-c", str(config))
     assert res.returncode == 1, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].split()[:3] == ["target", "probe", "result"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from checker import config
 from checker.units import format_duration, parse_duration, parse_fraction
+from tests.tools import run_cli
 
 VALID = """\
 targets:
@@ -176,13 +176,7 @@ def _cli(*args: str, env_key: bool = True) -> subprocess.CompletedProcess[str]:
         env["CHECKER_TEST_KEY"] = "sk-test-0123456789"
     else:
         env.pop("CHECKER_TEST_KEY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "checker.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    return run_cli(*args, env=env)
 
 
 def test_validate_cli_ok_and_errors(tmp_path: Path) -> None:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def required_tool(name: str, install: str) -> str:
@@ -16,3 +21,15 @@ def required_tool(name: str, install: str) -> str:
             pytest.fail(f"{name} is required in CI: {install}")
         pytest.skip(f"{name} not installed ({install})")
     return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m checker.cli ARGS` in a child process, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "checker.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )

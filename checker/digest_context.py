@@ -32,7 +32,7 @@ Definitions:
 from __future__ import annotations
 
 import math
-import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -254,7 +254,8 @@ class TargetInputs:
     spend_cap_usd: float | None
     incidents: Sequence[Incident] = ()
     hours: Sequence[Hour] = ()
-    usage: Sequence[Usage] = ()
+    # One Usage per result, or distinct usages with their number of results.
+    usage: Sequence[Usage] | Mapping[Usage, int] = ()
     error_details: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -444,25 +445,42 @@ def usage_out_of_band(usage: Usage, band: tuple[float, float]) -> bool | None:
     return over or under
 
 
-def token_honesty(usages: Sequence[Usage], band: tuple[float, float]) -> TokenHonesty:
+def weighted_median(values: Mapping[float, int]) -> float | None:
+    """statistics.median of a list holding each value `n` times, without building it."""
+    total = sum(values.values())
+    if total <= 0:
+        return None
+    ordered = sorted((v, n) for v, n in values.items() if n > 0)
+    wanted = (total - 1) // 2, total // 2  # the middle index (odd) or the two middle ones
+    found: list[float] = []
+    seen = 0
+    for value, n in ordered:
+        while len(found) < 2 and wanted[len(found)] < seen + n:
+            found.append(value)
+        seen += n
+    low, high = found
+    return low if total % 2 else (low + high) / 2
+
+
+def token_honesty(
+    usages: Sequence[Usage] | Mapping[Usage, int], band: tuple[float, float]
+) -> TokenHonesty:
+    """Checked and mismatched results; `usages` lists one Usage per result, or maps each
+    distinct Usage to its number of results (usages repeat: same probe, same answer)."""
+    counts = usages if isinstance(usages, Mapping) else Counter(usages)
     checked = mismatched = 0
-    ratios: list[float] = []
-    # Usages repeat (same probe, same answer): judge each distinct one once.
-    verdicts: dict[Usage, bool | None] = {}
-    for usage in usages:
-        if usage in verdicts:
-            verdict = verdicts[usage]
-        else:
-            verdict = verdicts[usage] = usage_out_of_band(usage, band)
-        if verdict is None:
+    ratios: dict[float, int] = {}
+    for usage, n in counts.items():
+        verdict = usage_out_of_band(usage, band)
+        if verdict is None or n <= 0:
             continue
-        checked += 1
-        mismatched += verdict
+        checked += n
+        mismatched += n * verdict
         estimate = usage.counted_tokens or estimate_tokens_from_chars(usage.output_chars)
         if estimate > 0:
-            ratios.append(usage.completion_tokens / estimate)
-    median = statistics.median(ratios) if ratios else None
-    return TokenHonesty(checked, mismatched, median)
+            ratio = usage.completion_tokens / estimate
+            ratios[ratio] = ratios.get(ratio, 0) + n
+    return TokenHonesty(checked, mismatched, weighted_median(ratios))
 
 
 def compare(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -165,6 +166,8 @@ def figures_of(ctx: DigestContext) -> list[tuple]:
             round(t.month_to_date_usd or 0.0, 12),
             t.tokens.checked,
             t.tokens.mismatched,
+            t.tokens.median_ratio_to_chars4,
+            t.error_details,
             [(b.start, b.uptime, b.latency_p50) for b in t.bars],
         )
         for t in ctx.targets
@@ -487,23 +490,29 @@ def test_number_formats() -> None:
 
 
 def test_usage_samples_are_every_successful_result_once(db_engine: Engine) -> None:
-    """Grouped in SQL, expanded again: the same multiset as one Usage per stored result."""
+    """Grouped in SQL (raw rows) or in the rollups: one count per stored result, either way."""
     minute = timedelta(minutes=1)
     t0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
     items = []
-    for i in range(40):
+    for i in range(200):
         r = ProbeResult(target="a" if i % 3 else "b", probe="stream", started_at=t0 + i * minute)
         r.ok, r.status = i % 7 != 0, 200
         r.completion_tokens, r.reasoning_tokens = 10 + i % 2, (i % 4 == 0) * 3 or None
         r.output_chars, r.counted_tokens = 30 + i % 2, 10 if i % 5 else None
         items.append((r, False))
     store_results(db_engine, items)
-    got = digest.usage_samples(db_engine, ["a", "b", "c"], t0, t0 + 30 * minute)
-    for name in ("a", "b", "c"):
-        expected = [
+    since, until = t0 + 30 * minute, t0 + 170 * minute  # partial hours at both ends
+
+    def expected(name: str) -> Counter[Usage]:
+        return Counter(
             Usage(r.completion_tokens, r.reasoning_tokens or 0, r.output_chars, r.counted_tokens)
             for r, _ in items
-            if r.target == name and r.ok and r.started_at < t0 + 30 * minute
-        ]
-        key = repr
-        assert sorted(got[name], key=key) == sorted(expected, key=key)
+            if r.target == name and r.ok and since <= r.started_at < until
+        )
+
+    raw = digest.usage_samples(db_engine, ["a", "b", "c"], since, until)
+    rollup_hours(db_engine, t0, t0 + 4 * timedelta(hours=1))
+    mixed = digest.usage_samples(db_engine, ["a", "b", "c"], since, until)
+    for name in ("a", "b", "c"):
+        assert raw[name] == mixed[name] == expected(name)
+    assert sum(raw["a"].values()) > 50

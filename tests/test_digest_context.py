@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import statistics
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,6 +16,7 @@ from checker.digest_context import (
     Incident,
     Spend,
     TargetInputs,
+    TokenHonesty,
     Usage,
     compare,
     hour_bars,
@@ -24,6 +28,7 @@ from checker.digest_context import (
     send_time,
     token_honesty,
     usage_out_of_band,
+    weighted_median,
 )
 from checker.slo import WindowCounts
 
@@ -322,3 +327,20 @@ def test_hour_bars_scale_and_colour() -> None:
     assert [b.state for b in bars] == ["good", "degraded", "bad", "empty"]
     assert [b.height for b in bars] == [1.0, 0.5, 1.0, 0.0]
     assert bars[0].label == "00"
+
+
+def test_token_honesty_from_counts_equals_one_usage_per_result() -> None:
+    usages = [Usage(19, 0, 20)] * 7 + [Usage(60, 0, 20, 19)] * 2 + [Usage(1, 0, 2)]
+    usages += [Usage(25, 0, 21, 20)] * 4 + [Usage(40, 0, 400)]
+    counts = Counter(usages)
+    assert token_honesty(counts, BAND) == token_honesty(usages, BAND)
+    assert token_honesty({}, BAND) == TokenHonesty(0, 0, None)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_weighted_median_is_the_median_of_the_expanded_list(seed: int) -> None:
+    rng = random.Random(seed)
+    values = {rng.uniform(0, 5): rng.randint(0, 4) for _ in range(rng.randint(1, 8))}
+    expanded = [v for v, n in values.items() for _ in range(n)]
+    expected = statistics.median(expanded) if expanded else None
+    assert weighted_median(values) == expected

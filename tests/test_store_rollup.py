@@ -236,3 +236,40 @@ def test_pruning_rollups_takes_whole_days(db_engine: Engine) -> None:
         oldest_hour = conn.execute(sa.select(sa.func.min(ROLLUPS.c.hour))).scalar_one()
     assert days == [start + 2 * DAY] and daily_days == {start + 2 * DAY}
     assert oldest_hour == start + DAY + 6 * HOUR
+
+
+def test_digest_columns_match_raw_rows(db_engine: Engine) -> None:
+    """usage_counts: one count per successful result with a usage; error_details: the
+    newest failure of each kind (its text, even when it has none)."""
+    start = floor_hour(NOW) - 3 * HOUR
+    items = generate_results(TARGETS, start, floor_hour(NOW), step_s=60)
+    for i, (r, _) in enumerate(items):
+        if r.error is not None:
+            r.detail = None if i % 7 == 0 else f"{r.error.value} #{i}"
+        if r.completion_tokens is not None:
+            r.output_chars, r.counted_tokens = 30 + i % 3, None if i % 5 == 0 else 10 + i % 2
+            r.reasoning_tokens = None if i % 2 else 0
+    store_results(db_engine, items)
+    rollup_hours(db_engine, start, floor_hour(NOW), now=NOW)
+
+    groups: dict[tuple, list[ProbeResult]] = defaultdict(list)
+    for r, _ in sorted(items, key=lambda pair: pair[0].started_at):
+        groups[key_of(r)].append(r)
+    rows = rollup_rows(db_engine)
+    assert set(rows) == set(groups)
+    for key, results in groups.items():
+        usage = Counter(
+            (r.completion_tokens, r.reasoning_tokens, r.output_chars, r.counted_tokens)
+            for r in results
+            if r.ok and r.completion_tokens is not None and r.output_chars is not None
+        )
+        stored = rows[key]["usage_counts"]
+        assert {tuple(entry[:4]): entry[4] for entry in stored} == usage
+        assert len(stored) == len(usage)
+        newest = {r.error.value: r for r in results if r.error is not None}
+        assert rows[key]["error_details"] == {
+            kind: [r.started_at.isoformat(timespec="microseconds"), r.detail]
+            for kind, r in newest.items()
+        }
+    assert any(rows[key]["error_details"] for key in rows)
+    assert any(len(rows[key]["usage_counts"]) > 3 for key in rows)

@@ -155,6 +155,13 @@ class RollupRow(RollupMeasures, table=True):
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntPK)
     hour: datetime = Field(sa_type=UtcDateTime)
+    # For the digest, so a day needs no raw scan. NULL: the hour was rolled up before these
+    # columns existed (migration 0005); readers then take the hour from raw rows.
+    # usage_counts: [completion, reasoning, output_chars, counted, n] per distinct usage of
+    # successful results that reported completion tokens and a text length.
+    usage_counts: list[list[int | None]] | None = Field(default=None, sa_type=sa.JSON)
+    # The newest detail of each error kind: {kind: [ISO started_at, detail]}.
+    error_details: dict[str, list[str | None]] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class DailyRollupRow(RollupMeasures, table=True):

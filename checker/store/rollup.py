@@ -90,6 +90,9 @@ class _Accumulator:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    # Hourly rows only (see RollupRow): distinct usage -> results, kind -> (at, detail).
+    usage: dict[tuple[int, int | None, int, int | None], int] = field(default_factory=dict)
+    error_details: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)
 
     def add_rollup(self, row: Any, sketches: tuple[Any, Any, Any]) -> None:
         """Fold in a stored rollup row (its three sketches already parsed)."""
@@ -150,6 +153,46 @@ def _values_query(hour: datetime) -> sa.Select[Any]:
     )
 
 
+USAGE_FIELDS = (RAW.completion_tokens, RAW.reasoning_tokens, RAW.output_chars, RAW.counted_tokens)
+
+
+def usage_filter() -> sa.ColumnElement[bool]:
+    """The results the digest's token-honesty check judges (maintenance or not)."""
+    return sa.and_(
+        RAW.ok == sa.true(), RAW.completion_tokens.is_not(None), RAW.output_chars.is_not(None)
+    )
+
+
+def _usage_query(hour: datetime) -> sa.Select[Any]:
+    location = sa.func.coalesce(RAW.location, "")
+    return (
+        sa.select(RAW.target, RAW.probe, location, *USAGE_FIELDS, sa.func.count())
+        .where(RAW.started_at >= hour, RAW.started_at < hour + HOUR, usage_filter())
+        .group_by(RAW.target, RAW.probe, location, *USAGE_FIELDS)
+    )
+
+
+def _error_details_query(hour: datetime) -> sa.Select[Any]:
+    # Failures are rare: every failed result of the hour, oldest first, the newest wins
+    # (its detail even when empty: the digest shows the newest failure's text or none).
+    return (
+        sa.select(
+            RAW.target,
+            RAW.probe,
+            sa.func.coalesce(RAW.location, ""),
+            RAW.error,
+            RAW.started_at,
+            RAW.detail,
+        )
+        .where(
+            RAW.started_at >= hour,
+            RAW.started_at < hour + HOUR,
+            RAW.error.is_not(None),
+        )
+        .order_by(RAW.started_at, RAW.id)
+    )
+
+
 def _accumulate(conn: Connection, hour: datetime) -> dict[tuple[str, str, str], _Accumulator]:
     acc: dict[tuple[str, str, str], _Accumulator] = {}
     for row in conn.execute(_count_query(hour)):
@@ -177,6 +220,12 @@ def _accumulate(conn: Connection, hour: datetime) -> dict[tuple[str, str, str], 
     # Per statement: Connection.execution_options() would change the connection itself.
     stream = conn.execute(_values_query(hour).execution_options(yield_per=_STREAM_CHUNK))
     fold_values(((tuple(r[:3]), *r[3:]) for r in stream), acc.__getitem__)
+    for target, probe, location, completion, reasoning, chars, counted, n in conn.execute(
+        _usage_query(hour)
+    ):
+        acc[(target, probe, location)].usage[(completion, reasoning, chars, counted)] = int(n)
+    for target, probe, location, error, at, detail in conn.execute(_error_details_query(hour)):
+        acc[(target, probe, location)].error_details[error] = (as_utc(at), detail)
     return acc
 
 
@@ -203,12 +252,24 @@ def fold_values(rows: Iterable[Sequence[Any]], sink: Callable[[Any], Any]) -> No
 
 
 def _measure_rows(
-    period: dict[str, datetime], acc: dict[tuple[str, str, str], _Accumulator]
+    period: dict[str, datetime],
+    acc: dict[tuple[str, str, str], _Accumulator],
+    hourly: bool = False,
 ) -> list[dict[str, Any]]:
     rows = []
     for (target, probe, location), a in acc.items():
+        digest_columns = {}
+        if hourly:
+            digest_columns = {
+                "usage_counts": [[*usage, n] for usage, n in sorted(a.usage.items(), key=str)],
+                "error_details": {
+                    kind: [at.isoformat(timespec="microseconds"), detail]
+                    for kind, (at, detail) in sorted(a.error_details.items())
+                },
+            }
         rows.append(
             {
+                **digest_columns,
                 **period,
                 "target": target,
                 "probe": probe,
@@ -246,7 +307,7 @@ def _rollup_hour(engine: Engine, hour: datetime, now: datetime) -> bool:
         ).scalar_one_or_none()
         if pruned:
             return False
-        rows = _measure_rows({"hour": hour}, _accumulate(conn, hour))
+        rows = _measure_rows({"hour": hour}, _accumulate(conn, hour), hourly=True)
         conn.execute(ROLLUPS.delete().where(ROLLUPS.c.hour == hour))
         if rows:
             conn.execute(ROLLUPS.insert(), rows)

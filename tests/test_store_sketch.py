@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import random
@@ -125,3 +126,45 @@ def test_empty_sketch_and_bad_quantile() -> None:
 def test_single_value_is_reported_within_bound() -> None:
     for value in (0.001, 1.0, 123.456, 98765.0):
         assert within_bound(Sketch([value]).quantile(0.99), value)
+
+
+def test_merge_json_of_every_width_and_offset_equals_the_union() -> None:
+    """Stored forms merged through the 64-bit lane accumulator: one-, two- and four-byte
+    counts, offsets below and above the first one, zeros, mixed with add() and merge()."""
+    rng = random.Random(4)
+    parts: list[list[float]] = []
+    for i in range(40):
+        scale = rng.choice((0.01, 1.0, 300.0, 1e6))
+        part = [rng.lognormvariate(0, 0.5) * scale for _ in range(rng.randint(0, 200))]
+        if i % 7 == 0:
+            part += [0.0] * 3
+        parts.append(part)
+    heavy = Sketch()
+    heavy.add(42.0, 70_000)  # stored with 4-byte counts
+    heavy.add(43.5, 300)  # 2-byte range in the same run
+    stored = [json.loads(json.dumps(Sketch(p).to_json())) for p in parts]
+    stored.append(json.loads(json.dumps(heavy.to_json())))
+    assert {d.get("w") for d in stored} >= {"B", "I"}
+
+    merged = Sketch([7.0])
+    for i, data in enumerate(stored):
+        merged.merge_json(data)
+        if i == 20:  # reading in the middle folds the accumulator; merging goes on after
+            assert merged.count == 1 + sum(len(p) for p in parts[:21])
+            merged.add(9.0)
+            merged.merge(Sketch([0.5]))
+    union = [7.0, 9.0, 0.5, *(v for p in parts for v in p), *([42.0] * 70_000), *([43.5] * 300)]
+    expected = Sketch(union)
+    assert merged.count == len(union)
+    assert merged == expected
+    for q in (0.0, 0.1, 0.5, 0.9, 0.99, 1.0):
+        assert merged.quantile(q) == expected.quantile(q)
+
+
+def test_counts_past_four_bytes_survive_merging() -> None:
+    # One bucket holding the largest count a stored run can hold (2**32 - 1).
+    big = Sketch([5.0]).to_json()
+    big["w"], big["b"] = "I", base64.b64encode((2**32 - 1).to_bytes(4, "little")).decode()
+    merged = Sketch().merge_json(big).merge_json(big).merge_json(big)
+    assert merged.count == 3 * (2**32 - 1)
+    assert within_bound(merged.quantile(0.5), 5.0)

@@ -19,6 +19,14 @@ when non-zero, all keys absent for an empty sketch). A dense run rather than an
 {index: count} map, because a status over 200 targets x 24 hours merges ~15,000 sketches:
 decoding a run is one C call and merging it one C-level slice addition, where a map costs
 a Python step per bucket (measured: ~5x faster, and ~3x smaller on disk).
+
+Merging many stored forms (`merge_json`, what status and the digest do thousands of times)
+adds them as one big Python integer holding a 64-bit lane per bucket: a run is widened to
+64-bit lanes by strided byte copies, read with int.from_bytes and added at its offset, all
+in C, where adding it bucket by bucket allocated a Python int per bucket (2.7 us against
+7.4 us per merge, `process_time`, 100-bucket sketches). A count would need 2**64 results
+to carry into the next lane. The lanes are folded into the bucket list when the sketch is
+next read or changed otherwise.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ ALPHA = (GAMMA - 1) / (GAMMA + 1)
 _LOG_GAMMA = math.log(GAMMA)
 _WIDTHS = (("B", 0xFF), ("H", 0xFFFF), ("I", 0xFFFFFFFF))
 _BIG_ENDIAN = sys.byteorder == "big"
+_LANE = 8  # bytes per bucket in the merge accumulator
+_WIDTH_BYTES = {"B": 1, "H": 2, "I": 4}
 
 
 def _encode(counts: Sequence[int]) -> tuple[str, str]:
@@ -50,35 +60,54 @@ def _encode(counts: Sequence[int]) -> tuple[str, str]:
     return code, base64.b64encode(packed.tobytes()).decode("ascii")
 
 
-def _decode(code: str, text: str) -> array[int]:
-    packed = array(code)
-    packed.frombytes(base64.b64decode(text))
-    if _BIG_ENDIAN:  # pragma: no cover
-        packed.byteswap()
-    return packed
+def _lanes(code: str, text: str) -> int:
+    """A stored run as one integer with a 64-bit little-endian lane per bucket."""
+    raw = base64.b64decode(text)
+    width = _WIDTH_BYTES[code]
+    wide = bytearray(len(raw) // width * _LANE)
+    for byte in range(width):  # stored little-endian: byte j of each count to byte j of a lane
+        wide[byte::_LANE] = raw[byte::width]
+    return int.from_bytes(wide, "little")
 
 
 class Sketch:
     """Counts per log bucket: add, merge, quantile, count, to_json/from_json."""
 
-    __slots__ = ("_count", "_counts", "_offset", "_zero")
+    __slots__ = ("_count", "_counts", "_lanes", "_lanes_offset", "_offset", "_zero")
 
     def __init__(self, values: Iterable[float] = ()) -> None:
         self._offset = 0
         self._counts: list[int] = []  # _counts[i] counts bucket _offset + i
         self._zero = 0
         self._count = 0
+        # Merged stored runs not yet folded into _counts: lane i counts bucket
+        # _lanes_offset + i (see the module docstring); their total is not in _count yet.
+        self._lanes = 0
+        self._lanes_offset = 0
         self.extend(values)
+
+    def _settle(self) -> None:
+        """Fold the merge accumulator into the bucket list."""
+        if not self._lanes:
+            return
+        lanes, self._lanes = self._lanes, 0
+        counts = array("Q")
+        counts.frombytes(lanes.to_bytes((lanes.bit_length() + 63) // 64 * _LANE, "little"))
+        if _BIG_ENDIAN:  # pragma: no cover
+            counts.byteswap()
+        self._merge_run(self._lanes_offset, counts)
+        self._count += sum(counts)
 
     @property
     def count(self) -> int:
+        self._settle()
         return self._count
 
     def __len__(self) -> int:
-        return self._count
+        return self.count
 
     def __bool__(self) -> bool:
-        return self._count > 0
+        return self.count > 0
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sketch):
@@ -86,6 +115,7 @@ class Sketch:
         return self.to_json() == other.to_json()
 
     def __repr__(self) -> str:
+        self._settle()
         return f"Sketch(count={self._count}, buckets={len(self._counts)})"
 
     def _cover(self, low: int, high: int) -> None:
@@ -104,6 +134,7 @@ class Sketch:
     def add(self, value: float, n: int = 1) -> None:
         if n <= 0:
             return
+        self._settle()
         self._count += n
         if value > 0.0:
             key = math.ceil(math.log(value) / _LOG_GAMMA)
@@ -117,6 +148,7 @@ class Sketch:
 
     def extend(self, values: Iterable[float]) -> None:
         """Add many values: bucket keys computed in one pass and counted in C."""
+        self._settle()
         log, ceil, log_gamma = math.log, math.ceil, _LOG_GAMMA
         keys: list[int] = []
         zero = 0
@@ -145,6 +177,8 @@ class Sketch:
 
     def merge(self, other: Sketch) -> Sketch:
         """Add `other`'s counts into this sketch (in place); returns self for chaining."""
+        self._settle()
+        other._settle()
         self._merge_run(other._offset, other._counts)
         self._zero += other._zero
         self._count += other._count
@@ -156,15 +190,21 @@ class Sketch:
             return self
         zero = int(data.get("z", 0))
         if "b" in data:
-            counts = _decode(data["w"], data["b"])
-            self._merge_run(int(data["o"]), counts)
-            self._count += sum(counts)
+            lanes, offset = _lanes(data["w"], data["b"]), int(data["o"])
+            if not self._lanes:
+                self._lanes, self._lanes_offset = lanes, offset
+            elif offset >= self._lanes_offset:
+                self._lanes += lanes << (64 * (offset - self._lanes_offset))
+            else:
+                self._lanes = (self._lanes << (64 * (self._lanes_offset - offset))) + lanes
+                self._lanes_offset = offset
         self._zero += zero
         self._count += zero
         return self
 
     def quantile(self, q: float) -> float | None:
         """The lower q-quantile (0 <= q <= 1) within relative error ALPHA; None when empty."""
+        self._settle()
         if self._count == 0:
             return None
         if not 0.0 <= q <= 1.0:
@@ -180,6 +220,7 @@ class Sketch:
         raise AssertionError("unreachable: counts are consistent")  # pragma: no cover
 
     def to_json(self) -> dict[str, Any]:
+        self._settle()
         counts = self._counts
         first = next((i for i, n in enumerate(counts) if n), None)
         out: dict[str, Any] = {}

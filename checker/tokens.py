@@ -24,11 +24,17 @@ only if their SHA-256 equals the hash tiktoken itself expects for that encoding,
 data is byte-for-byte OpenAI's. Otherwise, when TIKTOKEN_CACHE_DIR is set (files put there
 by an operator), tiktoken's own loader reads it. Loading takes about a second once per
 process: call `warm_up()` at startup, not on the event loop.
+
+Memory: tiktoken's Rust core keeps its own copy of the ranks; the Python dict the
+`Encoding` also holds is only read to pickle it, which the checker never does. It is
+released once the encoding is built (o200k_base: 75 MB -> 45 MB resident), and glibc is
+asked to hand the freed pages back (`malloc_trim`).
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import gzip
 import hashlib
 import importlib.util
@@ -128,6 +134,27 @@ def _encoding_from_bundle(name: str) -> tiktoken.Encoding | None:
     return tiktoken.Encoding(**params)
 
 
+def _release_python_ranks(encoding: tiktoken.Encoding) -> None:
+    """Drop the Python-side copy of the BPE ranks; counting and decoding use the Rust core.
+
+    200k bytes keys and ints (~25 MB for o200k_base) that only pickling reads. Deleting the
+    attribute, rather than emptying it, makes a pickle fail loudly instead of producing an
+    encoding with no vocabulary.
+    """
+    if hasattr(encoding, "_mergeable_ranks"):
+        del encoding._mergeable_ranks
+    _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Ask glibc to give freed heap pages back to the OS (no-op elsewhere)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to ask
+        return
+    trim(0)
+
+
 def _encoding_from_tiktoken_cache(name: str) -> tiktoken.Encoding | None:
     # Without an operator-provided cache, get_encoding would try to download: not here.
     if not os.environ.get("TIKTOKEN_CACHE_DIR"):
@@ -150,6 +177,8 @@ def load_encoding(name: str) -> tiktoken.Encoding | None:
                 found = _encoding_from_bundle(name) or _encoding_from_tiktoken_cache(name)
             except Exception:  # a broken optional package must not break probing
                 found = None
+            if found is not None:
+                _release_python_ranks(found)
             _encodings[name] = found
         return _encodings[name]
 

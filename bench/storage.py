@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import subprocess
 import tempfile
 import time
@@ -295,9 +296,8 @@ def pg_available(url: str) -> bool:
 
 
 def run_postgres(
-    admin_url: str, days: int, targets: int, loader: str, keep: str | None
+    admin_url: str, days: int, targets: int, loader: str, keep: bool, name: str
 ) -> dict[str, Any]:
-    name = keep or BENCH_DB
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         exists = conn.execute(
@@ -308,7 +308,7 @@ def run_postgres(
             conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
         url = _with_database(admin_url, name)
-        return measure(url, None, days, targets, loader, reuse=bool(keep))
+        return measure(url, None, days, targets, loader, reuse=keep)
     finally:
         if not keep:
             with admin.connect() as conn:
@@ -393,7 +393,15 @@ def main(argv: list[str] | None = None) -> None:
         "checker_bench_kept) and reuse them on the next run with --keep: for profiling "
         "the queries without regenerating; load figures are then not reported",
     )
+    parser.add_argument(
+        "--pg-name",
+        default=None,
+        help=f"the PostgreSQL database to create (and drop, unless --keep); default "
+        f"{BENCH_DB}, or {BENCH_DB}_kept with --keep. Two runs at once need different names",
+    )
     args = parser.parse_args(argv)
+    if args.pg_name is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.pg_name):
+        parser.error("--pg-name: lower-case letters, digits and _ (it is put into SQL as is)")
     results: dict[str, dict[str, Any]] = {}
     skipped = ""
     backends = args.backends.split(",")
@@ -408,8 +416,10 @@ def main(argv: list[str] | None = None) -> None:
     if "postgresql" in backends:
         pg_url = os.environ.get("CHECKER_TEST_PG_URL") or DEFAULT_PG_URL
         if pg_available(pg_url):
-            keep = f"{BENCH_DB}_kept" if args.keep else None
-            results["PostgreSQL"] = run_postgres(pg_url, args.days, args.targets, args.loader, keep)
+            name = args.pg_name or (f"{BENCH_DB}_kept" if args.keep else BENCH_DB)
+            results["PostgreSQL"] = run_postgres(
+                pg_url, args.days, args.targets, args.loader, bool(args.keep), name
+            )
             print("storage: PostgreSQL done", flush=True)
         else:
             skipped = f"PostgreSQL skipped: nothing answers at {sa.make_url(pg_url)!r}."

@@ -77,12 +77,16 @@ from checker.store.queries import (
     window_counts_many,
 )
 from checker.store.rollup import (
+    DAILY,
+    DAY,
     HOUR,
     RAW,
     ROLLED,
+    ROLLED_DAYS,
     ROLLUPS,
     USAGE_FIELDS,
     as_utc,
+    floor_day,
     floor_hour,
     hours_between,
     usage_filter,
@@ -110,13 +114,11 @@ def _read(conn: Connection) -> Connection:
     return conn
 
 
-def _in_ranges(column: Any, ranges: Sequence[tuple[datetime, datetime]]) -> Any:
-    return sa.or_(*(sa.and_(column >= a, column < b) for a, b in ranges))
-
-
-def _plan(conn: Connection, since: datetime, until: datetime) -> WindowPlan:
+def _plan(
+    conn: Connection, since: datetime, until: datetime, with_days: bool = False
+) -> WindowPlan:
     """Hourly rollups for the whole rolled-up hours of [since, until), raw rows for the rest
-    (the status query's split, without daily rows)."""
+    (the status query's split); daily rollups for whole rolled days when `with_days`."""
     rolled = {
         as_utc(hour): bool(pruned)
         for hour, pruned in conn.execute(
@@ -125,7 +127,17 @@ def _plan(conn: Connection, since: datetime, until: datetime) -> WindowPlan:
             )
         )
     }
-    return plan_window(since, until, rolled)
+    days: set[datetime] = set()
+    if with_days:
+        days = {
+            as_utc(day)
+            for (day,) in conn.execute(
+                sa.select(ROLLED_DAYS.c.day).where(
+                    ROLLED_DAYS.c.day >= floor_day(since), ROLLED_DAYS.c.day < until
+                )
+            )
+        }
+    return plan_window(since, until, rolled, days)
 
 
 def _json_rows(rows: Sequence[Sequence[Any]], first: int) -> list[list[Any]]:
@@ -142,8 +154,10 @@ def _json_rows(rows: Sequence[Sequence[Any]], first: int) -> list[list[Any]]:
 def spend_many(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, Spend]:
-    """Probe spend and tokens per target over [since, until): rollups for whole rolled-up
-    hours, raw rows for the rest (the same split as the status query)."""
+    """Probe spend and tokens per target over [since, until): daily rollups for whole rolled
+    days, hourly rollups for the other whole rolled-up hours, raw rows for the rest (the
+    status query's split). One statement per range: an OR of ranges makes SQLite read
+    every row of every target."""
     since, until = as_utc(since), as_utc(until)
     if not targets:
         return {}
@@ -151,35 +165,33 @@ def spend_many(
     counts = {t: [0, 0, 0] for t in targets}  # priced results, prompt and completion tokens
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
-        plan = _plan(conn, since, until)
-        queries = []
-        if plan.rollup:
-            c = ROLLUPS.c
-            queries.append(
-                sa.select(
-                    c.target,
-                    sa.func.sum(c.cost_usd),
-                    sa.func.sum(c.cost_count),
-                    sa.func.sum(c.prompt_tokens),
-                    sa.func.sum(c.completion_tokens),
-                )
-                .where(c.target.in_(targets), _in_ranges(c.hour, plan.rollup))
-                .group_by(c.target)
+        plan = _plan(conn, since, until, with_days=until - since >= DAY)
+        parts: list[tuple[sa.Select[Any], Any, Sequence[Range]]] = []
+        for table, period, ranges in (
+            (ROLLUPS, ROLLUPS.c.hour, plan.rollup),
+            (DAILY, DAILY.c.day, plan.daily),
+        ):
+            c = table.c
+            sums = sa.select(
+                c.target,
+                sa.func.sum(c.cost_usd),
+                sa.func.sum(c.cost_count),
+                sa.func.sum(c.prompt_tokens),
+                sa.func.sum(c.completion_tokens),
             )
-        if plan.raw:
-            queries.append(
-                sa.select(
-                    RAW.target,
-                    sa.func.sum(RAW.cost_usd),
-                    sa.func.count(RAW.cost_usd),
-                    sa.func.sum(RAW.prompt_tokens),
-                    sa.func.sum(RAW.completion_tokens),
-                )
-                .where(RAW.target.in_(targets), _in_ranges(RAW.started_at, plan.raw))
-                .group_by(RAW.target)
-            )
-        for query in queries:
-            for target, dollars, *numbers in conn.execute(query):
+            parts.append((sums.where(c.target.in_(targets)).group_by(c.target), period, ranges))
+        raw_sums = sa.select(
+            RAW.target,
+            sa.func.sum(RAW.cost_usd),
+            sa.func.count(RAW.cost_usd),
+            sa.func.sum(RAW.prompt_tokens),
+            sa.func.sum(RAW.completion_tokens),
+        )
+        parts.append(
+            (raw_sums.where(RAW.target.in_(targets)).group_by(RAW.target), RAW.started_at, plan.raw)
+        )
+        for query, column, ranges in parts:
+            for target, dollars, *numbers in per_range(conn, query, column, ranges):
                 cost[target] += float(dollars or 0.0)
                 for i, n in enumerate(numbers):
                     counts[target][i] += int(n or 0)

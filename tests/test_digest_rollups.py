@@ -25,7 +25,7 @@ from checker.pricing import PriceBook
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store import migrate
 from checker.store.db import make_engine
-from checker.store.rollup import HOUR, ROLLUPS, floor_hour, hours_between, rollup_hours
+from checker.store.rollup import HOUR, ROLLED_DAYS, ROLLUPS, floor_hour, hours_between, rollup_hours
 from checker.store.sketch import Sketch
 from checker.tokens import estimate_tokens_from_chars
 from tests.fixtures_db import generate_results, store_results
@@ -147,6 +147,7 @@ def figures(ctx: DigestContext) -> list[tuple]:
             t.tokens,
             [(b.start, b.uptime, b.latency_p50, b.height, b.state) for b in t.bars],
             round(t.spend_usd or 0.0, 12),
+            round(t.month_to_date_usd or 0.0, 12),
         )
         for t in ctx.targets
     ]
@@ -164,6 +165,14 @@ def check_against_brute_force(ctx: DigestContext, cfg: Config, items: Items) -> 
         assert [(b.start, b.uptime, b.latency_p50) for b in t.bars] == brute_bars(
             mine, PERIOD, count_rl
         )
+        # All the data is in the period's month: daily, hourly and raw sums together.
+        spent = sum(
+            r.cost_usd or 0.0
+            for r, _ in items
+            if r.target == t.name and r.started_at < PERIOD.until
+        )
+        assert t.month_to_date_usd == pytest.approx(spent, rel=1e-9)
+        assert t.spend_usd == pytest.approx(sum(r.cost_usd or 0.0 for r, _ in mine), rel=1e-9)
         # The data really exercises what is compared.
         assert checked > 50 and 0 < mismatched < checked
         assert len(t.error_details) >= 3
@@ -196,6 +205,8 @@ def test_digest_from_rollups_equals_raw_rows_and_brute_force(db_url: str, engine
     # Every whole hour rolled up: the period's middle comes from rollups alone.
     rollup_hours(engine, PERIOD.since - timedelta(days=2), PERIOD.until)
     assert rollup_columns_null(engine) == 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(ROLLED_DAYS)).scalar_one() > 0
     rolled = build()
     assert figures(rolled) == figures(raw_only)
     check_against_brute_force(rolled, cfg, items)

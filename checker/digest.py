@@ -367,6 +367,7 @@ def hour_points(
     hours = list(hours_between(since, until))
     counts = {t: {h: Counts() for h in hours} for t in targets}
     latency: dict[tuple[str, datetime], Sketch] = {}
+    raw_latency: dict[tuple[str, datetime], list[float]] = {}
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
         plan = _plan(conn, since, until)
@@ -385,7 +386,11 @@ def hour_points(
             hour = as_utc(hour)
             counts[target][hour].add(total, maint, ok, rl)
             if sketch:
-                latency.setdefault((target, hour), Sketch()).merge_json(sketch)
+                found = latency.get((target, hour))
+                if found is None:
+                    latency[(target, hour)] = Sketch.from_json(sketch)
+                else:
+                    found.merge_json(sketch)
         raw = sa.select(
             RAW.started_at, RAW.target, RAW.ok, RAW.maintenance, RAW.error, RAW.latency_ms
         ).where(RAW.target.in_(targets))
@@ -398,7 +403,13 @@ def hour_points(
                 1, not outside, outside and ok, outside and error == _RATE_LIMITED
             )
             if ok and outside and lat is not None:
-                latency.setdefault((target, hour), Sketch()).add(lat)
+                raw_latency.setdefault((target, hour), []).append(lat)
+    for key, values in raw_latency.items():
+        found = latency.get(key)
+        if found is None:
+            latency[key] = Sketch(values)
+        else:
+            found.extend(values)
     out: dict[str, list[Hour]] = {}
     for t in targets:
         count_rl = count_rate_limited[t]

@@ -174,7 +174,7 @@ def test_status_matches_brute_force(loaded: tuple[Engine, Items], count_rate_lim
 
 def test_last_result_is_the_newest_at_now_not_after(loaded: tuple[Engine, Items]) -> None:
     """A `now` in the past (a digest's previous period) sees the newest result up to it,
-    never a later one; targets quiet in the hour before `now` come from the fallback seek."""
+    never a later one, also for targets quiet for a long time before `now`."""
     engine, items = loaded
     for past in (NOW - timedelta(days=1), NOW - timedelta(days=2, hours=2, minutes=30)):
         got = status(engine, TARGETS, past, windows=("1h",), main_window="1h")
@@ -184,6 +184,24 @@ def test_last_result_is_the_newest_at_now_not_after(loaded: tuple[Engine, Items]
                 key=lambda r: r.started_at,
             )
             assert s.last == newest.to_json()
+
+
+def test_last_result_ties_odd_names_and_targets_without_results(db_engine: Engine) -> None:
+    """Equal start times: the later insert wins. Names are data, not SQL. A target with no
+    result at all has no `last`."""
+    names = ['it\'s "quoted"', "tie", "never-probed"]
+    at = NOW - timedelta(minutes=5)
+    failed = ProbeResult(target="tie", probe="models", started_at=at, ok=False, error="timeout")
+    items = [
+        (ProbeResult(target=names[0], probe="stream", started_at=at, ok=True), False),
+        (ProbeResult(target="tie", probe="stream", started_at=at, ok=True), False),
+        (failed, False),
+    ]
+    store_results(db_engine, items)
+    got = {s.target: s.last for s in status(db_engine, names, NOW, windows=("1h",))}
+    assert got[names[0]] == items[0][0].to_json()
+    assert got["tie"] == items[2][0].to_json()
+    assert got["never-probed"] is None
 
 
 def test_rollups_change_nothing_but_speed(db_engine: Engine) -> None:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from checker.probes.base import ErrorKind
@@ -336,44 +337,36 @@ def _distributions(
     return out
 
 
-_RECENT = timedelta(hours=1)
-
-
 def _last(conn: Connection, targets: Sequence[str], now: datetime) -> dict[str, dict[str, Any]]:
     """The newest result of each target at `now` (results after `now` are ignored).
 
-    One ranked query over the last hour (probes run every few minutes, so nearly every
-    target is there), then a single index seek for each target that was not.
+    One statement, one index seek per target on (target, started_at): PostgreSQL joins a
+    LATERAL `LIMIT 1` to the unnested names, SQLite looks up each name of a json_each()
+    list with a correlated subquery. Ranking the last hour of every target with a window
+    function read ~12,000 rows at 200 targets; a query per target paid 200 round trips.
     """
-    ranked = (
-        sa.select(
-            *RAW,
-            sa.func.row_number()
-            .over(partition_by=RAW.target, order_by=(RAW.started_at.desc(), RAW.id.desc()))
-            .label("rank"),
-        )
-        # Bounded on both sides: for a `now` in the past (a digest's previous period) an
-        # open upper end ranked every newer row, seconds of work on a month of results.
-        .where(RAW.target.in_(targets), RAW.started_at >= now - _RECENT, RAW.started_at <= now)
-        .subquery()
-    )
-    columns = [ranked.c[c.name] for c in RAW]
-    out: dict[str, dict[str, Any]] = {
-        row.target: row_to_result(row).to_json()
-        for row in conn.execute(sa.select(*columns).where(ranked.c.rank == 1))
-    }
     newest = (
-        sa.select(*RAW)
-        .where(RAW.target == sa.bindparam("name"), RAW.started_at <= now)
+        sa.select(RAW.id)
+        .where(RAW.started_at <= now)
         .order_by(RAW.started_at.desc(), RAW.id.desc())
         .limit(1)
     )
-    for target in targets:
-        if target not in out:
-            row = conn.execute(newest, {"name": target}).first()
-            if row is not None:
-                out[target] = row_to_result(row).to_json()
-    return out
+    if conn.dialect.name == "postgresql":
+        names = (
+            sa.func.unnest(sa.bindparam("names", type_=postgresql.ARRAY(sa.String)))
+            .table_valued("name")
+            .render_derived(name="names")
+        )
+        pick = newest.where(RAW.target == names.c.name).lateral("newest")
+        ids = sa.select(pick.c.id).select_from(names).join(pick, sa.true())
+        param: Any = list(targets)
+    else:
+        names = sa.func.json_each(sa.bindparam("names")).table_valued("value").alias("names")
+        pick = newest.where(RAW.target == names.c.value).scalar_subquery()
+        ids = sa.select(pick).select_from(names)
+        param = json.dumps(list(targets))
+    rows = conn.execute(sa.select(*RAW).where(RAW.id.in_(ids)), {"names": param})
+    return {row.target: row_to_result(row).to_json() for row in rows}
 
 
 # --- public queries ------------------------------------------------------------------------

@@ -35,8 +35,10 @@ import base64
 import math
 import sys
 from array import array
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import accumulate
 from operator import add
 from typing import Any
 
@@ -63,6 +65,10 @@ def _encode(counts: Sequence[int]) -> tuple[str, str]:
 def _lanes(code: str, text: str) -> int:
     """A stored run as one integer with a 64-bit little-endian lane per bucket."""
     raw = base64.b64decode(text)
+    if code == "B":  # the usual width: one strided copy
+        wide = bytearray(len(raw) * _LANE)
+        wide[::_LANE] = raw
+        return int.from_bytes(wide, "little")
     width = _WIDTH_BYTES[code]
     wide = bytearray(len(raw) // width * _LANE)
     for byte in range(width):  # stored little-endian: byte j of each count to byte j of a lane
@@ -210,14 +216,12 @@ class Sketch:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within [0, 1], got {q}")
         rank = math.floor(q * (self._count - 1))
-        seen = self._zero
-        if rank < seen:
+        if rank < self._zero:
             return 0.0
-        for index, n in enumerate(self._counts):
-            seen += n
-            if rank < seen:
-                return 2.0 * GAMMA ** (self._offset + index) / (GAMMA + 1.0)
-        raise AssertionError("unreachable: counts are consistent")  # pragma: no cover
+        # The first bucket whose running total passes the rank (accumulate and bisect run
+        # in C: a Python loop over a month's few hundred buckets cost ~80 us per call).
+        index = bisect_right(list(accumulate(self._counts)), rank - self._zero)
+        return 2.0 * GAMMA ** (self._offset + index) / (GAMMA + 1.0)
 
     def to_json(self) -> dict[str, Any]:
         self._settle()

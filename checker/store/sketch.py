@@ -35,6 +35,7 @@ import base64
 import math
 import sys
 from array import array
+from binascii import a2b_base64
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,7 +65,7 @@ def _encode(counts: Sequence[int]) -> tuple[str, str]:
 
 def _lanes(code: str, text: str) -> int:
     """A stored run as one integer with a 64-bit little-endian lane per bucket."""
-    raw = base64.b64decode(text)
+    raw = a2b_base64(text)  # base64.b64decode without its Python-level argument checks
     if code == "B":  # the usual width: one strided copy
         wide = bytearray(len(raw) * _LANE)
         wide[::_LANE] = raw
@@ -101,7 +102,10 @@ class Sketch:
         counts.frombytes(lanes.to_bytes((lanes.bit_length() + 63) // 64 * _LANE, "little"))
         if _BIG_ENDIAN:  # pragma: no cover
             counts.byteswap()
-        self._merge_run(self._lanes_offset, counts)
+        if self._counts:
+            self._merge_run(self._lanes_offset, counts)
+        else:
+            self._offset, self._counts = self._lanes_offset, counts.tolist()
         self._count += sum(counts)
 
     @property

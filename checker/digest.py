@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -365,7 +365,7 @@ def hour_points(
     since, until = as_utc(since), as_utc(until)
     targets = list(count_rate_limited)
     hours = list(hours_between(since, until))
-    counts = {t: {h: Counts() for h in hours} for t in targets}
+    counts: defaultdict[tuple[str, datetime], Counts] = defaultdict(Counts)
     latency: dict[tuple[str, datetime], Sketch] = {}
     raw_latency: dict[tuple[str, datetime], list[float]] = {}
     with engine.connect() as raw_conn:
@@ -384,7 +384,7 @@ def hour_points(
         rows = _json_rows(list(per_range(conn, per_hour, c.hour, plan.rollup)), 6)
         for hour, target, total, maint, ok, rl, sketch in rows:
             hour = as_utc(hour)
-            counts[target][hour].add(total, maint, ok, rl)
+            counts[(target, hour)].add(total, maint, ok, rl)
             if sketch:
                 found = latency.get((target, hour))
                 if found is None:
@@ -399,7 +399,7 @@ def hour_points(
         ):
             hour = floor_hour(started_at)
             outside = not maint
-            counts[target][hour].add(
+            counts[(target, hour)].add(
                 1, not outside, outside and ok, outside and error == _RATE_LIMITED
             )
             if ok and outside and lat is not None:
@@ -410,18 +410,17 @@ def hour_points(
             latency[key] = Sketch(values)
         else:
             found.extend(values)
+    empty = Counts()
     out: dict[str, list[Hour]] = {}
     for t in targets:
         count_rl = count_rate_limited[t]
-        out[t] = [
-            Hour(
-                h,
-                counts[t][h].valid(count_rl),
-                counts[t][h].sli_ok,
-                latency[(t, h)].quantile(0.5) if (t, h) in latency else None,
-            )
-            for h in hours
-        ]
+        points = []
+        for h in hours:
+            n = counts.get((t, h), empty)
+            sketch = latency.get((t, h))
+            median = sketch.quantile(0.5) if sketch is not None else None
+            points.append(Hour(h, n.valid(count_rl), n.sli_ok, median))
+        out[t] = points
     return out
 
 

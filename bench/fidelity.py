@@ -8,10 +8,17 @@ thing, both on CLOCK_MONOTONIC (perf_counter) of one machine:
   ttfb:    probe ttfb_ms      - (headers_sent - received)
   latency: probe latency_ms   - (last_byte_sent - received)
   tok/s:   probe tokens_per_s / ((n - 1) / (last_byte_sent - first_token_sent)) - 1
-The client's clock starts before it connects and the server's when its handler runs, so
-on loopback a faithful client reads slightly MORE than the server (connect, the request's
-trip, the kernel, parsing): the signed error should be small and positive, and is the
-part of a reading that the route did not cause.
+The server's clock starts when its handler runs and stops just before it writes.
+
+The clients do not start and stop their clocks at the same points, and the table shows
+each as it is defined:
+- checker: from the moment its request's first byte goes to the kernel (connect and TLS
+  are its separate connect_ms) to the kernel's receive timestamp of the bytes that
+  completed the headers, the first token, the end marker (checker/probes/arrival.py). So
+  its interval spans the same events as the server's plus the request's and the answer's
+  trips through loopback: a faithful reading is slightly MORE than the server's.
+- httpx loop and curl: from before they connect to when their code sees the bytes; their
+  errors include connect time and their own queueing, as most clients' readings do.
 
 The simulator runs in its own process on its own core (bench.common.SimProcess), so its
 event loop never shares the GIL or a CPU with the client being measured. "N in flight"
@@ -300,7 +307,10 @@ def report(rows: list[tuple[str, int, Errors]], curl_missing: bool) -> str:
         f"Simulator: ttft {TTFT_MS:g} ms, {TOKENS} tokens {INTER_TOKEN_MS:g} ms apart, in its "
         "own process pinned to its own core; clients pinned to the other core. Errors in ms "
         "(client interval - server interval, see `bench/fidelity.py`); tok/s error in % of "
-        "the server's decode rate. Positive = the client read longer than the server took."
+        "the server's decode rate. Positive = the client read longer than the server took. "
+        "The checker's intervals run from its request's first byte sent to the kernel's "
+        "arrival timestamp of the bytes (connect is its separate `connect_ms`); the httpx "
+        "loop's and curl's from before they connect to when their code sees the bytes."
         "\n\n" + table(header, body) + verdict + note
     )
 

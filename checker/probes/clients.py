@@ -5,10 +5,24 @@ httpx client costs tens of milliseconds that would otherwise land inside ttft. B
 a client keeps no idle connections, so every probe opens a fresh one and DNS, connect and
 TLS are measured and their failures seen; `reuse_connections: true` keeps them warm.
 
-`exchange()` starts the monotonic clock after the request is built, just before it is
-sent, and records connect_ms (httpcore trace: DNS + TCP + TLS of a new connection),
-ttfb_ms and the status. Readers here enforce the body limits while streaming, so a
-hostile endpoint can never make the checker buffer an unbounded body.
+What the clock measures (the same with fresh and with reused connections):
+
+- t0 is the moment the request's first byte is handed to the kernel, after DNS, connect
+  and TLS (those are `connect_ms`, from httpcore's trace, measured on its own).
+- ttfb, ttft and latency end when the bytes that completed the response headers, the
+  first event carrying generated text, and the end marker (else the last byte) reached
+  this host's network stack: the kernel's receive timestamp of the read that brought
+  them (checker/probes/arrival.py), on the same monotonic clock as t0.
+
+So a reading is the route's time from request to answer, and not the time this process
+needed to get around to the bytes: with many probes in flight on one core, an event can
+wait in the loop's queue long after it arrived, and that wait is the checker's, not the
+route's. Without kernel timestamps (not Linux) or through a proxy mounted from the
+environment, t0 is taken just before the request is sent (connect included) and the
+ends when the reader sees the bytes.
+
+Readers here enforce the body limits while streaming, so a hostile endpoint can never
+make the checker buffer an unbounded body.
 """
 
 from __future__ import annotations
@@ -25,10 +39,12 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, TypeVar
 
+import httpcore
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
 from checker.config import Config, Target
+from checker.probes.arrival import ArrivalBackend, ArrivalClock, stream_clock
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import (
     ProbeFailure,
@@ -57,6 +73,23 @@ R = TypeVar("R")
 def tls_context(verify: bool) -> ssl.SSLContext:
     """Shared by every client: loading the CA bundle is the slow part of building one."""
     return httpx.create_ssl_context(verify=verify)
+
+
+class ArrivalTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport (request conversion, exception mapping, response streams)
+    over a connection pool whose streams stamp when requests leave and bytes arrive."""
+
+    def __init__(self, *, verify: ssl.SSLContext, limits: httpx.Limits) -> None:
+        super().__init__(verify=verify, limits=limits)
+        # httpx takes no network backend: replace the pool it built by the same one with
+        # ours (`_pool` is where every httpx 0.x transport keeps it).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=verify,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=ArrivalBackend(),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +155,11 @@ class ClientPool:
             if spec.reuse_connections
             else httpx.Limits(max_keepalive_connections=0)
         )
+        verify = tls_context(spec.verify_tls)
         client = httpx.AsyncClient(
-            verify=tls_context(spec.verify_tls),
+            transport=ArrivalTransport(verify=verify, limits=limits),
+            # Still given: a proxy mounted from the environment builds its own transport.
+            verify=verify,
             timeout=httpx.Timeout(
                 connect=spec.connect_timeout,
                 read=spec.read_timeout,
@@ -255,13 +291,25 @@ class ConnectTrace:
 
 @dataclass(slots=True)
 class Exchange:
-    """A sent request whose response headers arrived; times are ms since just before send."""
+    """A sent request whose response headers arrived; times are ms since it was sent."""
 
     response: httpx.Response
     t0: float
+    clock: ArrivalClock | None = None
+
+    def arrived(self) -> float:
+        """When the bytes read last reached this host (now, without a stamping stream)."""
+        return arrival(self.clock)
 
     def ms(self, at: float | None = None) -> float:
-        return ((perf_counter() if at is None else at) - self.t0) * 1000.0
+        """ms from the request to `at`, by default to the arrival of the last bytes read."""
+        return ((self.arrived() if at is None else at) - self.t0) * 1000.0
+
+
+def arrival(clock: ArrivalClock | None) -> float:
+    if clock is None or clock.arrived_at is None:
+        return perf_counter()
+    return clock.arrived_at
 
 
 @asynccontextmanager
@@ -271,13 +319,16 @@ async def exchange(
     """Send `request` and stream its response; records connect_ms, ttfb_ms and status."""
     trace = ConnectTrace()
     request.extensions["trace"] = trace
-    t0 = perf_counter()
+    before = perf_counter()
     try:
         response = await client.send(request, stream=True)
     finally:
         result.connect_ms = trace.connect_ms
     try:
-        ex = Exchange(response=response, t0=t0)
+        clock = stream_clock(response.extensions.get("network_stream"))
+        sent = None if clock is None else clock.request_sent_at
+        # A stamp from before this call would be another request's: never trust it.
+        ex = Exchange(response, sent if sent is not None and sent >= before else before, clock)
         result.ttfb_ms = ex.ms()
         result.status = response.status_code
         yield ex
@@ -353,6 +404,9 @@ DRAIN_S = 1.0
 class EventStream:
     """The SSE events of a streamed response, each with its arrival time, within limits.
 
+    An event's arrival time is that of the read that completed it: the stream is read
+    only when the SSE parser needs more bytes, so that is always the latest read.
+
     The consumer calls `end()` at the protocol's end marker ([DONE], message_stop): no
     further events are yielded. With `drain` (reuse_connections) the rest of the body is
     still read, briefly and ignoring errors, because httpx only returns a connection to
@@ -366,10 +420,12 @@ class EventStream:
         self._max_bytes = max_bytes
         self._max_events = max_events
         self._drain = drain
+        self._clock = stream_clock(response.extensions.get("network_stream"))
         self.ended_at: float | None = None
 
     def end(self) -> None:
-        self.ended_at = perf_counter()
+        """The event just yielded ends the stream: it arrived with the latest read."""
+        self.ended_at = arrival(self._clock)
 
     async def events(self) -> AsyncIterator[tuple[float, ServerSentEvent]]:
         source = EventSource(CappedText(self._response, self._max_bytes))  # type: ignore[arg-type]
@@ -384,7 +440,7 @@ class EventStream:
                         raise ProbeFailure(
                             ErrorKind.too_large, f"stream over {self._max_events} events"
                         )
-                    yield perf_counter(), sse
+                    yield arrival(self._clock), sse
                     if self.ended_at is not None:
                         if not self._drain:
                             return

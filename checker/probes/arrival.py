@@ -1,0 +1,441 @@
+"""An httpcore network backend that knows when a request left and when bytes arrived.
+
+Why: a probe's clock must measure the route, not the checker. Stamping "now" when our
+code gets to an event measures the event loop too: with 200 streams in flight on one
+core, a first token can wait hundreds of milliseconds behind other probes' chunks before
+any Python code sees it. So this backend stamps the two ends of every interval where the
+checker's own CPU cannot move them:
+
+- `ArrivalClock.request_sent_at`: perf_counter() immediately before the first byte of the
+  current request is handed to the kernel (the probe's task does all local work, connect
+  included, before that).
+- `ArrivalClock.arrived_at`: when the bytes of the most recent read reached this host's
+  network stack, from the kernel's receive timestamp (Linux SO_TIMESTAMPNS, read with
+  recvmsg), whenever our code gets around to reading them. Where the kernel gives no
+  timestamp (other systems) it is perf_counter() when the read returned, as before.
+
+A reader parsing the bytes it just read asks for `arrived_at`: the event it completed
+arrived with the latest read, because httpcore reads only when its parser needs more.
+The kernel keeps one timestamp per queued segment and merges segments queued together
+under the later one, so bytes read late (the loop was busy for longer than the gap
+between two tokens) carry the later token's time: the remaining error is bounded by the
+loop's delay, not added to by it.
+
+Everything else mirrors httpcore's own anyio backend, so probes classify failures exactly
+as before: the same exception types (ConnectError, ReadTimeout...) wrapping the same
+causes (socket.gaierror, ssl.SSLError, OSError), happy eyeballs over the resolved
+addresses (IPv6 first, the next attempt 250 ms later), TCP_NODELAY, TLS through an
+ssl.SSLObject without close_notify on close, and a peer's EOF read as b"".
+"""
+
+# httpcore's stream interface passes timeouts as arguments, so the helpers do too.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import select
+import socket
+import ssl
+import struct
+import sys
+import time
+from collections.abc import Callable, Iterable
+from time import perf_counter
+from typing import Any
+
+import httpcore
+
+HAPPY_EYEBALLS_DELAY_S = 0.25
+# The TLS layer reads ciphertext in pieces of this size (a TLS record is at most 16 KB).
+TLS_READ_BYTES = 64 * 1024
+
+# Linux: SO_TIMESTAMPNS = SCM_TIMESTAMPNS = 35 (the socket module does not name it); the
+# timestamp is a struct timespec on CLOCK_REALTIME, i.e. two C longs on Linux.
+_SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@ll")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if sys.platform == "linux" else 0
+
+Option = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+
+
+def _enable_kernel_stamps(sock: socket.socket) -> bool:
+    if sys.platform != "linux":
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _kernel_arrival(ancdata: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's receive time of the data just read, on perf_counter's clock."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            # CLOCK_REALTIME -> CLOCK_MONOTONIC (perf_counter): the offset read now, since
+            # only a step of the wall clock changes it, and a step is rare.
+            offset = time.time_ns() - time.perf_counter_ns()
+            return min((sec * 1_000_000_000 + nsec - offset) / 1e9, perf_counter())
+    return None
+
+
+class ArrivalClock:
+    """The two stamps of the exchange in progress on one connection.
+
+    A request starts with the first application write after a response was read (or the
+    first ever); TLS handshake traffic neither starts a request nor ends a response.
+    """
+
+    __slots__ = ("_between_requests", "arrived_at", "kernel", "request_sent_at")
+
+    def __init__(self, kernel: bool) -> None:
+        self.kernel = kernel  # False: arrived_at is when the read returned
+        self.request_sent_at: float | None = None
+        self.arrived_at: float | None = None
+        self._between_requests = True
+
+    def sending(self) -> None:
+        if self._between_requests:
+            self.request_sent_at = perf_counter()
+            self._between_requests = False
+
+    def responding(self) -> None:
+        self._between_requests = True
+
+
+class StampedStream(httpcore.AsyncNetworkStream):
+    """A network stream with an ArrivalClock (plain TCP or TLS over it)."""
+
+    clock: ArrivalClock
+
+
+def _wake(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class _SocketStream(StampedStream):
+    """A non-blocking TCP socket read with recvmsg, on the running loop's selector."""
+
+    def __init__(self, sock: socket.socket, kernel_stamps: bool) -> None:
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self.clock = ArrivalClock(kernel_stamps)
+
+    async def _wait(
+        self,
+        register: Callable[..., Any],
+        unregister: Callable[[int], Any],
+        timeout: float | None,
+    ) -> bool:
+        """Until the socket is ready (True) or `timeout` passed (False)."""
+        fd = self._sock.fileno()
+        fut: asyncio.Future[bool] = self._loop.create_future()
+        register(fd, _wake, fut, True)
+        timer = None if timeout is None else self._loop.call_later(timeout, _wake, fut, False)
+        try:
+            return await fut
+        finally:
+            unregister(fd)
+            if timer is not None:
+                timer.cancel()
+
+    async def recv(self, max_bytes: int, timeout: float | None) -> bytes:
+        """Up to max_bytes (b"" at EOF), stamping their arrival on the clock."""
+        while True:
+            try:
+                data, ancdata, _flags, _addr = self._sock.recvmsg(max_bytes, _CMSG_SPACE)
+            except BlockingIOError:
+                if not await self._wait(self._loop.add_reader, self._loop.remove_reader, timeout):
+                    raise httpcore.ReadTimeout(TimeoutError()) from None
+                continue
+            except OSError as exc:
+                raise httpcore.ReadError(exc) from exc
+            if data:
+                self.clock.arrived_at = _kernel_arrival(ancdata) or perf_counter()
+            return data
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self._sock.send(view)
+            except BlockingIOError:
+                if not await self._wait(self._loop.add_writer, self._loop.remove_writer, timeout):
+                    raise httpcore.WriteTimeout(TimeoutError()) from None
+                continue
+            except OSError as exc:
+                raise httpcore.WriteError(exc) from exc
+            view = view[sent:]
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self.clock.responding()
+        return await self.recv(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            self.clock.sending()
+            await self.send(buffer, timeout)
+
+    async def aclose(self) -> None:
+        self._sock.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        tls = _TLSStream(self, ssl_context, server_hostname)
+        try:
+            async with asyncio.timeout(timeout):
+                await tls.handshake()
+        except TimeoutError as exc:
+            await self.aclose()
+            raise httpcore.ConnectTimeout(exc) from exc
+        except BaseException:
+            await self.aclose()
+            raise
+        return tls
+
+    def get_extra_info(self, info: str) -> Any:
+        sock = self._sock
+        if info == "socket":
+            return sock
+        if sock.fileno() == -1:
+            return True if info == "is_readable" else None
+        if info == "client_addr":
+            return sock.getsockname()
+        if info == "server_addr":
+            return sock.getpeername()
+        if info == "is_readable":
+            # A kept-alive connection with something to read was closed (or spoken on) by
+            # the server: httpcore then opens a new one.
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable)
+        return None
+
+
+class _TLSStream(StampedStream):
+    """TLS over a _SocketStream through memory BIOs, so ciphertext keeps its arrival time:
+    decrypted bytes arrived with the read that completed their record."""
+
+    def __init__(self, raw: _SocketStream, ctx: ssl.SSLContext, hostname: str | None) -> None:
+        self._raw = raw
+        self.clock = raw.clock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._ssl = ctx.wrap_bio(self._incoming, self._outgoing, server_hostname=hostname)
+
+    async def _flush(self, timeout: float | None) -> None:
+        if self._outgoing.pending:
+            await self._raw.send(self._outgoing.read(), timeout)
+
+    async def _fill(self, timeout: float | None) -> None:
+        data = await self._raw.recv(TLS_READ_BYTES, timeout)
+        if data:
+            self._incoming.write(data)
+        else:
+            self._incoming.write_eof()
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self._ssl.do_handshake()
+            except ssl.SSLWantReadError:
+                await self._flush(None)
+                await self._fill(None)
+            except ssl.SSLError as exc:
+                if isinstance(exc, ssl.SSLEOFError):
+                    # As anyio reports it: the peer hung up, no TLS alert to quote.
+                    raise httpcore.ConnectError() from None
+                raise httpcore.ConnectError(exc) from exc
+            except httpcore.ReadError as exc:
+                raise httpcore.ConnectError(exc.args[0]) from exc.__cause__
+            except httpcore.WriteError as exc:
+                raise httpcore.ConnectError(exc.args[0]) from exc.__cause__
+            else:
+                await self._flush(None)
+                return
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self.clock.responding()
+        while True:
+            try:
+                data = self._ssl.read(max_bytes)
+            except ssl.SSLWantReadError:
+                await self._flush(timeout)  # e.g. a KeyUpdate answer
+                await self._fill(timeout)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""  # HTTP needs no close_notify; a ragged EOF is an EOF
+            else:
+                await self._flush(timeout)
+                return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        self.clock.sending()
+        self._ssl.write(buffer)
+        await self._flush(timeout)
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise NotImplementedError("TLS in TLS (an HTTPS proxy) uses httpcore's own backend")
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "ssl_object":
+            return self._ssl
+        if info == "is_readable" and self._ssl.pending():
+            return True
+        return self._raw.get_extra_info(info)
+
+
+# --- connecting ---------------------------------------------------------------------------
+
+
+def _order(infos: list[tuple[Any, ...]]) -> list[tuple[int, Any]]:
+    """(family, sockaddr) with the first IPv6 address first and the first IPv4 second, as
+    anyio orders them for happy eyeballs."""
+    out: list[tuple[int, Any]] = []
+    v6 = v4 = False
+    for family, _type, _proto, _name, addr in infos:
+        if family == socket.AF_INET6 and not v6:
+            v6 = True
+            out.insert(0, (family, addr))
+        elif family == socket.AF_INET and not v4 and v6:
+            v4 = True
+            out.insert(1, (family, addr))
+        else:
+            out.append((family, addr))
+    return out
+
+
+async def _resolve(host: str, port: int) -> list[tuple[int, Any]]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # a literal never needs the resolver thread
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return [(family, (ip.compressed, port))]
+    loop = asyncio.get_running_loop()
+    return _order(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
+async def _connect_one(
+    family: int,
+    addr: Any,
+    local_address: str | None,
+    options: Iterable[Option],
+) -> tuple[socket.socket, bool]:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
+        kernel = _enable_kernel_stamps(sock)
+        for option in options:
+            sock.setsockopt(*option)  # type: ignore[call-overload]
+        if local_address is not None:
+            sock.bind((local_address, 0))
+        await asyncio.get_running_loop().sock_connect(sock, addr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, kernel
+
+
+async def _happy_eyeballs(
+    addrs: list[tuple[int, Any]], local_address: str | None, options: list[Option]
+) -> tuple[socket.socket, bool]:
+    """The first address to connect wins; the next attempt starts when the previous one
+    ended or after HAPPY_EYEBALLS_DELAY_S. Fails as anyio fails (the same OSError)."""
+    loop = asyncio.get_running_loop()
+    won: asyncio.Future[tuple[socket.socket, bool]] = loop.create_future()
+    errors: list[OSError] = []
+
+    async def attempt(family: int, addr: Any) -> None:
+        try:
+            conn = await _connect_one(family, addr, local_address, options)
+        except OSError as exc:
+            errors.append(exc)
+            return
+        if won.done():
+            conn[0].close()  # connected too, but second
+        else:
+            won.set_result(conn)
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for family, addr in addrs:
+            tasks.append(loop.create_task(attempt(family, addr)))
+            await asyncio.wait(
+                {tasks[-1], won}, timeout=HAPPY_EYEBALLS_DELAY_S, return_when="FIRST_COMPLETED"
+            )
+            if won.done():
+                break
+        while not won.done() and (pending := [t for t in tasks if not t.done()]):
+            await asyncio.wait({won, *pending}, return_when="FIRST_COMPLETED")
+    except BaseException:
+        if won.done():
+            won.result()[0].close()
+        raise
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if won.done():
+        return won.result()
+    cause: BaseException = (
+        errors[0]
+        if len(errors) == 1
+        else ExceptionGroup("multiple connection attempts failed", errors)
+    )
+    raise OSError("All connection attempts failed") from cause
+
+
+class ArrivalBackend(httpcore.AsyncNetworkBackend):
+    """httpcore.AsyncConnectionPool(network_backend=ArrivalBackend()): TCP and TLS streams
+    whose ArrivalClock a probe reads from response.extensions["network_stream"]."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Option] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            async with asyncio.timeout(timeout):
+                addrs = await _resolve(host, port)
+                sock, kernel = await _happy_eyeballs(
+                    addrs, local_address, list(socket_options or [])
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(exc) from exc
+        except OSError as exc:  # socket.gaierror included: it tells a DNS failure
+            raise httpcore.ConnectError(exc) from exc
+        return _SocketStream(sock, kernel)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def stream_clock(network_stream: object) -> ArrivalClock | None:
+    """The clock of a response's network stream; None when another backend made it (a
+    proxy mounted from the environment, say)."""
+    return network_stream.clock if isinstance(network_stream, StampedStream) else None
+
+
+__all__ = ["ArrivalBackend", "ArrivalClock", "StampedStream", "stream_clock"]

@@ -256,14 +256,22 @@ class EvaluatorTask:
         self.last_error: str | None = None
 
     async def run(
-        self, targets: Sequence[str] | None = None, *, windows: bool = True
+        self,
+        targets: Sequence[str] | None = None,
+        *,
+        windows: bool = True,
+        counts: dict[str, dict[float, WindowCounts]] | None = None,
+        now: datetime | None = None,
     ) -> list[rules.ConfirmRequest]:
+        """One round; `counts` are window_signals already read at `now` (else read here)."""
         ctx = self._context()
-        chosen = [t for t in ctx.cfg.targets if targets is None or t.name in targets]
+        wanted = None if targets is None else set(targets)
+        chosen = [t for t in ctx.cfg.targets if wanted is None or t.name in wanted]
+        at = now or datetime.now(UTC)
         async with self._lock:
             try:
                 confirmations = await asyncio.to_thread(
-                    evaluate_targets, self.engine, ctx, chosen, datetime.now(UTC), windows=windows
+                    evaluate_targets, self.engine, ctx, chosen, at, windows=windows, counts=counts
                 )
             except sa.exc.SQLAlchemyError as exc:
                 # The database is away: nothing was written, the next round tries again.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import importlib
 import logging
 import signal
 import time
@@ -23,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import SQLAlchemyError
 
 from checker import config as config_mod
 from checker import logs, sdnotify
@@ -32,9 +34,10 @@ from checker.evaluator import Context as EvalContext
 from checker.evaluator import EvaluatorTask
 from checker.maintenance import MaintenanceCalendar
 from checker.metrics import Metrics
-from checker.notify import Deliverer, load_channels, pending_count
+from checker.notify import Deliverer, load_channels, pending_count, route
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
+from checker.slo import WindowCounts
 from checker.store.leader import Leadership
 from checker.tokens import count_output_tokens
 from checker.tokens import warm_up as warm_up_tokens
@@ -101,6 +104,9 @@ class Service:
     ) -> None:
         self.config_path = config_path
         self.cfg = cfg
+        # Config.target() scans the list: at 500 targets that was a measurable part of each
+        # probe job (py-spy at 5,000 probes/min). Rebuilt on reload.
+        self._targets = {t.name: t for t in cfg.targets}
         self.redactor = Redactor(cfg.secrets())
         self.states: dict[str, TargetState] = {}
         self.inflight: set[asyncio.Task[Any]] = set()
@@ -264,6 +270,7 @@ class Service:
             log.warning("reload: storage.url changes need a restart; keeping the old database")
         old = self.cfg
         self.cfg = new
+        self._targets = {t.name: t for t in new.targets}
         self.redactor = Redactor(new.secrets())
         self._calendar = MaintenanceCalendar(new.maintenance)
         logs.set_redactor(self.redactor)
@@ -381,9 +388,8 @@ class Service:
     async def _probe_job(self, target_name: str, probe: str) -> None:
         from checker.probes.runner import run_probe
 
-        try:
-            target = self.cfg.target(target_name)
-        except KeyError:  # removed by a reload while this run was queued
+        target = self._targets.get(target_name)
+        if target is None:  # removed by a reload while this run was queued
             return
         if (why := self._allowed(target, probe)) is not None:
             self.skipped[why] += 1
@@ -488,20 +494,27 @@ class Service:
     @finish_before_stop
     async def _evaluate_job(self) -> None:
         """The periodic round: every rule with every window, and the SLO gauges."""
+        from checker.evaluator import window_signals
+
         if not await asyncio.to_thread(self.leadership.check):
             return
-        confirms = await self.evaluator.run()
+        cfg, now = self.cfg, datetime.now(UTC)
+        # Read once for both: the rules and the gauges need the same window counts.
+        try:
+            counts = await asyncio.to_thread(window_signals, self.engine, cfg, cfg.targets, now)
+        except SQLAlchemyError as exc:  # the database is away: the next round tries again
+            log.warning("evaluation skipped: database error %s", type(exc).__name__)
+            return
+        confirms = await self.evaluator.run(counts=counts, now=now)
         self._confirm(confirms)
         self.deliverer.wake()
-        await self._update_slo_gauges()
+        await self._update_slo_gauges(cfg, counts, now)
         self.metrics.outbox.set(await asyncio.to_thread(pending_count, self.engine))
 
     def _confirm(self, requests: list[Any]) -> None:
         """Run the confirmation re-probe now; its stored result decides whether `down` fires."""
         for req in requests:
-            try:
-                self.cfg.target(req.target)
-            except KeyError:
+            if req.target not in self._targets:
                 continue
             log.info("%s %s: confirming the failure with a re-probe", req.target, req.probe)
             task = asyncio.create_task(self._probe_job(req.target, req.probe))
@@ -527,13 +540,11 @@ class Service:
         if outcome != "delivered":
             self.metrics.delivery_failures.inc()
 
-    async def _update_slo_gauges(self) -> None:
-        from checker.evaluator import window_signals
+    async def _update_slo_gauges(
+        self, cfg: Config, counts: dict[str, dict[float, WindowCounts]], now: datetime
+    ) -> None:
         from checker.slo import budget_remaining, burn_rate
 
-        cfg = self.cfg
-        now = datetime.now(UTC)
-        counts = await asyncio.to_thread(window_signals, self.engine, cfg, cfg.targets, now)
         uptime_windows = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
         up = await asyncio.to_thread(self._uptime_counts, uptime_windows, now)
         for t in cfg.targets:
@@ -565,10 +576,15 @@ class Service:
 
     @finish_before_stop
     async def _digest_job(self) -> None:
-        from checker import digest
-
+        if not route(self.channels, self.cfg.digest.tags, "digest"):
+            # Nowhere to send it: say so as digest.run_scheduled would, without loading the
+            # digest (Jinja, css-inline: ~5 MB resident) into the service.
+            log.warning("digest: no notify channel is tagged %s", ", ".join(self.cfg.digest.tags))
+            return
         if not await asyncio.to_thread(self.leadership.check):
             return
+        # Imported in a worker thread: ~70 ms of module loading would stall every probe.
+        digest = await asyncio.to_thread(importlib.import_module, "checker.digest")
         try:
             await digest.run_scheduled(self.engine, self.cfg, datetime.now(UTC), prices=self.prices)
         except Exception as exc:  # the next run retries; the service keeps probing

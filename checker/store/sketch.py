@@ -196,18 +196,27 @@ class Sketch:
 
     def merge_json(self, data: Mapping[str, Any] | None) -> Sketch:
         """Merge a stored JSON form directly, without building an intermediate Sketch."""
-        if not data:
-            return self
-        zero = int(data.get("z", 0))
-        if "b" in data:
-            lanes, offset = _lanes(data["w"], data["b"]), int(data["o"])
-            if not self._lanes:
-                self._lanes, self._lanes_offset = lanes, offset
-            elif offset >= self._lanes_offset:
-                self._lanes += lanes << (64 * (offset - self._lanes_offset))
+        return self.merge_all((data,))
+
+    def merge_all(self, docs: Iterable[Mapping[str, Any] | None]) -> Sketch:
+        """Merge many stored JSON forms (None or {} for empty ones) in one loop."""
+        lanes, base, zero = self._lanes, self._lanes_offset, 0
+        for data in docs:
+            if not data:
+                continue
+            zero += data.get("z", 0)
+            text = data.get("b")
+            if text is None:
+                continue
+            run, offset = _lanes(data["w"], text), data["o"]
+            if not lanes:
+                lanes, base = run, offset
+            elif offset >= base:
+                lanes += run << (64 * (offset - base))
             else:
-                self._lanes = (self._lanes << (64 * (self._lanes_offset - offset))) + lanes
-                self._lanes_offset = offset
+                lanes = (lanes << (64 * (base - offset))) + run
+                base = offset
+        self._lanes, self._lanes_offset = lanes, base
         self._zero += zero
         self._count += zero
         return self

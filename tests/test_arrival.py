@@ -21,7 +21,13 @@ import pytest
 import yaml
 
 from checker.config import Config, parse
-from checker.probes.arrival import ArrivalBackend, StampedStream, stream_clock
+from checker.probes.arrival import (
+    READ_AHEAD_BYTES,
+    READ_BYTES,
+    ArrivalBackend,
+    StampedStream,
+    stream_clock,
+)
 from checker.probes.clients import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
@@ -201,6 +207,31 @@ async def read_exactly(stream: StampedStream, size: int) -> bytes:
         assert chunk, "peer closed early"
         data += chunk
     return data
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+async def test_a_consumer_that_falls_behind_gets_every_byte_with_bounded_read_ahead(
+    server_tls: ssl.SSLContext, tls: bool
+) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+
+    def script(conn: socket.socket) -> None:
+        assert conn.recv(16) == b"go"
+        conn.sendall(body)
+
+    peer = Peer(script, server_tls if tls else None)
+    stream = await connect(peer.port, tls)
+    await stream.write(b"go")
+    first = await stream.read(65536, timeout=5)
+    await asyncio.sleep(0.3)  # the loop runs, the consumer does not: read-ahead pauses
+    raw = stream._raw if tls else stream  # type: ignore[attr-defined]
+    assert raw._buffered <= READ_AHEAD_BYTES + READ_BYTES
+    received = first
+    while chunk := await stream.read(65536, timeout=5):
+        received += chunk
+    await stream.aclose()
+    peer.join()
+    assert received == body
 
 
 # --- failures: the same exceptions (and causes) as httpcore's anyio backend -----------------

@@ -9,17 +9,19 @@ checker's own CPU cannot move them:
 - `ArrivalClock.request_sent_at`: perf_counter() immediately before the first byte of the
   current request is handed to the kernel (the probe's task does all local work, connect
   included, before that).
-- `ArrivalClock.arrived_at`: when the bytes of the most recent read reached this host's
-  network stack, from the kernel's receive timestamp (Linux SO_TIMESTAMPNS, read with
-  recvmsg), whenever our code gets around to reading them. Where the kernel gives no
-  timestamp (other systems) it is perf_counter() when the read returned, as before.
+- `ArrivalClock.arrived_at`: when the bytes handed out by the most recent read reached
+  this host's network stack, from the kernel's receive timestamp (Linux SO_TIMESTAMPNS,
+  read with recvmsg), however late our code gets to them. Where the kernel gives no
+  timestamp (other systems) it is when the loop's reader callback took them.
 
 A reader parsing the bytes it just read asks for `arrived_at`: the event it completed
-arrived with the latest read, because httpcore reads only when its parser needs more.
-The kernel keeps one timestamp per queued segment and merges segments queued together
-under the later one, so bytes read late (the loop was busy for longer than the gap
-between two tokens) carry the later token's time: the remaining error is bounded by the
-loop's delay, not added to by it.
+arrived with the latest read, because httpcore reads only when its parser needs more
+(each read hands out one received chunk with its own time). One limit remains: the
+kernel keeps one timestamp per queued segment and merges segments queued together under
+the later one. Bytes are taken from the kernel in the loop's reader callback, right after
+select(); if the loop is held up for longer than the gap between two tokens (a starved
+CPU, a burst of other probes' work), the first token's bytes carry the second's time.
+The error is then bounded by that hold-up, instead of being all of it.
 
 Everything else mirrors httpcore's own anyio backend, so probes classify failures exactly
 as before: the same exception types (ConnectError, ReadTimeout...) wrapping the same
@@ -41,6 +43,7 @@ import ssl
 import struct
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
@@ -48,6 +51,9 @@ from typing import Any
 import httpcore
 
 HAPPY_EYEBALLS_DELAY_S = 0.25
+READ_BYTES = 64 * 1024
+# Received bytes held for a consumer that is behind, before reading pauses.
+READ_AHEAD_BYTES = 256 * 1024
 # The TLS layer reads ciphertext in pieces of this size (a TLS record is at most 16 KB).
 TLS_READ_BYTES = 64 * 1024
 
@@ -56,6 +62,9 @@ TLS_READ_BYTES = 64 * 1024
 _SO_TIMESTAMPNS = 35
 _TIMESPEC = struct.Struct("@ll")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) if sys.platform == "linux" else 0
+
+# recvmsg and a selector loop's add_reader: every POSIX system (not Windows).
+SUPPORTED = hasattr(socket.socket, "recvmsg") and sys.platform != "win32"
 
 Option = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 
@@ -118,12 +127,61 @@ def _wake(fut: asyncio.Future[bool], value: bool) -> None:
 
 
 class _SocketStream(StampedStream):
-    """A non-blocking TCP socket read with recvmsg, on the running loop's selector."""
+    """A non-blocking TCP socket on the running loop's selector, read ahead of its consumer.
+
+    Reading happens in the loop's reader callback, right after select() reports the
+    socket, not when the consumer's task next runs (an iteration later on a busy loop):
+    the sooner bytes leave the kernel's queue, the less often the next segment merges
+    into them and hands them its later timestamp. Read-ahead pauses past READ_AHEAD_BYTES.
+    """
 
     def __init__(self, sock: socket.socket, kernel_stamps: bool) -> None:
         self._sock = sock
+        self._fd = sock.fileno()
         self._loop = asyncio.get_running_loop()
         self.clock = ArrivalClock(kernel_stamps)
+        self._chunks: deque[tuple[bytes, float]] = deque()  # (bytes, arrival time)
+        self._buffered = 0
+        self._eof = False
+        self._error: OSError | None = None
+        self._reading = False
+        self._waiter: asyncio.Future[bool] | None = None
+
+    def _start_reading(self) -> None:
+        if self._reading or self._eof or self._error is not None or self._sock.fileno() == -1:
+            return
+        if self._buffered < READ_AHEAD_BYTES:
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+
+    def _on_readable(self) -> None:
+        try:
+            data, ancdata, _flags, _addr = self._sock.recvmsg(READ_BYTES, _CMSG_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._error = exc
+            self._stop_reading()
+        else:
+            if data:
+                self._chunks.append((data, _kernel_arrival(ancdata) or perf_counter()))
+                self._buffered += len(data)
+                if self._buffered >= READ_AHEAD_BYTES:
+                    self._stop_reading()
+            else:
+                self._eof = True
+                self._stop_reading()
+        if self._waiter is not None:
+            _wake(self._waiter, True)
+
+    def _expire(self, fut: asyncio.Future[bool], timeout: float | None) -> asyncio.Handle | None:
+        """Resolve `fut` with False after `timeout`: cheaper than a timeout context."""
+        return None if timeout is None else self._loop.call_later(timeout, _wake, fut, False)
 
     async def _wait(
         self,
@@ -131,32 +189,45 @@ class _SocketStream(StampedStream):
         unregister: Callable[[int], Any],
         timeout: float | None,
     ) -> bool:
-        """Until the socket is ready (True) or `timeout` passed (False)."""
-        fd = self._sock.fileno()
+        """Until the socket is writable (True) or `timeout` passed (False)."""
         fut: asyncio.Future[bool] = self._loop.create_future()
-        register(fd, _wake, fut, True)
-        timer = None if timeout is None else self._loop.call_later(timeout, _wake, fut, False)
+        register(self._fd, _wake, fut, True)
+        timer = self._expire(fut, timeout)
         try:
             return await fut
         finally:
-            unregister(fd)
+            unregister(self._fd)
             if timer is not None:
                 timer.cancel()
 
     async def recv(self, max_bytes: int, timeout: float | None) -> bytes:
         """Up to max_bytes (b"" at EOF), stamping their arrival on the clock."""
-        while True:
+        while not self._chunks:
+            if self._error is not None:
+                raise httpcore.ReadError(self._error) from self._error
+            if self._eof:
+                return b""
+            self._start_reading()
+            waiter = self._waiter = self._loop.create_future()
+            timer = (
+                None if timeout is None else self._loop.call_later(timeout, _wake, waiter, False)
+            )
             try:
-                data, ancdata, _flags, _addr = self._sock.recvmsg(max_bytes, _CMSG_SPACE)
-            except BlockingIOError:
-                if not await self._wait(self._loop.add_reader, self._loop.remove_reader, timeout):
-                    raise httpcore.ReadTimeout(TimeoutError()) from None
-                continue
-            except OSError as exc:
-                raise httpcore.ReadError(exc) from exc
-            if data:
-                self.clock.arrived_at = _kernel_arrival(ancdata) or perf_counter()
-            return data
+                ready = await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not ready and not self._chunks and not self._eof and self._error is None:
+                raise httpcore.ReadTimeout(TimeoutError())
+        data, at = self._chunks.popleft()
+        if len(data) > max_bytes:
+            self._chunks.appendleft((data[max_bytes:], at))
+            data = data[:max_bytes]
+        self._buffered -= len(data)
+        self._start_reading()  # after a pause; nothing to do while reading
+        self.clock.arrived_at = at
+        return data
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         view = memoryview(data)
@@ -181,6 +252,7 @@ class _SocketStream(StampedStream):
             await self.send(buffer, timeout)
 
     async def aclose(self) -> None:
+        self._stop_reading()
         self._sock.close()
 
     async def start_tls(
@@ -214,8 +286,11 @@ class _SocketStream(StampedStream):
         if info == "is_readable":
             # A kept-alive connection with something to read was closed (or spoken on) by
             # the server: httpcore then opens a new one.
-            readable, _, _ = select.select([sock], [], [], 0)
-            return bool(readable)
+            if self._chunks or self._eof or self._error is not None:
+                return True
+            poller = select.poll()  # not select(): descriptors can exceed FD_SETSIZE
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         return None
 
 
@@ -438,4 +513,4 @@ def stream_clock(network_stream: object) -> ArrivalClock | None:
     return network_stream.clock if isinstance(network_stream, StampedStream) else None
 
 
-__all__ = ["ArrivalBackend", "ArrivalClock", "StampedStream", "stream_clock"]
+__all__ = ["SUPPORTED", "ArrivalBackend", "ArrivalClock", "StampedStream", "stream_clock"]

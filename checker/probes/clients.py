@@ -17,9 +17,10 @@ What the clock measures (the same with fresh and with reused connections):
 So a reading is the route's time from request to answer, and not the time this process
 needed to get around to the bytes: with many probes in flight on one core, an event can
 wait in the loop's queue long after it arrived, and that wait is the checker's, not the
-route's. Without kernel timestamps (not Linux) or through a proxy mounted from the
-environment, t0 is taken just before the request is sent (connect included) and the
-ends when the reader sees the bytes.
+route's. Without kernel timestamps (not Linux) the ends are when the loop took the bytes
+from the socket. On Windows, or through a proxy mounted from the environment (httpx's
+HTTP(S)_PROXY), httpx's own transport is used: t0 is then taken just before the request
+is sent (connect included) and the ends when the reader sees the bytes.
 
 Readers here enforce the body limits while streaming, so a hostile endpoint can never
 make the checker buffer an unbounded body.
@@ -44,7 +45,7 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
 from checker.config import Config, Target
-from checker.probes.arrival import ArrivalBackend, ArrivalClock, stream_clock
+from checker.probes.arrival import SUPPORTED, ArrivalBackend, ArrivalClock, stream_clock
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import (
     ProbeFailure,
@@ -157,7 +158,7 @@ class ClientPool:
         )
         verify = tls_context(spec.verify_tls)
         client = httpx.AsyncClient(
-            transport=ArrivalTransport(verify=verify, limits=limits),
+            transport=ArrivalTransport(verify=verify, limits=limits) if SUPPORTED else None,
             # Still given: a proxy mounted from the environment builds its own transport.
             verify=verify,
             timeout=httpx.Timeout(

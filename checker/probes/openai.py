@@ -3,6 +3,14 @@
 Each probe fills the ProbeResult it is given as it goes, so a deadline that cancels it
 midway still leaves what was measured (ttfb, ttft, chunks). Transport exceptions and
 ProbeFailure propagate to the runner, which classifies them.
+
+Timings (the Anthropic probes measure the same way; details in clients.py): connect_ms
+is DNS + TCP + TLS of a fresh connection. ttfb_ms, ttft_ms and latency_ms start when the
+request's first byte is handed to the kernel, after the connection is up, and end at the
+kernel's arrival time of the bytes that completed the headers, the first event carrying
+generated text (content, reasoning) and the end marker ([DONE]; else the last byte). So
+they are the route's times from request to answer with fresh and reused connections
+alike, and the checker's own queueing (many probes in flight on one core) stays out.
 """
 
 from __future__ import annotations

@@ -366,7 +366,7 @@ def hour_points(
     targets = list(count_rate_limited)
     hours = list(hours_between(since, until))
     counts: defaultdict[tuple[str, datetime], Counts] = defaultdict(Counts)
-    latency: dict[tuple[str, datetime], Sketch] = {}
+    stored: defaultdict[tuple[str, datetime], list[Any]] = defaultdict(list)
     raw_latency: dict[tuple[str, datetime], list[float]] = {}
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
@@ -386,11 +386,7 @@ def hour_points(
             hour = as_utc(hour)
             counts[(target, hour)].add(total, maint, ok, rl)
             if sketch:
-                found = latency.get((target, hour))
-                if found is None:
-                    latency[(target, hour)] = Sketch.from_json(sketch)
-                else:
-                    found.merge_json(sketch)
+                stored[(target, hour)].append(sketch)
         raw = sa.select(
             RAW.started_at, RAW.target, RAW.ok, RAW.maintenance, RAW.error, RAW.latency_ms
         ).where(RAW.target.in_(targets))
@@ -404,12 +400,12 @@ def hour_points(
             )
             if ok and outside and lat is not None:
                 raw_latency.setdefault((target, hour), []).append(lat)
+    latency = {key: Sketch().merge_all(docs) for key, docs in stored.items()}
     for key, values in raw_latency.items():
-        found = latency.get(key)
-        if found is None:
-            latency[key] = Sketch(values)
+        if key in latency:
+            latency[key].extend(values)
         else:
-            found.extend(values)
+            latency[key] = Sketch(values)
     empty = Counts()
     out: dict[str, list[Hour]] = {}
     for t in targets:

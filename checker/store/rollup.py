@@ -322,6 +322,8 @@ def _rollup_day(engine: Engine, day: datetime, now: datetime) -> bool:
     """Sum a day's 24 hourly rollups into daily rows; False (and none) unless all 24 exist."""
     c = ROLLUPS.c
     sketch_columns = (c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
+    # Daily rows have no digest columns (RollupRow): not read, not decoded.
+    skipped = (*sketch_columns, c.usage_counts, c.error_details)
     with engine.begin() as conn:
         _forget_day(conn, day)
         in_day = sa.and_(ROLLED.c.hour >= day, ROLLED.c.hour < day + DAY)
@@ -329,7 +331,7 @@ def _rollup_day(engine: Engine, day: datetime, now: datetime) -> bool:
             return False
         rows = conn.execute(
             sa.select(
-                *(col for col in c if col not in sketch_columns),
+                *(col for col in c if col not in skipped),
                 *(sa.cast(col, sa.Text).label(col.name) for col in sketch_columns),
             )
             .where(c.hour >= day, c.hour < day + DAY)

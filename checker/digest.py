@@ -272,8 +272,7 @@ def usage_and_error_details(
         ).where(c.target.in_(targets))
         rows = _json_rows(list(per_range(conn, stmt, c.hour, plan.rollup)), 2)
         # All rows of an hour are written by one rollup: NULL in one means NULL in all.
-        missing = {as_utc(hour) for hour, _, counts, details in rows if counts is None}
-        missing |= {as_utc(hour) for hour, _, counts, details in rows if details is None}
+        missing = {as_utc(row[0]) for row in rows if row[2] is None or row[3] is None}
         for hour, target, counts, details in rows:
             if as_utc(hour) in missing:
                 continue
@@ -282,13 +281,24 @@ def usage_and_error_details(
                 usage[Usage(completion, reasoning or 0, chars, counted)] += n
             for kind, (at, detail) in details.items():
                 _keep_newest(latest, target, kind, datetime.fromisoformat(at), detail)
-        raw_ranges = sorted([*plan.raw, *((max(since, h), min(until, h + HOUR)) for h in missing)])
+        raw_ranges = _joined([*plan.raw, *((max(since, h), min(until, h + HOUR)) for h in missing)])
         _raw_usage(conn, targets, raw_ranges, out.usage)
         _raw_error_details(conn, targets, raw_ranges, latest)
     for target, kinds in latest.items():
         for kind, (_, detail) in sorted(kinds.items()):
             if detail:
                 out.error_details[target][kind] = detail[:_DETAIL_MAX]
+    return out
+
+
+def _joined(ranges: Sequence[Range]) -> list[Range]:
+    """Sorted, with touching ranges joined: one statement each."""
+    out: list[Range] = []
+    for start, end in sorted(ranges):
+        if out and out[-1][1] >= start:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
     return out
 
 

@@ -139,6 +139,31 @@ def test_rollup_due_rolls_settled_hours_and_recent_ones_again(db_engine: Engine)
     assert rollup_due(db_engine, NOW + HOUR, settle_s=300, lookback_hours=2) == 3
 
 
+def test_rollup_due_fills_the_digest_columns_of_hours_rolled_before_0005(
+    db_engine: Engine,
+) -> None:
+    store_results(db_engine, generate_results(TARGETS, NOW - timedelta(days=2), NOW))
+    assert rollup_due(db_engine, NOW, settle_s=300) == 48
+    # As if rolled up by a version without the columns (what migration 0005 leaves behind).
+    with db_engine.begin() as conn:
+        conn.execute(ROLLUPS.update().values(usage_counts=sa.null(), error_details=sa.null()))
+
+    def null_hours() -> list[datetime]:
+        with db_engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(ROLLUPS.c.hour).where(ROLLUPS.c.usage_counts.is_(None)).distinct()
+            )
+            return sorted(h for (h,) in rows)
+
+    assert len(null_hours()) == 48
+    # The last `refresh_hours` are redone in the next run; older hours stay as they are
+    # (the digest reads them from raw rows while those exist).
+    assert rollup_due(db_engine, NOW, settle_s=300, refresh_hours=26) == 26
+    assert null_hours() == [floor_hour(NOW) - i * HOUR for i in range(48, 26, -1)]
+    # Nothing left to refresh: back to the usual lookback.
+    assert rollup_due(db_engine, NOW, settle_s=300, lookback_hours=2) == 2
+
+
 def test_prune_rolls_up_first_then_deletes(db_engine: Engine) -> None:
     items = generate_results(TARGETS, NOW - timedelta(days=4), NOW, step_s=900)
     store_results(db_engine, items)

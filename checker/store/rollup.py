@@ -374,11 +374,20 @@ def rollup_hours(
 
 
 def rollup_due(
-    engine: Engine, now: datetime, *, settle_s: float = 300.0, lookback_hours: int = 2
+    engine: Engine,
+    now: datetime,
+    *,
+    settle_s: float = 300.0,
+    lookback_hours: int = 2,
+    refresh_hours: int = 26,
 ) -> int:
     """Roll up what is due: every hour after the newest rolled one, plus `lookback_hours`
     recent hours again (late results: a result is stored when its probe ends and the writer
     flushes, which can be after its hour). An hour is due `settle_s` after it ends.
+
+    Hours of the last `refresh_hours` rolled up before migration 0005 (NULL digest columns)
+    are rolled up again too, so after an upgrade the daily digest stops reading raw rows
+    within one run instead of one day.
     """
     now = as_utc(now)
     until = floor_hour(now - timedelta(seconds=settle_s))
@@ -391,6 +400,14 @@ def rollup_due(
             since = floor_hour(as_utc(first))
         else:
             since = as_utc(latest) + HOUR - lookback_hours * HOUR
+        stale = conn.execute(
+            sa.select(sa.func.min(ROLLUPS.c.hour)).where(
+                ROLLUPS.c.hour >= until - refresh_hours * HOUR,
+                ROLLUPS.c.usage_counts.is_(None),
+            )
+        ).scalar_one_or_none()
+        if stale is not None:
+            since = min(since, as_utc(stale))
     return rollup_hours(engine, since, until, now=now)
 
 

@@ -268,6 +268,9 @@ class Service:
             return False
         if new.storage.resolved_url() != self.cfg.storage.resolved_url():
             log.warning("reload: storage.url changes need a restart; keeping the old database")
+        # Before the swap: a model that needs another encoding would otherwise load it
+        # (~0.5 s) at its first count, on the event loop.
+        await asyncio.to_thread(warm_up_tokens, [t.model for t in new.targets])
         old = self.cfg
         self.cfg = new
         self._targets = {t.name: t for t in new.targets}

@@ -456,6 +456,7 @@ def _status_by_name(
         windows=windows,
         main_window=period.window_key,
         count_rate_limited=_count_rate_limited(cfg),
+        with_last=False,  # a digest shows no single result
     )
     return {r.target: r for r in rows}
 

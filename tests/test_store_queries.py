@@ -277,3 +277,14 @@ def test_spend_since_sums_cost_per_target(db_engine: Engine) -> None:
         costs = [r.cost_usd for r, _ in items if r.target == target and r.started_at >= midnight]
         assert spent[target] == pytest.approx(sum(c for c in costs if c is not None))
     assert spend_since(db_engine, NOW + HOUR) == {}
+
+
+def test_without_last_everything_else_is_the_same(loaded: tuple[Engine, Items]) -> None:
+    engine, _ = loaded
+    full = status(engine, TARGETS, NOW, main_window="7d")
+    lean = status(engine, TARGETS, NOW, main_window="7d", with_last=False)
+    assert all(s.last is not None for s in full)
+    assert all(s.last is None for s in lean)
+    for a, b in zip(full, lean, strict=True):
+        a.last = None
+        assert a == b

@@ -383,9 +383,11 @@ def status(
     windows: Sequence[str] = WINDOWS,
     main_window: str = "24h",
     count_rate_limited: bool | Mapping[str, bool] = True,
+    with_last: bool = True,
 ) -> list[TargetStatus]:
     """Per target, in the given order: uptime over each window, and counts, errors and
-    percentiles over the main window. `count_rate_limited` may differ per target name."""
+    percentiles over the main window. `count_rate_limited` may differ per target name.
+    `with_last=False` skips looking up each target's newest result (`last` is None)."""
     targets = list(dict.fromkeys(targets))
     if not targets:
         return []
@@ -406,7 +408,7 @@ def status(
         memo: _RangeSums = {}
         counts = {w: _counts(conn, targets, plans[w], memo) for w in plans}
         dists = _distributions(conn, targets, plans[main_window])
-        last = _last(conn, targets, now)
+        last = _last(conn, targets, now) if with_last else {}
 
     out: list[TargetStatus] = []
     for t in targets:

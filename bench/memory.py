@@ -54,7 +54,11 @@ def main() -> None:
         "## Memory: where the resident set comes from\n\n"
         f"{provenance()}\n\n"
         "RSS of a fresh interpreter after each step, cumulative (the service pays each "
-        "once, at start).\n\n" + table(["step", "RSS (MB)", "added (MB)"], rows)
+        "once, at start). `checker.web` is loaded only with a `server:` section, "
+        "`checker.digest` only when a notify channel is tagged for the digest; the service "
+        "loads the encodings its targets' models need (`o200k_base` for any model tiktoken "
+        "does not know). An encoding's figure is after `checker.tokens` released "
+        "tiktoken's Python copy of its ranks.\n\n" + table(["step", "RSS (MB)", "added (MB)"], rows)
     )
     write_section("memory", text)
     print(text)

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import math
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,12 +66,12 @@ from checker.render import human_duration, templates_dir
 from checker.slo import WindowCounts
 from checker.store.models import DigestLogRow, IncidentRow
 from checker.store.queries import (
-    Counts,
     Range,
     TargetStatus,
-    WindowPlan,
+    hourly_series_many,
+    json_rows,
     per_range,
-    plan_window,
+    plan_for,
     status,
     window_counts_many,
 )
@@ -81,17 +80,11 @@ from checker.store.rollup import (
     DAY,
     HOUR,
     RAW,
-    ROLLED,
-    ROLLED_DAYS,
     ROLLUPS,
     USAGE_FIELDS,
     as_utc,
-    floor_day,
-    floor_hour,
-    hours_between,
     usage_filter,
 )
-from checker.store.sketch import Sketch
 from checker.store.upsert import insert_ignore_stmt
 
 log = logging.getLogger("checker.digest")
@@ -114,43 +107,6 @@ def _read(conn: Connection) -> Connection:
     return conn
 
 
-def _plan(
-    conn: Connection, since: datetime, until: datetime, with_days: bool = False
-) -> WindowPlan:
-    """Hourly rollups for the whole rolled-up hours of [since, until), raw rows for the rest
-    (the status query's split); daily rollups for whole rolled days when `with_days`."""
-    rolled = {
-        as_utc(hour): bool(pruned)
-        for hour, pruned in conn.execute(
-            sa.select(ROLLED.c.hour, ROLLED.c.raw_pruned).where(
-                ROLLED.c.hour >= floor_hour(since), ROLLED.c.hour < until
-            )
-        )
-    }
-    days: set[datetime] = set()
-    if with_days:
-        days = {
-            as_utc(day)
-            for (day,) in conn.execute(
-                sa.select(ROLLED_DAYS.c.day).where(
-                    ROLLED_DAYS.c.day >= floor_day(since), ROLLED_DAYS.c.day < until
-                )
-            )
-        }
-    return plan_window(since, until, rolled, days)
-
-
-def _json_rows(rows: Sequence[Sequence[Any]], first: int) -> list[list[Any]]:
-    """The rows with their columns from `first` on JSON-decoded (text or None), in one
-    json.loads: thousands of small calls cost a third more."""
-    if not rows:
-        return []
-    width = len(rows[0]) - first
-    texts = [text or "null" for row in rows for text in row[first:]]
-    docs = json.loads("[" + ",".join(texts) + "]")
-    return [[*row[:first], *docs[i * width : (i + 1) * width]] for i, row in enumerate(rows)]
-
-
 def spend_many(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, Spend]:
@@ -165,7 +121,7 @@ def spend_many(
     counts = {t: [0, 0, 0] for t in targets}  # priced results, prompt and completion tokens
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
-        plan = _plan(conn, since, until, with_days=until - since >= DAY)
+        plan = plan_for(conn, since, until, with_days=until - since >= DAY)
         parts: list[tuple[sa.Select[Any], Any, Sequence[Range]]] = []
         for table, period, ranges in (
             (ROLLUPS, ROLLUPS.c.hour, plan.rollup),
@@ -262,7 +218,7 @@ def usage_and_error_details(
         return out
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
-        plan = _plan(conn, since, until)
+        plan = plan_for(conn, since, until, with_days=False)
         c = ROLLUPS.c
         stmt = sa.select(
             c.hour,
@@ -270,7 +226,7 @@ def usage_and_error_details(
             sa.cast(c.usage_counts, sa.Text),
             sa.cast(c.error_details, sa.Text),
         ).where(c.target.in_(targets))
-        rows = _json_rows(list(per_range(conn, stmt, c.hour, plan.rollup)), 2)
+        rows = json_rows(list(per_range(conn, stmt, c.hour, plan.rollup)), 2)
         # All rows of an hour are written by one rollup: NULL in one means NULL in all.
         missing = {as_utc(row[0]) for row in rows if row[2] is None or row[3] is None}
         for hour, target, counts, details in rows:
@@ -370,64 +326,12 @@ def hour_points(
     engine: Engine, count_rate_limited: Mapping[str, bool], since: datetime, until: datetime
 ) -> dict[str, list[Hour]]:
     """The chart: one point per hour start in [floor_hour(since), until) for every target,
-    empty hours included; what queries.hourly_series gives one target at a time, for all
-    targets in one pass over the rollups and raw rows."""
-    since, until = as_utc(since), as_utc(until)
-    targets = list(count_rate_limited)
-    hours = list(hours_between(since, until))
-    counts: defaultdict[tuple[str, datetime], Counts] = defaultdict(Counts)
-    stored: defaultdict[tuple[str, datetime], list[Any]] = defaultdict(list)
-    raw_latency: dict[tuple[str, datetime], list[float]] = {}
-    with engine.connect() as raw_conn:
-        conn = _read(raw_conn)
-        plan = _plan(conn, since, until)
-        c = ROLLUPS.c
-        per_hour = sa.select(
-            c.hour,
-            c.target,
-            c.total,
-            c.maintenance_count,
-            c.sli_ok_count,
-            c.sli_rate_limited_count,
-            sa.cast(c.latency_sketch, sa.Text),
-        ).where(c.target.in_(targets))
-        rows = _json_rows(list(per_range(conn, per_hour, c.hour, plan.rollup)), 6)
-        for hour, target, total, maint, ok, rl, sketch in rows:
-            hour = as_utc(hour)
-            counts[(target, hour)].add(total, maint, ok, rl)
-            if sketch:
-                stored[(target, hour)].append(sketch)
-        raw = sa.select(
-            RAW.started_at, RAW.target, RAW.ok, RAW.maintenance, RAW.error, RAW.latency_ms
-        ).where(RAW.target.in_(targets))
-        for started_at, target, ok, maint, error, lat in per_range(
-            conn, raw, RAW.started_at, plan.raw
-        ):
-            hour = floor_hour(started_at)
-            outside = not maint
-            counts[(target, hour)].add(
-                1, not outside, outside and ok, outside and error == _RATE_LIMITED
-            )
-            if ok and outside and lat is not None:
-                raw_latency.setdefault((target, hour), []).append(lat)
-    latency = {key: Sketch().merge_all(docs) for key, docs in stored.items()}
-    for key, values in raw_latency.items():
-        if key in latency:
-            latency[key].extend(values)
-        else:
-            latency[key] = Sketch(values)
-    empty = Counts()
-    out: dict[str, list[Hour]] = {}
-    for t in targets:
-        count_rl = count_rate_limited[t]
-        points = []
-        for h in hours:
-            n = counts.get((t, h), empty)
-            sketch = latency.get((t, h))
-            median = sketch.quantile(0.5) if sketch is not None else None
-            points.append(Hour(h, n.valid(count_rl), n.sli_ok, median))
-        out[t] = points
-    return out
+    empty hours included."""
+    series = hourly_series_many(engine, count_rate_limited, since, until, ttft=False)
+    return {
+        target: [Hour(p.hour, p.valid, p.good, p.latency_p50) for p in points]
+        for target, points in series.items()
+    }
 
 
 # --- building the context --------------------------------------------------------------------

@@ -30,7 +30,7 @@ from checker.store.queries import (
     WINDOWS,
     Counts,
     HourPoint,
-    hourly_series,
+    hourly_series_many,
     plan_window,
     status,
     window_counts_many,
@@ -558,9 +558,10 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
         if incident.target in open_by_target:
             open_by_target[incident.target].append(incident)
     budget = budgets(engine, cfg, cfg.targets, now)
+    sparks = hourly_series_many(engine, rl, now - timedelta(hours=SPARK_HOURS), now)
     pages: list[TargetPage] = []
     for t in cfg.targets:
-        series = hourly_series(engine, t.name, now - timedelta(hours=SPARK_HOURS), now, rl[t.name])
+        series = sparks[t.name]
         streams = t.kind != "http" and bool(set(t.probe_names) - {"models"})
         day_rows = bars[t.name]
         valid = sum(d.valid for d in day_rows)

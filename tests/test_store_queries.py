@@ -15,6 +15,7 @@ from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.queries import (
     hourly_series,
+    hourly_series_many,
     plan_window,
     spend_since,
     status,
@@ -248,6 +249,22 @@ def test_hourly_series_matches_brute_force(loaded: tuple[Engine, Items]) -> None
         assert (p.results, p.valid, p.good) == (len(rows), valid, valid - bad)
         assert_close(p.latency_p95, lower(good_values(rows, "latency_ms"), 0.95))
         assert_close(p.ttft_p50, lower(good_values(rows, "ttft_ms"), 0.5))
+
+
+def test_hourly_series_of_many_targets_is_each_targets_series(
+    loaded: tuple[Engine, Items],
+) -> None:
+    engine, _ = loaded
+    since = NOW - timedelta(hours=5, minutes=10)
+    rl = {"alpha": True, "beta": False, "nobody": True}
+    many = hourly_series_many(engine, rl, since, NOW)
+    assert list(many) == list(rl)
+    for target, count_rl in rl.items():
+        assert many[target] == hourly_series(engine, target, since, NOW, count_rl)
+    assert all(p.results == 0 and p.latency_p50 is None for p in many["nobody"])
+    lean = hourly_series_many(engine, {"beta": False}, since, NOW, ttft=False)["beta"]
+    assert all(p.ttft_p50 is None and p.ttft_p95 is None for p in lean)
+    assert [p.latency_p95 for p in lean] == [p.latency_p95 for p in many["beta"]]
 
 
 def test_after_pruning_long_windows_come_from_rollups(db_engine: Engine) -> None:

@@ -18,6 +18,7 @@ Definitions, shared with the rollups:
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -224,7 +225,7 @@ def _rolled(conn: Connection, since: datetime, until: datetime) -> dict[datetime
             ROLLED.c.hour >= floor_hour(since), ROLLED.c.hour < until
         )
     )
-    return {hour: bool(pruned) for hour, pruned in rows}
+    return {as_utc(hour): bool(pruned) for hour, pruned in rows}
 
 
 def _rolled_days(conn: Connection, since: datetime, until: datetime) -> set[datetime]:
@@ -233,7 +234,25 @@ def _rolled_days(conn: Connection, since: datetime, until: datetime) -> set[date
             ROLLED_DAYS.c.day >= floor_day(since), ROLLED_DAYS.c.day < until
         )
     )
-    return {day for (day,) in rows}
+    return {as_utc(day) for (day,) in rows}
+
+
+def plan_for(conn: Connection, since: datetime, until: datetime, with_days: bool) -> WindowPlan:
+    """The plan of [since, until) from what is rolled up now; daily rollups only when
+    `with_days` (a window of a day or more)."""
+    days = _rolled_days(conn, since, until) if with_days else set()
+    return plan_window(since, until, _rolled(conn, since, until), days)
+
+
+def json_rows(rows: Sequence[Sequence[Any]], first: int) -> list[list[Any]]:
+    """The rows with their columns from `first` on JSON-decoded (text or None), in one
+    json.loads: thousands of small calls cost a third more."""
+    if not rows:
+        return []
+    width = len(rows[0]) - first
+    texts = [text or "null" for row in rows for text in row[first:]]
+    docs = json.loads("[" + ",".join(texts) + "]")
+    return [[*row[:first], *docs[i * width : (i + 1) * width]] for i, row in enumerate(rows)]
 
 
 _RangeSums = dict[tuple[Any, Range], list[Any]]
@@ -308,21 +327,17 @@ def _distributions(
             c.target.in_(targets)
         )
         rows.extend(per_range(conn, stmt, period, ranges))
-    if rows:
-        # One json.loads over all documents: thousands of small calls cost a third more.
-        texts = [text or "null" for row in rows for text in row[1:]]
-        docs = json.loads("[" + ",".join(texts) + "]")
-        rows_of: dict[str, list[int]] = {}
-        for i, row in enumerate(rows):
-            rows_of.setdefault(row[0], []).append(4 * i)
-        for target, starts in rows_of.items():
-            d = out[target]
-            for i in starts:
-                for kind, n in (docs[i] or {}).items():
-                    d.errors[kind] = d.errors.get(kind, 0) + n
-            d.latency.merge_all([docs[i + 1] for i in starts])
-            d.ttft.merge_all([docs[i + 2] for i in starts])
-            d.tokens_per_s.merge_all([docs[i + 3] for i in starts])
+    rows_of: dict[str, list[list[Any]]] = {}
+    for row in json_rows(rows, 1):
+        rows_of.setdefault(row[0], []).append(row)
+    for target, mine in rows_of.items():
+        d = out[target]
+        for row in mine:
+            for kind, n in (row[1] or {}).items():
+                d.errors[kind] = d.errors.get(kind, 0) + n
+        d.latency.merge_all([row[2] for row in mine])
+        d.ttft.merge_all([row[3] for row in mine])
+        d.tokens_per_s.merge_all([row[4] for row in mine])
     if plan.raw:
         error_counts = (
             sa.select(RAW.target, RAW.error, sa.func.count())
@@ -442,9 +457,7 @@ def window_counts_many(
     since, until = as_utc(since), as_utc(until)
     with engine.connect() as raw_conn:
         conn = _read(raw_conn)
-        days = _rolled_days(conn, since, until) if until - since >= DAY else set()
-        plan = plan_window(since, until, _rolled(conn, since, until), days)
-        counts = _counts(conn, targets, plan)
+        counts = _counts(conn, targets, plan_for(conn, since, until, until - since >= DAY))
     return {t: (c.valid(count_rate_limited), c.bad(count_rate_limited)) for t, c in counts.items()}
 
 
@@ -467,6 +480,103 @@ def spend_since(engine: Engine, since: datetime) -> dict[str, float]:
         return {target: float(total or 0.0) for target, total in rows}
 
 
+def hourly_series_many(
+    engine: Engine,
+    count_rate_limited: Mapping[str, bool],
+    since: datetime,
+    until: datetime,
+    ttft: bool = True,
+) -> dict[str, list[HourPoint]]:
+    """Per target (the keys of `count_rate_limited`), one point per hour start in
+    [floor_hour(since), until), for charts; empty hours included (zero counts, None
+    percentiles). One pass over the rollups and raw rows for all targets; `ttft=False`
+    leaves the TTFT percentiles out (None)."""
+    since, until = as_utc(since), as_utc(until)
+    targets = list(count_rate_limited)
+    hours = list(hours_between(since, until))
+    counts: defaultdict[tuple[str, datetime], Counts] = defaultdict(Counts)
+    stored: dict[str, defaultdict[tuple[str, datetime], list[Any]]] = {
+        "latency": defaultdict(list),
+        "ttft": defaultdict(list),
+    }
+    raw_values: dict[str, defaultdict[tuple[str, datetime], list[float]]] = {
+        "latency": defaultdict(list),
+        "ttft": defaultdict(list),
+    }
+    if targets:
+        with engine.connect() as raw_conn:
+            conn = _read(raw_conn)
+            plan = plan_for(conn, since, until, with_days=False)
+            c = ROLLUPS.c
+            sketches = [sa.cast(c.latency_sketch, sa.Text)]
+            if ttft:
+                sketches.append(sa.cast(c.ttft_sketch, sa.Text))
+            per_hour = sa.select(
+                c.hour,
+                c.target,
+                c.total,
+                c.maintenance_count,
+                c.sli_ok_count,
+                c.sli_rate_limited_count,
+                *sketches,
+            ).where(c.target.in_(targets))
+            rows = json_rows(list(per_range(conn, per_hour, c.hour, plan.rollup)), 6)
+            for hour, target, total, maint, ok, rl, *docs in rows:
+                key = (target, as_utc(hour))
+                counts[key].add(total, maint, ok, rl)
+                for name, doc in zip(("latency", "ttft"), docs, strict=False):
+                    if doc:
+                        stored[name][key].append(doc)
+            raw = sa.select(
+                RAW.started_at,
+                RAW.target,
+                RAW.ok,
+                RAW.maintenance,
+                RAW.error,
+                RAW.latency_ms,
+                RAW.ttft_ms,
+            ).where(RAW.target.in_(targets))
+            for at, target, ok, maint, error, lat, tt in per_range(
+                conn, raw, RAW.started_at, plan.raw
+            ):
+                key = (target, floor_hour(at))
+                outside = not maint
+                counts[key].add(1, not outside, outside and ok, outside and error == _RATE_LIMITED)
+                if ok and outside:
+                    if lat is not None:
+                        raw_values["latency"][key].append(lat)
+                    if tt is not None and ttft:
+                        raw_values["ttft"][key].append(tt)
+    sketch: dict[str, dict[tuple[str, datetime], Sketch]] = {}
+    for name in ("latency", "ttft"):
+        merged = {key: Sketch().merge_all(docs) for key, docs in stored[name].items()}
+        for key, values in raw_values[name].items():
+            merged.setdefault(key, Sketch()).extend(values)
+        sketch[name] = merged
+    empty, none = Counts(), Sketch()
+    out: dict[str, list[HourPoint]] = {}
+    for t in targets:
+        points = []
+        for h in hours:
+            n = counts.get((t, h), empty)
+            lat = sketch["latency"].get((t, h), none)
+            tt = sketch["ttft"].get((t, h), none)
+            points.append(
+                HourPoint(
+                    hour=h,
+                    results=n.total,
+                    valid=n.valid(count_rate_limited[t]),
+                    good=n.sli_ok,
+                    latency_p50=lat.quantile(0.5),
+                    latency_p95=lat.quantile(0.95),
+                    ttft_p50=tt.quantile(0.5),
+                    ttft_p95=tt.quantile(0.95),
+                )
+            )
+        out[t] = points
+    return out
+
+
 def hourly_series(
     engine: Engine,
     target: str,
@@ -474,52 +584,5 @@ def hourly_series(
     until: datetime,
     count_rate_limited: bool = True,
 ) -> list[HourPoint]:
-    """One point per hour start in [floor_hour(since), until), for charts; empty hours
-    included (zero counts, None percentiles)."""
-    since, until = as_utc(since), as_utc(until)
-    hours = list(hours_between(since, until))
-    counts = {h: Counts() for h in hours}
-    latency = {h: Sketch() for h in hours}
-    ttft = {h: Sketch() for h in hours}
-    with engine.connect() as raw_conn:
-        conn = _read(raw_conn)
-        plan = plan_window(since, until, _rolled(conn, since, until))
-        c = ROLLUPS.c
-        per_hour = sa.select(
-            c.hour,
-            c.total,
-            c.maintenance_count,
-            c.sli_ok_count,
-            c.sli_rate_limited_count,
-            c.latency_sketch,
-            c.ttft_sketch,
-        ).where(c.target == target)
-        for hour, total, maint, ok, rl, lat, tt in per_range(conn, per_hour, c.hour, plan.rollup):
-            counts[hour].add(total, maint, ok, rl)
-            latency[hour].merge_json(lat)
-            ttft[hour].merge_json(tt)
-        raw = sa.select(
-            RAW.started_at, RAW.ok, RAW.maintenance, RAW.error, RAW.latency_ms, RAW.ttft_ms
-        ).where(RAW.target == target)
-        for started_at, ok, maint, error, lat, tt in per_range(conn, raw, RAW.started_at, plan.raw):
-            hour = floor_hour(started_at)
-            outside = not maint
-            counts[hour].add(1, not outside, outside and ok, outside and error == _RATE_LIMITED)
-            if ok and outside:
-                if lat is not None:
-                    latency[hour].add(lat)
-                if tt is not None:
-                    ttft[hour].add(tt)
-    return [
-        HourPoint(
-            hour=h,
-            results=counts[h].total,
-            valid=counts[h].valid(count_rate_limited),
-            good=counts[h].sli_ok,
-            latency_p50=latency[h].quantile(0.5),
-            latency_p95=latency[h].quantile(0.95),
-            ttft_p50=ttft[h].quantile(0.5),
-            ttft_p95=ttft[h].quantile(0.95),
-        )
-        for h in hours
-    ]
+    """hourly_series_many for one target."""
+    return hourly_series_many(engine, {target: count_rate_limited}, since, until)[target]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import hashlib
 import importlib
 import logging
@@ -179,6 +180,7 @@ class Service:
                 ),
             )
             await self.web.start()
+        _freeze_startup_objects()
         sdnotify.notify("READY=1\nSTATUS=probing")
         if (every := sdnotify.watchdog_interval()) is not None:
             self._watchdog = asyncio.create_task(self._watchdog_loop(every))
@@ -242,6 +244,7 @@ class Service:
         await self.pool.aclose()
         await asyncio.to_thread(self.leadership.release)
         await asyncio.to_thread(self.engine.dispose)
+        gc.unfreeze()  # what start() froze may be garbage now (a process hosting services)
         log.info(
             "stopped: %d results written, %d dropped, %d still queued",
             self.writer.written,
@@ -652,6 +655,19 @@ class Service:
             # Ping only while the scheduler is alive: a wedged service must get restarted.
             if self.scheduler.running:
                 sdnotify.notify("WATCHDOG=1")
+
+
+def _freeze_startup_objects() -> None:
+    """Keep what start() built out of the garbage collector's full passes.
+
+    Modules, the config, the tokenizer, SQLAlchemy's and pydantic's structures: hundreds of
+    thousands of objects that live as long as the process. Every full collection walked
+    them all, 130-250 ms on the event loop every few seconds at 5,000 probes/min, and those
+    pauses were the scheduler's p99 lag. gc.freeze() moves them to the permanent generation;
+    objects made later are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _describe_url(url: str) -> str:

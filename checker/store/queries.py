@@ -197,6 +197,15 @@ def _quantiles(sketch: Sketch) -> dict[str, float | None]:
 # --- SQL building blocks -------------------------------------------------------------------
 
 
+def _one_of(conn: Connection, column: Any, names: Sequence[str]) -> Any:
+    """`column IN names`; on PostgreSQL `= ANY(array)`: one parameter instead of one per
+    name, because psycopg parses a statement with hundreds of placeholders again on every
+    execution (too long for its cache)."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(names), type_=postgresql.ARRAY(sa.String)))
+    return column.in_(names)
+
+
 def per_range(
     conn: Connection, stmt: sa.Select[Any], column: Any, ranges: Sequence[Range]
 ) -> Iterator[sa.Row[Any]]:
@@ -282,7 +291,7 @@ def _counts(
                 sa.func.sum(c.sli_ok_count),
                 sa.func.sum(c.sli_rate_limited_count),
             )
-            .where(c.target.in_(targets))
+            .where(_one_of(conn, c.target, targets))
             .group_by(c.target)
         )
         for span in ranges:
@@ -300,7 +309,7 @@ def _counts(
             sa.func.sum(sa.case((sa.and_(outside, RAW.ok == sa.true()), 1), else_=0)),
             sa.func.sum(sa.case((sa.and_(outside, RAW.error == _RATE_LIMITED), 1), else_=0)),
         )
-        .where(RAW.target.in_(targets))
+        .where(_one_of(conn, RAW.target, targets))
         .group_by(RAW.target)
     )
     for span in plan.raw:
@@ -324,7 +333,7 @@ def _distributions(
         c = table.c
         json_columns = (c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
         stmt = sa.select(c.target, *(sa.cast(col, sa.Text) for col in json_columns)).where(
-            c.target.in_(targets)
+            _one_of(conn, c.target, targets)
         )
         rows.extend(per_range(conn, stmt, period, ranges))
     rows_of: dict[str, list[list[Any]]] = {}
@@ -341,14 +350,14 @@ def _distributions(
     if plan.raw:
         error_counts = (
             sa.select(RAW.target, RAW.error, sa.func.count())
-            .where(RAW.target.in_(targets), RAW.error.is_not(None))
+            .where(_one_of(conn, RAW.target, targets), RAW.error.is_not(None))
             .group_by(RAW.target, RAW.error)
         )
         for target, kind, n in per_range(conn, error_counts, RAW.started_at, plan.raw):
             errors = out[target].errors
             errors[kind] = errors.get(kind, 0) + int(n)
         good = sa.select(RAW.target, RAW.latency_ms, RAW.ttft_ms, RAW.tokens_per_s).where(
-            RAW.target.in_(targets),
+            _one_of(conn, RAW.target, targets),
             RAW.ok == sa.true(),
             RAW.maintenance == sa.false(),
         )
@@ -519,7 +528,7 @@ def hourly_series_many(
                 c.sli_ok_count,
                 c.sli_rate_limited_count,
                 *sketches,
-            ).where(c.target.in_(targets))
+            ).where(_one_of(conn, c.target, targets))
             rows = json_rows(list(per_range(conn, per_hour, c.hour, plan.rollup)), 6)
             for hour, target, total, maint, ok, rl, *docs in rows:
                 key = (target, as_utc(hour))
@@ -535,7 +544,7 @@ def hourly_series_many(
                 RAW.error,
                 RAW.latency_ms,
                 RAW.ttft_ms,
-            ).where(RAW.target.in_(targets))
+            ).where(_one_of(conn, RAW.target, targets))
             for at, target, ok, maint, error, lat, tt in per_range(
                 conn, raw, RAW.started_at, plan.raw
             ):

@@ -346,6 +346,10 @@ class _TLSStream(StampedStream):
                 await self._fill(timeout)
             except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
                 return b""  # HTTP needs no close_notify; a ragged EOF is an EOF
+            except ssl.SSLError as exc:
+                # A bad record, an alert mid-body: anyio reports these as a broken stream,
+                # which httpcore maps to ReadError (httpx.ReadError -> `disconnect`).
+                raise httpcore.ReadError(exc) from exc
             else:
                 await self._flush(timeout)
                 return data
@@ -354,7 +358,10 @@ class _TLSStream(StampedStream):
         if not buffer:
             return
         self.clock.sending()
-        self._ssl.write(buffer)
+        try:
+            self._ssl.write(buffer)
+        except ssl.SSLError as exc:  # as anyio: a broken stream, httpcore's WriteError
+            raise httpcore.WriteError(exc) from exc
         await self._flush(timeout)
 
     async def aclose(self) -> None:
@@ -452,23 +459,25 @@ async def _happy_eyeballs(
 
     tasks: list[asyncio.Task[None]] = []
     try:
-        for family, addr in addrs:
-            tasks.append(loop.create_task(attempt(family, addr)))
-            await asyncio.wait(
-                {tasks[-1], won}, timeout=HAPPY_EYEBALLS_DELAY_S, return_when="FIRST_COMPLETED"
-            )
-            if won.done():
-                break
-        while not won.done() and (pending := [t for t in tasks if not t.done()]):
-            await asyncio.wait({won, *pending}, return_when="FIRST_COMPLETED")
+        try:
+            for family, addr in addrs:
+                tasks.append(loop.create_task(attempt(family, addr)))
+                await asyncio.wait(
+                    {tasks[-1], won}, timeout=HAPPY_EYEBALLS_DELAY_S, return_when="FIRST_COMPLETED"
+                )
+                if won.done():
+                    break
+            while not won.done() and (pending := [t for t in tasks if not t.done()]):
+                await asyncio.wait({won, *pending}, return_when="FIRST_COMPLETED")
+        finally:
+            for task in tasks:
+                task.cancel()
+            # A cancellation (the connect timeout) can land here too, after a winner.
+            await asyncio.gather(*tasks, return_exceptions=True)
     except BaseException:
         if won.done():
             won.result()[0].close()
         raise
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
     if won.done():
         return won.result()
     cause: BaseException = (

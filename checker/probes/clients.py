@@ -18,9 +18,10 @@ So a reading is the route's time from request to answer, and not the time this p
 needed to get around to the bytes: with many probes in flight on one core, an event can
 wait in the loop's queue long after it arrived, and that wait is the checker's, not the
 route's. Without kernel timestamps (not Linux) the ends are when the loop took the bytes
-from the socket. On Windows, or through a proxy mounted from the environment (httpx's
-HTTP(S)_PROXY), httpx's own transport is used: t0 is then taken just before the request
-is sent (connect included) and the ends when the reader sees the bytes.
+from the socket. On Windows, and for every URL a proxy from the environment applies to
+(HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, minus NO_PROXY: httpx's own rules), httpx's own
+transport is used: t0 is then taken just before the request is sent (connect included)
+and the ends when the reader sees the bytes.
 
 Readers here enforce the body limits while streaming, so a hostile endpoint can never
 make the checker buffer an unbounded body.
@@ -93,6 +94,20 @@ class ArrivalTransport(httpx.AsyncHTTPTransport):
         )
 
 
+def _use_arrival_transport(
+    client: httpx.AsyncClient, verify: ssl.SSLContext, limits: httpx.Limits
+) -> None:
+    """Swap the client's default transport for an ArrivalTransport, keeping the proxy
+    mounts httpx made from the environment: a URL a proxy applies to still goes through
+    httpx's own proxy transport (unstamped), exactly as without this module; NO_PROXY
+    hosts and unproxied URLs resolve to the default transport at request time, i.e. ours.
+    (Passing `transport=` to AsyncClient instead would make httpx ignore every *_PROXY
+    variable, silently routing around a proxy the host requires.)"""
+    if not isinstance(getattr(client, "_transport", None), httpx.AsyncHTTPTransport):
+        return  # an httpx that keeps it elsewhere: stay on its own transport
+    client._transport = ArrivalTransport(verify=verify, limits=limits)
+
+
 @dataclass(frozen=True, slots=True)
 class _ClientSpec:
     """Everything a client is built from; a reload that changes it rebuilds the client."""
@@ -157,9 +172,9 @@ class ClientPool:
             else httpx.Limits(max_keepalive_connections=0)
         )
         verify = tls_context(spec.verify_tls)
+        # No `transport=` here: httpx mounts proxies from the environment (HTTP(S)_PROXY,
+        # ALL_PROXY, NO_PROXY) only when it builds the default transport itself.
         client = httpx.AsyncClient(
-            transport=ArrivalTransport(verify=verify, limits=limits) if SUPPORTED else None,
-            # Still given: a proxy mounted from the environment builds its own transport.
             verify=verify,
             timeout=httpx.Timeout(
                 connect=spec.connect_timeout,
@@ -171,6 +186,8 @@ class ClientPool:
             follow_redirects=False,
             headers={"user-agent": USER_AGENT},
         )
+        if SUPPORTED:
+            _use_arrival_transport(client, verify, limits)
         entry = _Entry(spec=spec, client=client)
         self._entries[target.name] = entry
         return entry

@@ -221,7 +221,7 @@ def measure(
     from checker import config as config_mod
     from checker.digest import build as build_digest
     from checker.pricing import PriceBook
-    from checker.store import db, migrate
+    from checker.store import db, migrate, window_cache
     from checker.store.models import sync_targets
     from checker.store.queries import status
     from checker.store.rollup import floor_hour, rollup_hours
@@ -248,6 +248,8 @@ def measure(
             with engine.connect() as conn:
                 rows = conn.execute(sa.text("SELECT count(*) FROM probe_results")).scalar_one()
             load_s = rollup_s = float("nan")
+            # What the service's rollup job keeps current (new after a schema upgrade).
+            window_cache.refresh(engine, now)
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE")

@@ -202,6 +202,26 @@ class RolledDayRow(SQLModel, table=True):
     rolled_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
+class WindowSketchRow(SQLModel, table=True):
+    """One target's daily rollups merged over a run of whole days [first_day, last_day):
+    the whole days of today's 7d and 30d windows, kept by the rollup job, so `status` reads
+    one row per target instead of one per day. Valid while the run's rolled days are still
+    `days` in number with newest `rolled_at` (re-rolling a day changes that); otherwise
+    readers merge the daily rows themselves."""
+
+    __tablename__ = "window_sketches"
+
+    target: str = Field(primary_key=True)
+    first_day: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    last_day: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    days: int
+    rolled_at: datetime = Field(sa_type=UtcDateTime)
+    errors: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
+    latency_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    ttft_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    tokens_per_s_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
 class IncidentRow(SQLModel, table=True):
     __tablename__ = "incidents"
     __table_args__ = (

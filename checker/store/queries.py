@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from checker.probes.base import ErrorKind
+from checker.store import window_cache
 from checker.store.models import row_to_result
 from checker.store.rollup import (
     DAILY,
@@ -326,9 +327,16 @@ def _distributions(
 ) -> dict[str, _Distributions]:
     out = {t: _Distributions() for t in targets}
     rows: list[Any] = []
+    daily: list[Range] = []
+    for first_day, last_day in plan.daily:
+        cached = window_cache.lookup(conn, targets, first_day, last_day)
+        if cached is None:
+            daily.append((first_day, last_day))
+        else:
+            rows.extend([target, *(json.dumps(d) for d in docs)] for target, docs in cached.items())
     for table, period, ranges in (
         (ROLLUPS, ROLLUPS.c.hour, plan.rollup),
-        (DAILY, DAILY.c.day, plan.daily),
+        (DAILY, DAILY.c.day, daily),
     ):
         c = table.c
         json_columns = (c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)

@@ -370,6 +370,10 @@ def rollup_hours(
             days.add(floor_day(hour))
     for day in sorted(days):
         _rollup_day(engine, day, now)
+    if days:
+        from checker.store import window_cache  # it reads this module's tables
+
+        window_cache.refresh(engine, now)
     return done
 
 

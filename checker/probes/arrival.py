@@ -226,7 +226,10 @@ class _SocketStream(StampedStream):
             data = data[:max_bytes]
         self._buffered -= len(data)
         self._start_reading()  # after a pause; nothing to do while reading
-        self.clock.arrived_at = at
+        # Never before the request left: a wall-clock step back between the packet and its
+        # conversion, or bytes pushed before the request, would give a negative ttfb.
+        sent = self.clock.request_sent_at
+        self.clock.arrived_at = at if sent is None or at >= sent else sent
         return data
 
     async def send(self, data: bytes, timeout: float | None) -> None:

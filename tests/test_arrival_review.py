@@ -628,6 +628,12 @@ async def test_happy_eyeballs_when_every_address_fails_is_connect_error() -> Non
     assert await settled_sockets(before) <= before
 
 
+async def test_happy_eyeballs_without_addresses_is_an_os_error() -> None:
+    # ExceptionGroup refuses an empty list: this used to escape as a ValueError.
+    with pytest.raises(OSError, match="No address"):
+        await _happy_eyeballs([], None, [])
+
+
 async def test_a_connect_timeout_while_attempts_race_leaks_no_socket(
     blackhole: Blackhole,
 ) -> None:
@@ -679,3 +685,27 @@ async def test_bytes_never_arrive_before_the_request_was_sent() -> None:
         assert await stream.read(100, timeout=5) == b"early"
         assert stream.clock.arrived_at == sent
         await stream.aclose()
+
+
+async def test_kept_alive_connections_are_reused_and_closed_with_the_pool(
+    servers: Callable[..., Server], no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server = servers(keep_alive)
+    cfg = config(f"http://127.0.0.1:{server.port}/", reuse_connections=True)
+    before = open_sockets()
+    async with ClientPool(cfg) as pool:
+        results = [
+            await run_probe(cfg, cfg.targets[0], "http", pool, Redactor()) for _ in range(50)
+        ]
+        assert all(r.ok for r in results), [r.detail for r in results if not r.ok]
+        # One connection for all: only the first probe connected.
+        assert results[0].connect_ms is not None
+        assert all(r.connect_ms is None for r in results[1:])
+        assert all(r.ttfb_ms is not None and r.ttfb_ms >= 0 for r in results)
+    assert await settled_sockets(before) <= before

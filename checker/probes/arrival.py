@@ -483,6 +483,8 @@ async def _happy_eyeballs(
         raise
     if won.done():
         return won.result()
+    if not errors:  # no address at all (a resolver that answered with nothing)
+        raise OSError("No address to connect to")
     cause: BaseException = (
         errors[0]
         if len(errors) == 1

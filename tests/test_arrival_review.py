@@ -13,6 +13,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -709,3 +710,47 @@ async def test_kept_alive_connections_are_reused_and_closed_with_the_pool(
         assert all(r.connect_ms is None for r in results[1:])
         assert all(r.ttfb_ms is not None and r.ttfb_ms >= 0 for r in results)
     assert await settled_sockets(before) <= before
+
+
+def test_a_close_notify_read_with_the_last_response_makes_the_connection_readable(
+    pki: Pki,
+) -> None:
+    server_ctx = pki.leaf("notify", "IP:127.0.0.1")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1024)
+            # Corked: the response and the close_notify leave in one segment, and the TCP
+            # connection stays open (no FIN), as a server that half-closes TLS only.
+            tls.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            tls.sendall(response)
+            tls.settimeout(0.3)
+            with contextlib.suppress(OSError):
+                tls.unwrap()  # sends close_notify, then waits in vain for ours
+            tls.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+            time.sleep(1)
+
+    async def client() -> bool:
+        stream = await ArrivalBackend().connect_tcp("127.0.0.1", port, timeout=5)
+        tls = await stream.start_tls(pki.client(), server_hostname="127.0.0.1", timeout=5)
+        try:
+            await tls.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", timeout=5)
+            await asyncio.sleep(0.5)  # both records are in before the read
+            assert await tls.read(65536, timeout=5) == response
+            return bool(tls.get_extra_info("is_readable"))
+        finally:
+            await tls.aclose()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        # httpcore asks this before reusing an idle connection: True makes it open a new one
+        # instead of sending the next request into a closed TLS session (a false disconnect).
+        assert asyncio.run(client()) is True
+    finally:
+        thread.join(timeout=5)
+        listener.close()

@@ -381,7 +381,9 @@ class _TLSStream(StampedStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
             return self._ssl
-        if info == "is_readable" and self._ssl.pending():
+        # Records already taken from the socket count too: a close_notify that came in the
+        # same segment as the end of the last response sits undecrypted in the BIO.
+        if info == "is_readable" and (self._ssl.pending() or self._incoming.pending):
             return True
         return self._raw.get_extra_info(info)
 

@@ -629,12 +629,12 @@ class Service:
 
     @finish_before_stop
     async def _rollup_job(self) -> None:
-        from checker.store.rollup import rollup_hours
+        from checker.store.rollup import rollup_due
 
-        now = datetime.now(UTC)
-        hour = now.replace(minute=0, second=0, microsecond=0)
-        # The two last whole hours: late results of the previous hour are folded in too.
-        await asyncio.to_thread(rollup_hours, self.engine, hour - timedelta(hours=2), hour)
+        # Every hour since the newest rolled one (hours missed while the service was down
+        # included), the last two again for late results, and hours rolled before the
+        # digest's rollup columns existed (migration 0005).
+        await asyncio.to_thread(rollup_due, self.engine, datetime.now(UTC))
 
     @finish_before_stop
     async def _cert_job(self) -> None:

@@ -33,6 +33,7 @@ from checker.probes.runner import run_probe
 from checker.redact import Redactor
 from checker.sim import SimServer
 from tests.loop_thread import LoopThread
+from tests.tools import pipe
 
 linux_only = pytest.mark.skipif(
     sys.platform != "linux", reason="kernel receive timestamps (SO_TIMESTAMPNS) are Linux's"
@@ -327,19 +328,9 @@ class TlsProxy(LoopThread):
         self._server: asyncio.Server | None = None
         self.port = 0
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self._ctx)

@@ -44,6 +44,7 @@ from checker.probes.clients import ArrivalTransport, ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
 from tests.loop_thread import LoopThread
+from tests.tools import pipe
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK_RESPONSE = (
@@ -126,17 +127,6 @@ class ConnectProxy(Server):
         self.seen: list[str] = []
         super().__init__(self._proxy)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
     async def _proxy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await read_head(reader)
         line, _, rest = head.partition(b"\r\n")
@@ -150,7 +140,7 @@ class ConnectProxy(Server):
             url = httpx.URL(target.decode())
             up_reader, up_writer = await asyncio.open_connection(url.host, url.port)
             up_writer.write(b" ".join([method, url.raw_path, version]) + b"\r\n" + rest)
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 @pytest.fixture

@@ -631,6 +631,10 @@ class Service:
     async def _rollup_job(self) -> None:
         from checker.store.rollup import rollup_due
 
+        # Leader only: nodes rolling up the same hours at once would race on the same rows.
+        if not await asyncio.to_thread(self.leadership.check):
+            return
+
         # Every hour since the newest rolled one (hours missed while the service was down
         # included), the last two again for late results, and hours rolled before the
         # digest's rollup columns existed (migration 0005).
@@ -643,6 +647,9 @@ class Service:
     @finish_before_stop
     async def _prune_job(self) -> None:
         from checker.store.rollup import prune
+
+        if not await asyncio.to_thread(self.leadership.check):
+            return
 
         s = self.cfg.storage
         await asyncio.to_thread(

@@ -326,11 +326,18 @@ class TlsProxy(LoopThread):
         self._ctx = ctx
         self._upstream = upstream_port
         self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
         self.port = 0
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        finally:
+            self._clients.discard(task)
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._client, "127.0.0.1", 0, ssl=self._ctx)
@@ -339,6 +346,11 @@ class TlsProxy(LoopThread):
     async def _stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        # Connections still open (kept alive by the client) end with the proxy, not as
+        # tasks destroyed pending when the loop goes.
+        for task in list(self._clients):
+            task.cancel()
+        await asyncio.gather(*self._clients, return_exceptions=True)
 
 
 def probe_config(base_url: str, **target: Any) -> Config:

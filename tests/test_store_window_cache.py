@@ -1,4 +1,5 @@
-"""window_sketches: pre-merged whole days change no answer, and a stale run is never used."""
+"""window_sketches: pre-merged runs of days and hours change no answer, and a stale run is
+never used."""
 
 from __future__ import annotations
 
@@ -22,11 +23,16 @@ def _answer(engine: Engine, main_window: str = "30d") -> list[dict]:
     return [s.to_json() for s in status(engine, TARGETS, NOW, WINDOWS, main_window)]
 
 
-def _cached_runs(engine: Engine) -> set[tuple[datetime, datetime]]:
+def _cached_runs(engine: Engine) -> set[tuple[str, datetime, datetime]]:
     c = window_cache.CACHE.c
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(c.first_day, c.last_day).distinct())
-        return {(a.astimezone(UTC), b.astimezone(UTC)) for a, b in rows}
+        rows = conn.execute(sa.select(c.kind, c.since, c.until).distinct())
+        return {(k, a.astimezone(UTC), b.astimezone(UTC)) for k, a, b in rows}
+
+
+def _wanted(engine: Engine, now: datetime) -> set[tuple[str, datetime, datetime]]:
+    with engine.connect() as conn:
+        return window_cache.wanted_runs(conn, now)
 
 
 def test_cached_days_give_the_same_answer_as_raw_rows(db_engine: Engine) -> None:
@@ -34,14 +40,14 @@ def test_cached_days_give_the_same_answer_as_raw_rows(db_engine: Engine) -> None
     store_results(db_engine, items)
     raw_only = {w: _answer(db_engine, w) for w in ("7d", "30d")}
     rollup_hours(db_engine, NOW - timedelta(days=10), NOW, now=NOW)
-    # The rollup job left today's 7d and 30d runs of whole days behind.
-    assert _cached_runs(db_engine) == {
-        window_cache.whole_days(NOW, 7),
-        window_cache.whole_days(NOW, 30),
-    }
+    # The rollup job left behind every run of days and hours the long windows read.
+    runs = _cached_runs(db_engine)
+    assert runs == _wanted(db_engine, NOW)
+    today = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert ("day", today - timedelta(days=6), today) in runs  # the 7d window's whole days
+    assert ("hour", today, floor_hour(NOW)) in runs  # today's whole hours
     with db_engine.connect() as conn:
-        first, last = window_cache.whole_days(NOW, 7)
-        cached = window_cache.lookup(conn, TARGETS, first, last)
+        cached = window_cache.lookup(conn, "day", TARGETS, today - timedelta(days=6), today)
     assert cached is not None and set(cached) == set(TARGETS)
     for window, expected in raw_only.items():
         assert _answer(db_engine, window) == expected
@@ -52,7 +58,8 @@ def test_a_re_rolled_day_invalidates_its_runs_until_refreshed(db_engine: Engine)
     items = generate_results(TARGETS, NOW - timedelta(days=8), NOW, step_s=900)
     store_results(db_engine, items)
     rollup_hours(db_engine, NOW - timedelta(days=9), NOW, now=NOW)
-    first, last = window_cache.whole_days(NOW, 7)
+    today = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    first, last = today - timedelta(days=6), today
     # A late result lands in a rolled day; re-rolling its hour re-rolls the day.
     late_at = first + timedelta(days=2, hours=5, minutes=1)
     late = ProbeResult(target="beta", probe="stream", started_at=late_at, ok=False)
@@ -62,12 +69,13 @@ def test_a_re_rolled_day_invalidates_its_runs_until_refreshed(db_engine: Engine)
     rollup_hours(db_engine, hour, hour + timedelta(hours=1), now=NOW)
     with db_engine.connect() as conn:
         # rollup_hours refreshed the runs at once; a run stale in between is never used:
-        stale = window_cache.version(conn, first, last)
+        stale = window_cache.version(conn, "day", first, last)
     assert window_cache.refresh(db_engine, NOW) == 0
     c = window_cache.CACHE.c
     with db_engine.begin() as conn:
-        conn.execute(window_cache.CACHE.update().values(days=c.days - 1))
-        assert window_cache.lookup(conn, TARGETS, first, last) is None
+        conn.execute(window_cache.CACHE.update().values(periods=c.periods - 1))
+        assert window_cache.lookup(conn, "day", TARGETS, first, last) is None
+        assert window_cache.lookup(conn, "hour", TARGETS, today, floor_hour(NOW)) is None
     answer = _answer(db_engine, "7d")
     beta = next(a for a in answer if a["target"] == "beta")
     expected_timeouts = sum(
@@ -76,19 +84,20 @@ def test_a_re_rolled_day_invalidates_its_runs_until_refreshed(db_engine: Engine)
         if r.target == "beta" and r.error == "timeout" and r.started_at >= NOW - timedelta(days=7)
     )
     assert beta["errors"].get("timeout", 0) == expected_timeouts
-    assert window_cache.refresh(db_engine, NOW) == 2
+    assert window_cache.refresh(db_engine, NOW) == len(_wanted(db_engine, NOW))
     with db_engine.connect() as conn:
-        assert window_cache.version(conn, first, last) == stale
-        assert window_cache.lookup(conn, TARGETS, first, last) is not None
+        assert window_cache.version(conn, "day", first, last) == stale
+        assert window_cache.lookup(conn, "day", TARGETS, first, last) is not None
     assert _answer(db_engine, "7d") == answer
 
 
 def test_runs_of_earlier_days_are_dropped(db_engine: Engine) -> None:
     store_results(db_engine, generate_results(TARGETS, NOW - timedelta(days=4), NOW, step_s=1800))
     rollup_hours(db_engine, NOW - timedelta(days=5), NOW, now=NOW)
-    tomorrow = NOW + timedelta(days=1)
-    window_cache.refresh(db_engine, tomorrow)
-    assert _cached_runs(db_engine) == {
-        window_cache.whole_days(tomorrow, 7),
-        window_cache.whole_days(tomorrow, 30),
-    }
+    before = _cached_runs(db_engine)
+    later = NOW + timedelta(hours=30)
+    window_cache.refresh(db_engine, later)
+    assert _cached_runs(db_engine) == _wanted(db_engine, later)
+    gone = before - _wanted(db_engine, later)
+    assert gone  # e.g. the run of today's hours so far at NOW
+    assert not gone & _cached_runs(db_engine)

@@ -1,4 +1,4 @@
-"""window_sketches: daily rollups merged over the whole days of today's 7d and 30d windows
+"""window_sketches: rollups merged over the runs of days and hours that status windows read
 
 Revision ID: 0006
 Revises: 0005
@@ -21,16 +21,17 @@ UTC_TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.create_table(
         "window_sketches",
+        sa.Column("kind", sa.String(), nullable=False),
         sa.Column("target", sa.String(), nullable=False),
-        sa.Column("first_day", UTC_TS, nullable=False),
-        sa.Column("last_day", UTC_TS, nullable=False),
-        sa.Column("days", sa.Integer(), nullable=False),
+        sa.Column("since", UTC_TS, nullable=False),
+        sa.Column("until", UTC_TS, nullable=False),
+        sa.Column("periods", sa.Integer(), nullable=False),
         sa.Column("rolled_at", UTC_TS, nullable=False),
         sa.Column("errors", sa.JSON(), nullable=False),
         sa.Column("latency_sketch", sa.JSON(), nullable=False),
         sa.Column("ttft_sketch", sa.JSON(), nullable=False),
         sa.Column("tokens_per_s_sketch", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("target", "first_day", "last_day"),
+        sa.PrimaryKeyConstraint("kind", "target", "since", "until"),
     )
 
 

@@ -203,18 +203,20 @@ class RolledDayRow(SQLModel, table=True):
 
 
 class WindowSketchRow(SQLModel, table=True):
-    """One target's daily rollups merged over a run of whole days [first_day, last_day):
-    the whole days of today's 7d and 30d windows, kept by the rollup job, so `status` reads
-    one row per target instead of one per day. Valid while the run's rolled days are still
-    `days` in number with newest `rolled_at` (re-rolling a day changes that); otherwise
-    readers merge the daily rows themselves."""
+    """One target's rollups merged over a run of whole periods [since, until) of one kind
+    ("day": daily rollups, "hour": hourly ones): the runs that the 24h, 7d and 30d windows
+    of the current hour read, kept by the rollup job, so `status` reads one row per target
+    and run instead of one per day or hour. Valid while the run's rolled periods are still
+    `periods` in number with newest `rolled_at` (re-rolling one changes that); otherwise
+    readers merge the rollup rows themselves."""
 
     __tablename__ = "window_sketches"
 
+    kind: str = Field(primary_key=True)
     target: str = Field(primary_key=True)
-    first_day: datetime = Field(primary_key=True, sa_type=UtcDateTime)
-    last_day: datetime = Field(primary_key=True, sa_type=UtcDateTime)
-    days: int
+    since: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    until: datetime = Field(primary_key=True, sa_type=UtcDateTime)
+    periods: int
     rolled_at: datetime = Field(sa_type=UtcDateTime)
     errors: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)
     latency_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)

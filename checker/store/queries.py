@@ -327,16 +327,17 @@ def _distributions(
 ) -> dict[str, _Distributions]:
     out = {t: _Distributions() for t in targets}
     rows: list[Any] = []
-    daily: list[Range] = []
-    for first_day, last_day in plan.daily:
-        cached = window_cache.lookup(conn, targets, first_day, last_day)
-        if cached is None:
-            daily.append((first_day, last_day))
-        else:
-            rows.extend([target, *(json.dumps(d) for d in docs)] for target, docs in cached.items())
+    uncached: dict[str, list[Range]] = {"hour": [], "day": []}
+    for kind, ranges in (("hour", plan.rollup), ("day", plan.daily)):
+        for since, until in ranges:
+            cached = window_cache.lookup(conn, kind, targets, since, until)
+            if cached is None:
+                uncached[kind].append((since, until))
+            else:
+                rows.extend([t, *(json.dumps(d) for d in docs)] for t, docs in cached.items())
     for table, period, ranges in (
-        (ROLLUPS, ROLLUPS.c.hour, plan.rollup),
-        (DAILY, DAILY.c.day, daily),
+        (ROLLUPS, ROLLUPS.c.hour, uncached["hour"]),
+        (DAILY, DAILY.c.day, uncached["day"]),
     ):
         c = table.c
         json_columns = (c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)

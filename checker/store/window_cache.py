@@ -1,132 +1,157 @@
-"""Daily rollups pre-merged over the whole days of today's long windows (window_sketches).
+"""Rollups pre-merged over the runs of days and hours that status windows read
+(window_sketches).
 
-Why: `checker status` over 30 days at 200 targets merged 29 daily sketches x 3 measures
-per target, ~17,000 merges of the same immutable days on every call. The rollup job
-merges them once a day instead (and again when one of those days is re-rolled), and
-status reads one row per target for that run of days.
+Why: `checker status` over 30 days at 200 targets merged ~29 daily and ~23 hourly sketches
+x 3 measures per target, ~30,000 merges of the same rollup rows on every call. The rollup
+job merges, for the 24h, 7d and 30d windows of the current hour, each run of whole days
+and each run of whole hours their plans read (queries.plan_window), once per change;
+status then reads one row per target and run. Only the partial hours at the ends of a
+window still come from raw rows.
 
-Validity: a cached run [first_day, last_day) holds the version of the days it was built
-from, (number of rolled days, newest rolled_at). A day re-rolled since has a new
-rolled_at (re-rolling an hour deletes its day until the day is rolled again), so a
-mismatch means "merge the daily rows yourself", never a stale answer. A target without a
-row in a valid run had no daily rows in it.
+Validity: a cached run [since, until) of days or hours holds the version of the periods it
+was built from, (number of rolled periods in it, newest rolled_at). Re-rolling a period
+stamps a new rolled_at (and re-rolling an hour removes its day until the day is rolled
+again), so a mismatch means "merge the rollup rows yourself", never a stale answer. A
+target without a row in a valid run had no rollup rows in it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from checker.store.models import WindowSketchRow
-from checker.store.rollup import DAILY, DAY, ROLLED_DAYS, as_utc, floor_day
+from checker.store.rollup import DAILY, ROLLED, ROLLED_DAYS, ROLLUPS, as_utc
 from checker.store.sketch import Sketch
 
 CACHE = WindowSketchRow.__table__  # type: ignore[attr-defined]
-# The windows `checker status` and the status page use that span whole days.
-WINDOW_DAYS = (7, 30)
+# The long windows of `checker status`, the status page and the digest.
+WINDOWS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
 MEASURES = ("latency_sketch", "ttft_sketch", "tokens_per_s_sketch")
+NO_TARGET = ""  # target names are never empty (config.py)
 Version = tuple[int, datetime | None]
 
+# kind -> (rollup table, its period column, the table listing rolled periods, its column)
+_SOURCES: dict[str, tuple[sa.Table, Any, sa.Table, Any]] = {
+    "day": (DAILY, DAILY.c.day, ROLLED_DAYS, ROLLED_DAYS.c.day),
+    "hour": (ROLLUPS, ROLLUPS.c.hour, ROLLED, ROLLED.c.hour),
+}
 
-def whole_days(now: datetime, days: int) -> tuple[datetime, datetime]:
-    """The whole UTC days inside the `days`-day window ending at `now` (not at midnight):
-    [today - (days - 1), today)."""
-    today = floor_day(as_utc(now))
-    return today - (days - 1) * DAY, today
 
-
-def version(conn: Connection, first_day: datetime, last_day: datetime) -> Version:
-    """(rolled days in [first_day, last_day), their newest rolled_at)."""
-    c = ROLLED_DAYS.c
+def version(conn: Connection, kind: str, since: datetime, until: datetime) -> Version:
+    """(rolled periods of `kind` in [since, until), their newest rolled_at)."""
+    _, _, rolled, period = _SOURCES[kind]
     count, newest = conn.execute(
-        sa.select(sa.func.count(), sa.func.max(c.rolled_at)).where(
-            c.day >= first_day, c.day < last_day
+        sa.select(sa.func.count(), sa.func.max(rolled.c.rolled_at)).where(
+            period >= since, period < until
         )
     ).one()
     return int(count), as_utc(newest) if newest is not None else None
 
 
-def _stored_versions(conn: Connection, first_day: datetime, last_day: datetime) -> set[Version]:
+def _key(kind: str, since: datetime, until: datetime) -> sa.ColumnElement[bool]:
+    c = CACHE.c
+    return sa.and_(c.kind == kind, c.since == since, c.until == until)
+
+
+def _stored_versions(conn: Connection, kind: str, since: datetime, until: datetime) -> set[Version]:
     c = CACHE.c
     rows = conn.execute(
-        sa.select(c.days, c.rolled_at)
-        .where(c.first_day == first_day, c.last_day == last_day)
-        .distinct()
+        sa.select(c.periods, c.rolled_at).where(_key(kind, since, until)).distinct()
     )
-    return {(int(days), as_utc(rolled_at)) for days, rolled_at in rows}
+    return {(int(n), as_utc(rolled_at)) for n, rolled_at in rows}
+
+
+def _valid(conn: Connection, kind: str, since: datetime, until: datetime) -> bool:
+    current = version(conn, kind, since, until)
+    return current[0] > 0 and _stored_versions(conn, kind, since, until) == {current}
 
 
 def lookup(
-    conn: Connection, targets: Sequence[str], first_day: datetime, last_day: datetime
+    conn: Connection, kind: str, targets: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, list[Any]] | None:
     """{target: [errors, latency, ttft, tokens/s] stored JSON forms} for a valid cached run
     (targets with no data are absent), or None when the run is not cached or is stale."""
-    current = version(conn, first_day, last_day)
-    if current[0] == 0 or _stored_versions(conn, first_day, last_day) != {current}:
+    if not _valid(conn, kind, since, until):
         return None
     c = CACHE.c
     rows = conn.execute(
         sa.select(c.target, c.errors, *(c[m] for m in MEASURES)).where(
-            c.first_day == first_day, c.last_day == last_day, c.target.in_(targets)
+            _key(kind, since, until), c.target.in_(targets)
         )
     )
     return {row[0]: list(row[1:]) for row in rows}
 
 
-def _merge_days(conn: Connection, first_day: datetime, last_day: datetime) -> list[dict[str, Any]]:
-    c = DAILY.c
+def _merge(conn: Connection, kind: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    table, period, _, _ = _SOURCES[kind]
+    c = table.c
     rows = conn.execute(
         sa.select(c.target, c.errors, *(c[m] for m in MEASURES)).where(
-            c.day >= first_day, c.day < last_day
+            period >= since, period < until
         )
     )
     errors: dict[str, dict[str, int]] = {}
     docs: dict[str, list[list[Any]]] = {}
     for target, errs, *sketches in rows:
         mine = errors.setdefault(target, {})
-        for kind, n in (errs or {}).items():
-            mine[kind] = mine.get(kind, 0) + int(n)
+        for name, n in (errs or {}).items():
+            mine[name] = mine.get(name, 0) + int(n)
         docs.setdefault(target, []).append(sketches)
-    return [
-        {
-            "target": target,
-            "errors": errors[target],
-            **{
-                m: Sketch().merge_all(d[i] for d in per_day).to_json()
-                for i, m in enumerate(MEASURES)
-            },
-        }
-        for target, per_day in docs.items()
-    ]
+    out = []
+    for target, per_period in docs.items():
+        row: dict[str, Any] = {"target": target, "errors": errors[target]}
+        for i, measure in enumerate(MEASURES):
+            row[measure] = Sketch().merge_all(p[i] for p in per_period).to_json()
+        out.append(row)
+    return out
+
+
+def wanted_runs(conn: Connection, now: datetime) -> set[tuple[str, datetime, datetime]]:
+    """The runs the plans of the WINDOWS ending at `now` read from rollups."""
+    from checker.store.queries import plan_for  # queries reads this module's cache
+
+    runs: set[tuple[str, datetime, datetime]] = set()
+    for span in WINDOWS:
+        plan = plan_for(conn, now - span, now, with_days=True)
+        runs |= {("day", *r) for r in plan.daily}
+        runs |= {("hour", *r) for r in plan.rollup}
+    return runs
+
+
+def _rebuild(conn: Connection, kind: str, since: datetime, until: datetime) -> None:
+    conn.execute(CACHE.delete().where(_key(kind, since, until)))
+    periods, rolled_at = version(conn, kind, since, until)
+    # A run rolled up without any results still gets a row (target NO_TARGET, never a
+    # configured name) to carry its version: it is cached as "nothing here".
+    rows = _merge(conn, kind, since, until) or [_empty_row()]
+    stamp = {"kind": kind, "since": since, "until": until}
+    stamp |= {"periods": periods, "rolled_at": rolled_at}
+    conn.execute(CACHE.insert(), [r | stamp for r in rows])
+
+
+def _empty_row() -> dict[str, Any]:
+    return {"target": NO_TARGET, "errors": {}} | {m: {} for m in MEASURES}
 
 
 def refresh(engine: Engine, now: datetime) -> int:
-    """Rebuild the cached runs of today's windows whose days changed, and drop runs of
-    earlier days. Returns the number of runs rebuilt."""
+    """Rebuild the runs the current windows read whose periods changed, and drop the runs
+    they no longer read. Returns the number of runs rebuilt."""
+    now = as_utc(now)
     rebuilt = 0
     with engine.begin() as conn:
-        runs = [whole_days(now, n) for n in WINDOW_DAYS]
-        for first_day, last_day in runs:
-            current = version(conn, first_day, last_day)
-            if current[0] == 0 or _stored_versions(conn, first_day, last_day) == {current}:
-                continue
-            c = CACHE.c
-            conn.execute(CACHE.delete().where(c.first_day == first_day, c.last_day == last_day))
-            rows = _merge_days(conn, first_day, last_day)
-            if rows:
-                days, rolled_at = current
-                conn.execute(
-                    CACHE.insert(),
-                    [
-                        {**r, "first_day": first_day, "last_day": last_day}
-                        | {"days": days, "rolled_at": rolled_at}
-                        for r in rows
-                    ],
-                )
-            rebuilt += 1
-        conn.execute(CACHE.delete().where(CACHE.c.last_day < min(last for _, last in runs)))
+        wanted = wanted_runs(conn, now)
+        for kind, since, until in sorted(wanted):
+            if not _valid(conn, kind, since, until):
+                _rebuild(conn, kind, since, until)
+                rebuilt += 1
+        c = CACHE.c
+        stored = conn.execute(sa.select(c.kind, c.since, c.until).distinct()).all()
+        for kind, since, until in stored:
+            if (kind, as_utc(since), as_utc(until)) not in wanted:
+                conn.execute(CACHE.delete().where(_key(kind, since, until)))
     return rebuilt

@@ -37,6 +37,7 @@ BATCH = 10_000
 ERRORS = ("timeout", "server_error", "rate_limited", "disconnect", "stall")
 TARGET_STATUS_MS = 300.0
 TARGET_DIGEST_S = 2.0
+PAST_THE_HOUR_MIN = 37
 
 
 def target_names(count: int) -> list[str]:
@@ -257,6 +258,9 @@ def measure(
             with engine.connect() as conn:
                 conn.exec_driver_sql("ANALYZE")
         status_s = best_of(3, lambda: status(engine, names, now, main_window="30d"))
+        # Past the hour, the first partial hour of every window is read from raw rows.
+        past = now + timedelta(minutes=PAST_THE_HOUR_MIN)
+        status_past_s = best_of(3, lambda: status(engine, names, past, main_window="30d"))
         prices = PriceBook(cfg)
         digest_s = best_of(
             3, lambda: build_digest(engine, cfg, now - timedelta(hours=24), now, prices=prices)
@@ -276,6 +280,7 @@ def measure(
         "load_s": load_s,
         "rollup_s": rollup_s,
         "status_s": status_s,
+        "status_past_s": status_past_s,
         "digest_s": digest_s,
         "cli_s": cli_s,
         "size_mb": size,
@@ -327,6 +332,7 @@ def report(
         "insert (rows/s)",
         "rollups built (s)",
         "status 30d, all targets (ms)",
+        f"same at :{PAST_THE_HOUR_MIN} (ms)",
         "`checker status` CLI (s)",
         "digest 24 h (s)",
         "database size (MB)",
@@ -341,12 +347,14 @@ def report(
                 fmt(r["rows"] / r["load_s"], 0),
                 fmt(r["rollup_s"], 1),
                 fmt(r["status_s"] * 1000, 0),
+                fmt(r["status_past_s"] * 1000, 0),
                 fmt(r["cli_s"], 2),
                 fmt(r["digest_s"], 2),
                 fmt(r["size_mb"], 0),
             ]
         )
-        ok = r["status_s"] * 1000 < TARGET_STATUS_MS and r["digest_s"] < TARGET_DIGEST_S
+        slowest = max(r["status_s"], r["status_past_s"]) * 1000
+        ok = slowest < TARGET_STATUS_MS and r["digest_s"] < TARGET_DIGEST_S
         verdicts.append(
             f"{backend}: target (status < {TARGET_STATUS_MS:g} ms, digest < {TARGET_DIGEST_S:g} s)"
             f" **{'met' if ok else 'MISSED'}**."
@@ -363,7 +371,9 @@ def report(
             "(`synchronous=OFF` during the load), COPY on PostgreSQL, 10,000-row batches. "
         )
         + "Time spent generating rows is excluded. Status = `queries.status` for "
-        "all targets with main window 30d after `rollup_hours` (best of 3); the CLI column is "
+        "all targets with main window 30d after `rollup_hours` (best of 3), at the hour the "
+        f"data ends and {PAST_THE_HOUR_MIN} minutes later (the first partial hour of each "
+        "window then comes from raw rows; the target applies to the slower); the CLI column is "
         "`checker status --window 30d` end to end, Python start included; digest = "
         "`digest.build` of the last 24 h (best of 3).\n\n"
         + table(header, rows)

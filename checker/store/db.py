@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine, make_url
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -62,3 +64,12 @@ def make_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> 
 def describe(engine: Engine) -> str:
     """The URL with any password masked, for logs and messages."""
     return engine.url.render_as_string(hide_password=True)
+
+
+def one_of(conn: sa.Connection, column: Any, names: Sequence[str]) -> Any:
+    """`column IN names`; on PostgreSQL `= ANY(array)`: one parameter instead of one per
+    name, because psycopg parses a statement with hundreds of placeholders again on every
+    execution (too long for its cache)."""
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(names), type_=postgresql.ARRAY(sa.String)))
+    return column.in_(names)

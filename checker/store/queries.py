@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from checker.probes.base import ErrorKind
 from checker.store import window_cache
+from checker.store.db import one_of
 from checker.store.models import row_to_result
 from checker.store.rollup import (
     DAILY,
@@ -198,15 +199,6 @@ def _quantiles(sketch: Sketch) -> dict[str, float | None]:
 # --- SQL building blocks -------------------------------------------------------------------
 
 
-def _one_of(conn: Connection, column: Any, names: Sequence[str]) -> Any:
-    """`column IN names`; on PostgreSQL `= ANY(array)`: one parameter instead of one per
-    name, because psycopg parses a statement with hundreds of placeholders again on every
-    execution (too long for its cache)."""
-    if conn.dialect.name == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(names), type_=postgresql.ARRAY(sa.String)))
-    return column.in_(names)
-
-
 def per_range(
     conn: Connection, stmt: sa.Select[Any], column: Any, ranges: Sequence[Range]
 ) -> Iterator[sa.Row[Any]]:
@@ -292,7 +284,7 @@ def _counts(
                 sa.func.sum(c.sli_ok_count),
                 sa.func.sum(c.sli_rate_limited_count),
             )
-            .where(_one_of(conn, c.target, targets))
+            .where(one_of(conn, c.target, targets))
             .group_by(c.target)
         )
         for span in ranges:
@@ -310,7 +302,7 @@ def _counts(
             sa.func.sum(sa.case((sa.and_(outside, RAW.ok == sa.true()), 1), else_=0)),
             sa.func.sum(sa.case((sa.and_(outside, RAW.error == _RATE_LIMITED), 1), else_=0)),
         )
-        .where(_one_of(conn, RAW.target, targets))
+        .where(one_of(conn, RAW.target, targets))
         .group_by(RAW.target)
     )
     for span in plan.raw:
@@ -326,7 +318,7 @@ def _distributions(
     conn: Connection, targets: Sequence[str], plan: WindowPlan
 ) -> dict[str, _Distributions]:
     out = {t: _Distributions() for t in targets}
-    rows: list[Any] = []
+    decoded: list[list[Any]] = []  # [target, errors, latency, ttft, tokens/s]
     uncached: dict[str, list[Range]] = {"hour": [], "day": []}
     for kind, ranges in (("hour", plan.rollup), ("day", plan.daily)):
         for since, until in ranges:
@@ -334,7 +326,8 @@ def _distributions(
             if cached is None:
                 uncached[kind].append((since, until))
             else:
-                rows.extend([t, *(json.dumps(d) for d in docs)] for t, docs in cached.items())
+                decoded.extend([t, *docs] for t, docs in cached.items())
+    rows: list[Any] = []
     for table, period, ranges in (
         (ROLLUPS, ROLLUPS.c.hour, uncached["hour"]),
         (DAILY, DAILY.c.day, uncached["day"]),
@@ -342,11 +335,11 @@ def _distributions(
         c = table.c
         json_columns = (c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
         stmt = sa.select(c.target, *(sa.cast(col, sa.Text) for col in json_columns)).where(
-            _one_of(conn, c.target, targets)
+            one_of(conn, c.target, targets)
         )
         rows.extend(per_range(conn, stmt, period, ranges))
     rows_of: dict[str, list[list[Any]]] = {}
-    for row in json_rows(rows, 1):
+    for row in decoded + json_rows(rows, 1):
         rows_of.setdefault(row[0], []).append(row)
     for target, mine in rows_of.items():
         d = out[target]
@@ -359,14 +352,14 @@ def _distributions(
     if plan.raw:
         error_counts = (
             sa.select(RAW.target, RAW.error, sa.func.count())
-            .where(_one_of(conn, RAW.target, targets), RAW.error.is_not(None))
+            .where(one_of(conn, RAW.target, targets), RAW.error.is_not(None))
             .group_by(RAW.target, RAW.error)
         )
         for target, kind, n in per_range(conn, error_counts, RAW.started_at, plan.raw):
             errors = out[target].errors
             errors[kind] = errors.get(kind, 0) + int(n)
         good = sa.select(RAW.target, RAW.latency_ms, RAW.ttft_ms, RAW.tokens_per_s).where(
-            _one_of(conn, RAW.target, targets),
+            one_of(conn, RAW.target, targets),
             RAW.ok == sa.true(),
             RAW.maintenance == sa.false(),
         )
@@ -537,7 +530,7 @@ def hourly_series_many(
                 c.sli_ok_count,
                 c.sli_rate_limited_count,
                 *sketches,
-            ).where(_one_of(conn, c.target, targets))
+            ).where(one_of(conn, c.target, targets))
             rows = json_rows(list(per_range(conn, per_hour, c.hour, plan.rollup)), 6)
             for hour, target, total, maint, ok, rl, *docs in rows:
                 key = (target, as_utc(hour))
@@ -553,7 +546,7 @@ def hourly_series_many(
                 RAW.error,
                 RAW.latency_ms,
                 RAW.ttft_ms,
-            ).where(_one_of(conn, RAW.target, targets))
+            ).where(one_of(conn, RAW.target, targets))
             for at, target, ok, maint, error, lat, tt in per_range(
                 conn, raw, RAW.started_at, plan.raw
             ):

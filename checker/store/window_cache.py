@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from checker.store.db import one_of
 from checker.store.models import WindowSketchRow
 from checker.store.rollup import DAILY, ROLLED, ROLLED_DAYS, ROLLUPS, as_utc
 from checker.store.sketch import Sketch
@@ -81,7 +82,7 @@ def lookup(
     c = CACHE.c
     rows = conn.execute(
         sa.select(c.target, c.errors, *(c[m] for m in MEASURES)).where(
-            _key(kind, since, until), c.target.in_(targets)
+            _key(kind, since, until), one_of(conn, c.target, targets)
         )
     )
     return {row[0]: list(row[1:]) for row in rows}

@@ -11,7 +11,6 @@ generated results themselves.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,7 +23,6 @@ from checker.digest_context import DigestContext, Period, Usage, last_hours, usa
 from checker.pricing import PriceBook
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store import migrate
-from checker.store.db import make_engine
 from checker.store.rollup import HOUR, ROLLED_DAYS, ROLLUPS, floor_hour, hours_between, rollup_hours
 from checker.store.sketch import Sketch
 from checker.tokens import estimate_tokens_from_chars
@@ -70,13 +68,6 @@ def make_items(start: datetime, end: datetime) -> Items:
             r.completion_tokens = 60 if i % 9 == 0 else 19 + i % 3
             r.reasoning_tokens = 5 if i % 13 == 0 else (None if i % 2 else 0)
     return items
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    e = make_engine(db_url)
-    yield e
-    e.dispose()
 
 
 # --- brute force, from the generated results --------------------------------------------------
@@ -190,7 +181,10 @@ def rollup_columns_null(engine: Engine) -> int:
 # --- the test ---------------------------------------------------------------------------------
 
 
-def test_digest_from_rollups_equals_raw_rows_and_brute_force(db_url: str, engine: Engine) -> None:
+def test_digest_from_rollups_equals_raw_rows_and_brute_force(
+    db_url: str, db_engine: Engine
+) -> None:
+    engine = db_engine
     cfg = make_config(db_url)
     prices = PriceBook(cfg)
     items = make_items(PERIOD.since - timedelta(days=2), PERIOD.until + HOUR)

@@ -69,8 +69,8 @@ def write_config(path: Path, sim_url: str, per_minute: int, db: Path) -> None:
 
 
 async def _child(config: Path, warmup: float, seconds: float) -> dict[str, Any]:
-    from checker import config as config_mod
-    from checker.service import Service
+    from checker.config import schema as config_mod
+    from checker.service.wiring import Service
 
     cfg = config_mod.load(config)
     done = {"ok": 0, "failed": 0}

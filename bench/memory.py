@@ -15,12 +15,12 @@ import subprocess
 from bench.common import PYTHON, ROOT, fmt, provenance, rss_mb, table, write_section
 
 STEPS = (
-    "checker.config",
+    "checker.config.schema",
     "checker.probes.runner",
     "checker.store.writer",
-    "checker.service",
-    "checker.web",
-    "checker.digest",
+    "checker.service.wiring",
+    "checker.web.server",
+    "checker.digest.build",
 )
 
 
@@ -30,7 +30,7 @@ def child() -> list[tuple[str, float]]:
     for module in STEPS:
         importlib.import_module(module)
         out.append((f"import {module}", rss_mb()))
-    from checker import tokens
+    from checker.cost import tokens
 
     for name in sorted(tokens.BUNDLED_ENCODINGS):
         tokens.load_encoding(name)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import checker
 from bench.storage import _generated_now, target_names, write_config
-from checker import config as config_mod
-from checker.digest import build as build_digest
-from checker.pricing import PriceBook
+from checker.config import schema as config_mod
+from checker.cost.prices import PriceBook
+from checker.digest.build import build as build_digest
 from checker.store import db
 from checker.store.queries import status
 

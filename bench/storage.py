@@ -219,9 +219,9 @@ def measure(
     loader: str,
     reuse: bool = False,
 ) -> dict[str, Any]:
-    from checker import config as config_mod
-    from checker.digest import build as build_digest
-    from checker.pricing import PriceBook
+    from checker.config import schema as config_mod
+    from checker.cost.prices import PriceBook
+    from checker.digest.build import build as build_digest
     from checker.store import db, migrate, window_cache
     from checker.store.models import sync_targets
     from checker.store.queries import status

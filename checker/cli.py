@@ -11,10 +11,10 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from checker import config as config_mod
 from checker.cli_table import Cell, Column
 from checker.cli_table import render as render_table
-from checker.config import Config, ConfigError, Target
+from checker.config import schema as config_mod
+from checker.config.schema import Config, ConfigError, Target
 
 app = typer.Typer(
     add_completion=False,
@@ -47,7 +47,7 @@ def load_config(path: Path) -> Config:
 def config_warnings(cfg: Config) -> list[str]:
     """Things that are valid but probably not what the operator meant."""
     try:
-        from checker.slo import single_failure_pages
+        from checker.alerting.slo import single_failure_pages
     except ImportError:  # the SLO core is optional for the probe-only CLI
         return []
     warnings = []
@@ -106,11 +106,11 @@ def check(
     cfg = load_config(config)
     selection = select(cfg, targets, probe)
 
-    from checker.pricing import PriceBook
-    from checker.probes.clients import ClientPool
+    from checker.cost.prices import PriceBook
+    from checker.cost.tokens import count_output_tokens
+    from checker.probes.measure import ClientPool
     from checker.probes.runner import run_all
     from checker.redact import Redactor
-    from checker.tokens import count_output_tokens
 
     async def go() -> list:
         async with ClientPool(cfg) as pool:
@@ -180,7 +180,7 @@ def run(
     log_format: LogFormat = "text",
 ) -> None:
     """Run the service: scheduled probes, storage, alerts (until SIGTERM/Ctrl-C)."""
-    from checker.service import Service
+    from checker.service.wiring import Service
 
     cfg = load_config(config)
     _setup_logs(cfg, log_level, log_format)
@@ -268,7 +268,7 @@ def digest(
     ] = None,
 ) -> None:
     """Build the daily digest: preview it to a file, or send it now."""
-    from checker.digest import digest_command
+    from checker.digest.build import digest_command
 
     if preview is None and not send:
         fail("digest: give --preview FILE or --send")
@@ -281,7 +281,7 @@ def notify_test(
     tag: Annotated[str | None, typer.Option(help="Only channels with this tag.")] = None,
 ) -> None:
     """Send a test notification to each channel; report delivered or the error per channel."""
-    from checker.notify import load_channels, send
+    from checker.alerting.outbox import load_channels, send
     from checker.redact import Redactor
 
     cfg = load_config(config)
@@ -325,8 +325,8 @@ def incidents(
 ) -> None:
     """List incidents, newest first (or the open ones, oldest first)."""
     from checker.redact import Redactor
-    from checker.status_data import incidents as query_incidents
     from checker.store import db
+    from checker.web.status_data import incidents as query_incidents
 
     cfg = load_config(config)
     engine = db.make_engine(cfg.storage.resolved_url())
@@ -390,7 +390,7 @@ def sim(
     ] = None,
 ) -> None:
     """Serve the simulated OpenAI/Anthropic-compatible endpoint (for demos and tests)."""
-    from checker.sim import Behavior, run_forever
+    from checker.sim.server import Behavior, run_forever
 
     behaviors = {}
     if behavior:

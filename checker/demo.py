@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from checker.sim import Behavior, SimServer
+from checker.sim.server import Behavior, SimServer
 
 DEMO_DIR = Path("var/demo")
 
@@ -105,10 +105,10 @@ def prepare() -> tuple[SimServer, Path]:
 
 
 async def run_service(path: Path, seconds: float) -> None:
-    from checker import config as config_mod
     from checker import logs
+    from checker.config import schema as config_mod
     from checker.redact import Redactor
-    from checker.service import Service
+    from checker.service.wiring import Service
 
     cfg = config_mod.load(path)
     logs.setup("info", "text", Redactor(cfg.secrets()))

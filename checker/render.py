@@ -9,7 +9,7 @@ from typing import Any
 
 import jinja2
 
-from checker.notify import Message
+from checker.alerting.outbox import Message
 from checker.redact import Redactor
 from checker.units import format_duration
 

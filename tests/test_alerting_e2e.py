@@ -21,11 +21,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker import notify
-from checker.config import Config, load, parse
-from checker.evaluator import window_signals
-from checker.service import Service
-from checker.sim import SimServer
+from checker.alerting import outbox as notify
+from checker.alerting.evaluator import window_signals
+from checker.config.schema import Config, load, parse
+from checker.service.wiring import Service
+from checker.sim.server import SimServer
 from checker.store.models import AlertStateRow, IncidentRow, OutboxRow, ProbeResultRow
 from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, eventually, wait_until
 from tests.fixtures_sim import SIM_API_KEY

@@ -20,18 +20,18 @@ import httpcore
 import pytest
 import yaml
 
-from checker.config import Config, parse
-from checker.probes.arrival import (
+from checker.config.schema import Config, parse
+from checker.probes.measure import ClientPool
+from checker.probes.runner import run_probe
+from checker.probes.transport.arrival import (
     READ_AHEAD_BYTES,
     READ_BYTES,
     ArrivalBackend,
     StampedStream,
     stream_clock,
 )
-from checker.probes.clients import ClientPool
-from checker.probes.runner import run_probe
 from checker.redact import Redactor
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 from tests.loop_thread import LoopThread
 from tests.tools import pipe
 

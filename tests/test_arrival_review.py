@@ -25,9 +25,13 @@ import httpx
 import pytest
 import yaml
 
-import checker.probes.clients as clients
-from checker.config import Config, parse
-from checker.probes.arrival import (
+import checker.probes.measure as clients
+from checker.config.schema import Config, parse
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.probes.classify import classify_exception
+from checker.probes.measure import ArrivalTransport, ClientPool
+from checker.probes.runner import run_probe
+from checker.probes.transport.arrival import (
     _SO_TIMESTAMPNS,
     _TIMESPEC,
     ArrivalBackend,
@@ -38,10 +42,6 @@ from checker.probes.arrival import (
     _SocketStream,
     stream_clock,
 )
-from checker.probes.base import ErrorKind, ProbeResult
-from checker.probes.classify import classify_exception
-from checker.probes.clients import ArrivalTransport, ClientPool
-from checker.probes.runner import run_probe
 from checker.redact import Redactor
 from tests.loop_thread import LoopThread
 from tests.tools import pipe

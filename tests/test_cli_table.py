@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from checker.cli_table import Cell, Column, render
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 from checker.store import migrate
 from checker.store.db import make_engine
 from tests.fixtures_db import generate_results, store_results

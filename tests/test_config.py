@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from checker import config
+from checker.config import schema as config
 from checker.units import format_duration, parse_duration, parse_fraction
 from tests.tools import run_cli
 
@@ -280,7 +280,7 @@ def test_validate_warns_when_one_failure_would_page(tmp_path: Path) -> None:
     ],
 )
 def test_notification_url_secrets(url: str, masked: list[str], readable: list[str]) -> None:
-    from checker.config import _url_secrets
+    from checker.config.schema import _url_secrets
 
     found = _url_secrets(url)
     assert found[0] == url  # the whole URL is always a secret

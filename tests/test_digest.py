@@ -23,10 +23,10 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
-from checker import digest
-from checker.config import Config, parse
-from checker.digest_context import DigestContext, Period, Usage, last_hours, local_day
-from checker.pricing import PriceBook
+from checker.config.schema import Config, parse
+from checker.cost.prices import PriceBook
+from checker.digest import build as digest
+from checker.digest.context import DigestContext, Period, Usage, last_hours, local_day
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import IncidentRow

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from checker.digest_context import (
+from checker.alerting.slo import WindowCounts
+from checker.digest.context import (
     Figures,
     Hour,
     Incident,
@@ -30,7 +31,6 @@ from checker.digest_context import (
     usage_out_of_band,
     weighted_median,
 )
-from checker.slo import WindowCounts
 
 BERLIN = "Europe/Berlin"
 BAND = (0.8, 1.25)

@@ -17,15 +17,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker import digest
-from checker.config import Config, parse
-from checker.digest_context import DigestContext, Period, Usage, last_hours, usage_out_of_band
-from checker.pricing import PriceBook
+from checker.config.schema import Config, parse
+from checker.cost.prices import PriceBook
+from checker.cost.tokens import estimate_tokens_from_chars
+from checker.digest import build as digest
+from checker.digest.context import DigestContext, Period, Usage, last_hours, usage_out_of_band
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store import migrate
 from checker.store.rollup import HOUR, ROLLED_DAYS, ROLLUPS, floor_hour, hours_between, rollup_hours
 from checker.store.sketch import Sketch
-from checker.tokens import estimate_tokens_from_chars
 from tests.fixtures_db import generate_results, store_results
 
 TARGETS = ("alpha-route", "beta-route", "gamma-route")

@@ -9,10 +9,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.config import Config, parse
-from checker.evaluator import Context, EvaluatorTask, evaluate_targets, window_signals
-from checker.maintenance import MaintenanceCalendar
-from checker.notify import load_channels
+from checker.alerting.evaluator import Context, EvaluatorTask, evaluate_targets, window_signals
+from checker.alerting.maintenance import MaintenanceCalendar
+from checker.alerting.outbox import load_channels
+from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
 from checker.store.db import make_engine
@@ -256,7 +256,7 @@ def test_no_secret_reaches_the_outbox_or_the_incidents(db_url: str, db_engine: E
     text = repr((queued, incidents(db_engine), states))
     assert API_KEY not in text and HOOK_TOKEN not in text
     # The incidents list shows the detail through the same redaction.
-    from checker.status_data import incidents as incident_views
+    from checker.web.status_data import incidents as incident_views
 
     [view] = incident_views(db_engine, ctx.redactor, open_only=True)
     assert view.detail is not None and API_KEY not in repr(view.to_json())

@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.config import Config, parse
-from checker.evaluator import Context, evaluate_targets
-from checker.maintenance import MaintenanceCalendar
+from checker.alerting.evaluator import Context, evaluate_targets
+from checker.alerting.maintenance import MaintenanceCalendar
+from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
 from checker.store.models import AlertStateRow, IncidentRow, result_to_row

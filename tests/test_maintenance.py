@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from checker.config import Maintenance
-from checker.maintenance import MaintenanceCalendar, crontab_day_of_week
+from checker.alerting.maintenance import MaintenanceCalendar, crontab_day_of_week
+from checker.config.schema import Maintenance
 
 
 def utc(*args: int) -> datetime:

@@ -16,9 +16,17 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker import notify
-from checker.config import Config, ConfigError, parse
-from checker.notify import Channel, Deliverer, Message, channel_id, enqueue, load_channels, route
+from checker.alerting import outbox as notify
+from checker.alerting.outbox import (
+    Channel,
+    Deliverer,
+    Message,
+    channel_id,
+    enqueue,
+    load_channels,
+    route,
+)
+from checker.config.schema import Config, ConfigError, parse
 from checker.redact import Redactor
 from checker.store.models import OutboxRow
 from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, eventually, free_port
@@ -316,7 +324,7 @@ async def test_errors_of_channels_sent_at_once_stay_apart(smtp_down: SmtpInbox) 
 STALL_PROBE = """
 import asyncio, sys
 import sqlalchemy as sa
-from checker.notify import Channel, Deliverer, send
+from checker.alerting.outbox import Channel, Deliverer, send
 from checker.redact import Redactor
 from checker.store import migrate
 

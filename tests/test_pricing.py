@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from genai_prices import Usage, calc_price
 
-from checker.config import Pricing, Target, parse
-from checker.pricing import (
+from checker.config.schema import Pricing, Target, parse
+from checker.cost.prices import (
     PriceBook,
     effective_price_per_mtok,
     month_fraction_elapsed,

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from checker.config import Config, parse
+from checker.config.schema import Config, parse
 from checker.probes.base import ProbeResult
-from checker.probes.clients import ClientPool
+from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
-from checker.sim import SimServer, Timing
+from checker.sim.server import SimServer, Timing
 
 # Timing tests run in their own serial pytest pass after the parallel one (see Makefile):
 # a neighbour test hogging the other core would otherwise add its noise to the figures.
@@ -188,11 +188,11 @@ async def test_reuse_connections_keeps_a_warm_connection(sim: SimServer) -> None
 
 _FRESH_PROCESS_PROBE = """
 import asyncio, yaml
-from checker.config import parse
-from checker.probes.clients import ClientPool
+from checker.config.schema import parse
+from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 
 sim = SimServer()
 sim.start_in_thread()

@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
-from checker.config import Config, parse
+from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.probes.clients import ClientPool
+from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 
 
 def make_config(url: str, targets: list[dict[str, Any]] | None = None, **target: Any) -> Config:

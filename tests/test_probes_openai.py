@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from checker.config import Config, parse
+from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.probes.clients import ClientPool
+from checker.probes.measure import ClientPool
 from checker.probes.runner import run_all, run_probe
 from checker.redact import Redactor
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 from tests.fixtures_sim import SIM_API_KEY
 
 

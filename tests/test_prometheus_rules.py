@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from checker.metrics import Metrics
 from checker.probes.base import ErrorKind, ProbeResult
+from checker.web.metrics import Metrics
 from tests.tools import required_tool
 
 ROOT = Path(__file__).resolve().parent.parent

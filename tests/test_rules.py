@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from checker.config import Alerts, Config, Slo
-from checker.rules import (
+from checker.alerting.rules import (
     Evaluation,
     Notification,
     Policy,
@@ -20,7 +19,8 @@ from checker.rules import (
     evaluate,
     route_tags,
 )
-from checker.slo import WindowCounts, required_windows
+from checker.alerting.slo import WindowCounts, required_windows
+from checker.config.schema import Alerts, Config, Slo
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MIN = 60.0

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 from checker.store.db import make_engine
 from tests.fixtures_db import TcpProxy
 

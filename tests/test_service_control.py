@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from sqlmodel import SQLModel
 
-from checker import config as config_mod
-from checker.service import Service
-from checker.sim import SimServer
+from checker.config import schema as config_mod
+from checker.service.wiring import Service
+from checker.sim.server import SimServer
 from checker.store.db import make_engine
 from tests.fixtures_sim import SIM_API_KEY
 from tests.test_service import (

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 from tests.test_service import config_yaml, sqlite_url, target_yaml
 
 # Runs in a fresh interpreter: whether checker.digest got imported is then a fact about
@@ -18,8 +18,8 @@ SCRIPT = textwrap.dedent(
     import asyncio, json, logging, sys
     from datetime import UTC, datetime
     from apscheduler.events import EVENT_JOB_EXECUTED
-    from checker import config as config_mod
-    from checker.service import Service
+    from checker.config import schema as config_mod
+    from checker.service.wiring import Service
 
     warnings = []
 

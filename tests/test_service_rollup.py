@@ -9,8 +9,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED
 
-from checker import config as config_mod
-from checker.service import Service
+from checker.config import schema as config_mod
+from checker.service.wiring import Service
 from checker.store import migrate
 from checker.store.db import make_engine
 from checker.store.leader import Leadership

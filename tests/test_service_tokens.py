@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from checker import config as config_mod
-from checker import tokens
-from checker.service import Service
-from checker.sim import SimServer
+from checker.config import schema as config_mod
+from checker.cost import tokens
+from checker.service.wiring import Service
+from checker.sim.server import SimServer
 from tests.test_service import config_yaml, sqlite_url, target_yaml
 
 pytestmark = pytest.mark.skipif(

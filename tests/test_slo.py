@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from checker.config import Slo
-from checker.probes.base import ErrorKind
-from checker.slo import (
+from checker.alerting.slo import (
     WindowCounts,
     budget_remaining,
     burn_rate,
@@ -25,6 +23,8 @@ from checker.slo import (
     time_to_exhaust_s,
     uptime,
 )
+from checker.config.schema import Slo
+from checker.probes.base import ErrorKind
 
 MIN = 60.0
 HOUR = 3600.0

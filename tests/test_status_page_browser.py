@@ -27,12 +27,12 @@ import pytest
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from checker.config import Config, parse
-from checker.metrics import Metrics
+from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.rollup import HOUR, floor_hour, rollup_hours
-from checker.web import WebServer
+from checker.web.metrics import Metrics
+from checker.web.server import WebServer
 from tests.fixtures_db import store_results
 from tests.test_web import insert_day_rollup, insert_incident
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 from tests.tools import required_tool
 
 ROOT = Path(__file__).resolve().parent.parent

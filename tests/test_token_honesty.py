@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from checker.config import Config, parse
+from checker.config.schema import Config, parse
+from checker.cost.tokens import count_output_tokens, count_tokens, counted_usage_mismatch
 from checker.probes.base import ProbeResult
-from checker.probes.clients import ClientPool
+from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
-from checker.sim import SimServer
+from checker.sim.server import SimServer
 from checker.store.models import result_to_row
-from checker.tokens import count_output_tokens, count_tokens, counted_usage_mismatch
 
 BAND = (0.8, 1.25)
 ANSWER = "The quick brown fox jumps over the lazy dog near the quiet river bank today."

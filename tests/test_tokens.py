@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from checker import tokens
-from checker.tokens import (
+from checker.cost import tokens
+from checker.cost.tokens import (
     TokenCount,
     count_tokens,
     estimate_tokens,

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from checker import tokens
-from checker.tokens import load_encoding
+from checker.cost import tokens
+from checker.cost.tokens import load_encoding
 
 from .test_tokens import SAMPLES
 
@@ -54,7 +54,7 @@ def test_loading_keeps_no_python_copy_of_the_ranks() -> None:
     # A fresh interpreter, so no other test has loaded the encoding already.
     code = (
         "import tracemalloc\n"
-        "from checker import tokens\n"
+        "from checker.cost import tokens\n"
         "tracemalloc.start()\n"
         "assert tokens.load_encoding('o200k_base') is not None\n"
         "print(tracemalloc.get_traced_memory()[0])\n"

@@ -21,11 +21,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
-from checker.config import Config, parse
-from checker.metrics import Metrics
+from checker.alerting.slo import WindowCounts, budget_remaining
+from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.slo import WindowCounts, budget_remaining
-from checker.status_data import (
+from checker.store.db import make_engine
+from checker.store.models import ProbeResultRow
+from checker.store.queries import status, window_counts
+from checker.store.rollup import HOUR, ROLLED, ROLLUPS, floor_hour, rollup_hours
+from checker.web.metrics import Metrics
+from checker.web.server import WebServer, authorized, badge_value, database_health, parse_listen
+from checker.web.status_data import (
     DAYS,
     INCIDENTS,
     build_page,
@@ -33,11 +38,6 @@ from checker.status_data import (
     sparkline,
     streak_since,
 )
-from checker.store.db import make_engine
-from checker.store.models import ProbeResultRow
-from checker.store.queries import status, window_counts
-from checker.store.rollup import HOUR, ROLLED, ROLLUPS, floor_hour, rollup_hours
-from checker.web import WebServer, authorized, badge_value, database_health, parse_listen
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 6, 3, 9, 23, 41, 250000, tzinfo=UTC)

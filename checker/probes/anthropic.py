@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 
-from checker.config import Target
+from checker.config.schema import Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import ProbeFailure, excerpt
-from checker.probes.clients import (
+from checker.probes.measure import (
     EventStream,
     StreamClock,
     error_in_body,

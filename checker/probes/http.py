@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 
-from checker.conditions import Observed, evaluate, parse_condition, parse_json_body
-from checker.config import Target
+from checker.config.conditions import Observed, evaluate, parse_condition, parse_json_body
+from checker.config.schema import Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import parse_retry_after
-from checker.probes.clients import exchange, off_loop, read_capped
+from checker.probes.measure import exchange, off_loop, read_capped
 
 
 def _headers(target: Target) -> dict[str, str]:

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from checker.config import Config, Target
+from checker.config.schema import Config, Target
 from checker.probes import anthropic, http, openai
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import classify_exception, short_detail
-from checker.probes.clients import ClientPool
+from checker.probes.measure import ClientPool
 from checker.redact import Redactor
 from checker.units import format_duration
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, select
 
-from checker.config import Config
+from checker.config.schema import Config
 from checker.probes.base import TRANSIENT_FIELDS, ErrorKind, ProbeResult, utcnow
 from checker.redact import Redactor
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from checker.config import Storage
+from checker.config.schema import Storage
 from checker.probes.base import ProbeResult
 from checker.store.models import ProbeResultRow, result_to_row
 

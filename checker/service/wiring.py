@@ -27,22 +27,23 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
-from checker import config as config_mod
-from checker import logs, sdnotify
-from checker.certs import CHECK_EVERY_S, CertWatch
-from checker.config import FREE_PROBES, Config, ConfigError, Target
-from checker.evaluator import Context as EvalContext
-from checker.evaluator import EvaluatorTask
-from checker.maintenance import MaintenanceCalendar
-from checker.metrics import Metrics
-from checker.notify import Deliverer, load_channels, pending_count, route
+from checker import logs
+from checker.alerting.certs import CHECK_EVERY_S, CertWatch
+from checker.alerting.evaluator import Context as EvalContext
+from checker.alerting.evaluator import EvaluatorTask
+from checker.alerting.maintenance import MaintenanceCalendar
+from checker.alerting.outbox import Deliverer, load_channels, pending_count, route
+from checker.alerting.slo import WindowCounts
+from checker.config import schema as config_mod
+from checker.config.schema import FREE_PROBES, Config, ConfigError, Target
+from checker.cost.tokens import count_output_tokens
+from checker.cost.tokens import warm_up as warm_up_tokens
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
-from checker.slo import WindowCounts
+from checker.service import sdnotify
 from checker.store.leader import Leadership
-from checker.tokens import count_output_tokens
-from checker.tokens import warm_up as warm_up_tokens
 from checker.units import format_duration
+from checker.web.metrics import Metrics
 
 log = logging.getLogger("checker.service")
 
@@ -130,8 +131,8 @@ class Service:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        from checker.pricing import PriceBook
-        from checker.probes.clients import ClientPool
+        from checker.cost.prices import PriceBook
+        from checker.probes.measure import ClientPool
         from checker.store import db, migrate
         from checker.store.models import sync_targets
         from checker.store.writer import ResultWriter
@@ -168,7 +169,7 @@ class Service:
         self.scheduler.start()
         self._started = True
         if self.cfg.server is not None:
-            from checker.web import WebServer, database_health
+            from checker.web.server import WebServer, database_health
 
             self.web = WebServer(
                 lambda: self.cfg,
@@ -281,7 +282,7 @@ class Service:
         self._calendar = MaintenanceCalendar(new.maintenance)
         logs.set_redactor(self.redactor)
         self.pool.update(new)
-        from checker.pricing import PriceBook
+        from checker.cost.prices import PriceBook
         from checker.store.models import sync_targets
 
         self.prices = await asyncio.to_thread(PriceBook, new)
@@ -431,7 +432,7 @@ class Service:
             state.hold_until = time.monotonic() + result.retry_after_s
 
     def _usage_mismatch(self, result: ProbeResult) -> bool:
-        from checker.tokens import counted_usage_mismatch
+        from checker.cost.tokens import counted_usage_mismatch
 
         return bool(
             counted_usage_mismatch(
@@ -500,7 +501,7 @@ class Service:
     @finish_before_stop
     async def _evaluate_job(self) -> None:
         """The periodic round: every rule with every window, and the SLO gauges."""
-        from checker.evaluator import window_signals
+        from checker.alerting.evaluator import window_signals
 
         if not await asyncio.to_thread(self.leadership.check):
             return
@@ -549,7 +550,7 @@ class Service:
     async def _update_slo_gauges(
         self, cfg: Config, counts: dict[str, dict[float, WindowCounts]], now: datetime
     ) -> None:
-        from checker.slo import budget_remaining, burn_rate
+        from checker.alerting.slo import budget_remaining, burn_rate
 
         uptime_windows = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
         up = await asyncio.to_thread(self._uptime_counts, uptime_windows, now)
@@ -590,7 +591,7 @@ class Service:
         if not await asyncio.to_thread(self.leadership.check):
             return
         # Imported in a worker thread: ~70 ms of module loading would stall every probe.
-        digest = await asyncio.to_thread(importlib.import_module, "checker.digest")
+        digest = await asyncio.to_thread(importlib.import_module, "checker.digest.build")
         try:
             await digest.run_scheduled(self.engine, self.cfg, datetime.now(UTC), prices=self.prices)
         except Exception as exc:  # the next run retries; the service keeps probing

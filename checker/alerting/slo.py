@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from checker.config import Slo
+from checker.config.schema import Slo
 from checker.probes.base import ErrorKind
 from checker.units import format_duration
 

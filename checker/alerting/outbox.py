@@ -27,7 +27,7 @@ import apprise
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.config import Config, _url_secrets
+from checker.config.schema import Config, _url_secrets
 from checker.redact import Redactor
 from checker.store.models import OutboxRow
 from checker.store.upsert import insert_ignore

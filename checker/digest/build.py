@@ -42,8 +42,11 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from checker.config import Config, ConfigError, Target
-from checker.digest_context import (
+from checker.alerting.outbox import Channel, load_channels, route, send
+from checker.alerting.slo import WindowCounts
+from checker.config.schema import Config, ConfigError, Target
+from checker.cost.prices import PriceBook, month_window, project_month_end
+from checker.digest.context import (
     DigestContext,
     Figures,
     Hour,
@@ -58,12 +61,9 @@ from checker.digest_context import (
     parse_day,
     scheduled_period,
 )
-from checker.notify import Channel, load_channels, route, send
-from checker.pricing import PriceBook, month_window, project_month_end
 from checker.probes.base import ErrorKind
 from checker.redact import Redactor
 from checker.render import human_duration, templates_dir
-from checker.slo import WindowCounts
 from checker.store.models import DigestLogRow, IncidentRow
 from checker.store.queries import (
     Range,
@@ -769,7 +769,7 @@ def digest_command(
     for a .md file. Exit 0 on success, 1 when the database or a channel failed, 2 on bad
     input (one `error:` line each).
     """
-    from checker import config as config_mod
+    from checker.config import schema as config_mod
     from checker.store.db import make_engine
 
     try:

@@ -45,8 +45,7 @@ import httpcore
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
-from checker.config import Config, Target
-from checker.probes.arrival import SUPPORTED, ArrivalBackend, ArrivalClock, stream_clock
+from checker.config.schema import Config, Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import (
     ProbeFailure,
@@ -57,6 +56,7 @@ from checker.probes.classify import (
     kind_for_status,
     short_detail,
 )
+from checker.probes.transport.arrival import SUPPORTED, ArrivalBackend, ArrivalClock, stream_clock
 
 USER_AGENT = "checker/0.1 (synthetic monitor)"
 # An error body only feeds the detail line; more than this is never needed.

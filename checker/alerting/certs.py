@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from checker.config import Config, Target
+from checker.config.schema import Config, Target
 
 log = logging.getLogger("checker.certs")
 

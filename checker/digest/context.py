@@ -40,8 +40,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from checker.slo import WindowCounts, budget_remaining, burn_rate
-from checker.tokens import (
+from checker.alerting.slo import WindowCounts, budget_remaining, burn_rate
+from checker.cost.tokens import (
     MIN_TOKENS_FOR_RATIO,
     counted_usage_mismatch,
     estimate_tokens_from_chars,

@@ -21,10 +21,10 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from checker.config import Config, Target
+from checker.alerting.slo import WindowCounts, budget_remaining
+from checker.config.schema import Config, Target
 from checker.probes.base import ErrorKind
 from checker.redact import Redactor
-from checker.slo import WindowCounts, budget_remaining
 from checker.store.models import IncidentRow
 from checker.store.queries import (
     WINDOWS,

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import tiktoken
 
-    from checker.config import Target
+    from checker.config.schema import Target
     from checker.probes.base import ProbeResult
 
 TokenMethod = Literal["tiktoken", "proxy", "estimate"]

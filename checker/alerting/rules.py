@@ -66,14 +66,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from checker.config import Alerts, Config, DownRule, Slo, Target
-from checker.slo import (
+from checker.alerting.slo import (
     WindowCounts,
     budget_remaining,
     burn_rate,
     burn_windows,
     evaluate_burn,
 )
+from checker.config.schema import Alerts, Config, DownRule, Slo, Target
 
 Severity = Literal["page", "ticket"]
 Kind = Literal["opened", "reminder", "resolved", "flapping", "flapping_over"]

@@ -18,13 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker import rules
-from checker.config import Config, Target
-from checker.maintenance import MaintenanceCalendar
-from checker.notify import Channel, enqueue, route
+from checker.alerting import rules
+from checker.alerting.maintenance import MaintenanceCalendar
+from checker.alerting.outbox import Channel, enqueue, route
+from checker.alerting.slo import WindowCounts, is_bad, required_windows
+from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.render import alert_message
-from checker.slo import WindowCounts, is_bad, required_windows
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
 from checker.store.queries import window_counts_many
 from checker.store.upsert import upsert

@@ -23,10 +23,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.engine import Engine
 
-from checker import status_data
-from checker.config import BasicAuth, Config
-from checker.metrics import Metrics
+from checker.config.schema import BasicAuth, Config
 from checker.redact import Redactor
+from checker.web import status_data
+from checker.web.metrics import Metrics
 
 log = logging.getLogger("checker.web")
 

@@ -156,7 +156,7 @@ class HttpCheck(Strict):
     @field_validator("conditions")
     @classmethod
     def _parse_conditions(cls, v: list[str]) -> list[str]:
-        from checker.conditions import parse_condition
+        from checker.config.conditions import parse_condition
 
         for text in v:
             parse_condition(text)
@@ -250,7 +250,7 @@ class Maintenance(Strict):
     @classmethod
     def _cron(cls, v: str) -> str:
         # crontab numbering (0 and 7 are Sunday), not APScheduler's (0 is Monday).
-        from checker.maintenance import crontab_trigger
+        from checker.alerting.maintenance import crontab_trigger
 
         try:
             crontab_trigger(v, "UTC")

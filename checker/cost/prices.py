@@ -39,7 +39,7 @@ from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
 if TYPE_CHECKING:
-    from checker.config import Config, Target
+    from checker.config.schema import Config, Target
     from checker.probes.base import ProbeResult
 
 PriceSource = Literal["override", "genai-prices"]

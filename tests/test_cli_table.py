@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.cli_table import Cell, Column, render
+from checker.cli.table import Cell, Column, render
 from checker.sim.server import SimServer
 from checker.store import migrate
 from checker.store.db import make_engine

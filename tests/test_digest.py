@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
+from checker.cli.digest import digest_command
 from checker.config.schema import Config, parse
 from checker.cost.prices import PriceBook
 from checker.digest import build as digest
@@ -435,22 +436,22 @@ def test_digest_command_preview_and_errors(
     seed_for_mail(engine)
     config = write_config(tmp_path, db_url)
     out = tmp_path / "digest.html"
-    assert digest.digest_command(config, out, False, "2025-03-30") == 0
+    assert digest_command(config, out, False, "2025-03-30") == 0
     html = out.read_text()
     assert "2025-03-30 (Europe/Berlin)" in html and "23h" in html
     text_out = tmp_path / "digest.txt"
-    assert digest.digest_command(config, text_out, False, None) == 0
+    assert digest_command(config, text_out, False, None) == 0
     assert text_out.read_text().startswith("checker digest - 24 hours to ")
     capsys.readouterr()
 
-    assert digest.digest_command(config, out, False, "30.03.2025") == 2
+    assert digest_command(config, out, False, "30.03.2025") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: --date: expected a date like 2025-03-30 (got '30.03.2025')"]
-    assert digest.digest_command(config, None, False, None) == 2
+    assert digest_command(config, None, False, None) == 2
     assert capsys.readouterr().err.startswith("error: nothing to do")
-    assert digest.digest_command(config, None, True, None) == 2
+    assert digest_command(config, None, True, None) == 2
     assert "no notify channel is tagged digest" in capsys.readouterr().err
-    assert digest.digest_command(tmp_path / "missing.yaml", out, False, None) == 2
+    assert digest_command(tmp_path / "missing.yaml", out, False, None) == 2
     assert "file not found" in capsys.readouterr().err
 
 
@@ -459,7 +460,7 @@ def test_digest_command_send(
 ) -> None:
     seed_for_mail(engine)
     config = write_config(tmp_path, db_url, inbox.port)
-    assert digest.digest_command(config, None, True, "2025-03-30") == 0
+    assert digest_command(config, None, True, "2025-03-30") == 0
     assert capsys.readouterr().out.strip().endswith(": delivered")
     assert len(inbox.messages) == 1
     assert "2025-03-30 (Europe/Berlin)" in inbox.messages[0]["Subject"]

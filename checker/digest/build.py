@@ -27,12 +27,10 @@ import asyncio
 import functools
 import logging
 import math
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
@@ -44,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from checker.alerting.outbox import Channel, load_channels, route, send
 from checker.alerting.slo import WindowCounts
-from checker.config.schema import Config, ConfigError, Target
+from checker.config.schema import Config, Target
 from checker.cost.prices import PriceBook, month_window, project_month_end
 from checker.digest.context import (
     DigestContext,
@@ -55,10 +53,7 @@ from checker.digest.context import (
     Spend,
     TargetInputs,
     Usage,
-    last_hours,
-    local_day,
     make_context,
-    parse_day,
     scheduled_period,
 )
 from checker.probes.base import ErrorKind
@@ -641,7 +636,7 @@ def _wants_text(channel: Channel) -> bool:
     return query.get("format", "").lower() == "text"
 
 
-def _status_url(cfg: Config) -> str | None:
+def public_status_url(cfg: Config) -> str | None:
     return cfg.server.public_url if cfg.server and cfg.server.public_url else None
 
 
@@ -654,7 +649,7 @@ async def send_now(engine: Engine, cfg: Config, ctx: DigestContext) -> dict[str,
     secret-free error. Does not consult or write the digest log (`run_scheduled` does)."""
     del engine  # the digest goes out directly, not through the outbox
     redact = Redactor(cfg.secrets())
-    status_url = _status_url(cfg)
+    status_url = public_status_url(cfg)
     bodies = {
         "html": redact.text(render_html(ctx, status_url)),
         "text": redact.text(render_text(ctx, status_url)),
@@ -751,74 +746,3 @@ async def run_scheduled(
     sent = any(outcome == DELIVERED for outcome in results.values())
     await asyncio.to_thread(finish_day, engine, day_text, sent, datetime.now(UTC))
     return sent
-
-
-# --- the CLI verb ----------------------------------------------------------------------------
-
-
-def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-
-
-def digest_command(
-    config_path: Path | str, preview: Path | None, send: bool, date: str | None
-) -> int:
-    """`checker digest -c FILE --preview out.html [--date YYYY-MM-DD]` / `--send`.
-
-    --preview writes HTML, or the plain-text part for a .txt file, or the chat summary
-    for a .md file. Exit 0 on success, 1 when the database or a channel failed, 2 on bad
-    input (one `error:` line each).
-    """
-    from checker.config import schema as config_mod
-    from checker.store.db import make_engine
-
-    try:
-        cfg = config_mod.load(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            _error(problem)
-        return 2
-    if preview is None and not send:
-        _error("nothing to do: give --preview FILE or --send")
-        return 2
-    now = datetime.now(UTC)
-    if date is not None:
-        try:
-            period = local_day(parse_day(date), cfg.digest.timezone)
-        except ValueError as exc:
-            _error(f"--date: {exc}")
-            return 2
-    else:
-        period = last_hours(now, cfg.digest.timezone)
-    if send and not digest_channels(cfg):
-        _error(f"no notify channel is tagged {', '.join(cfg.digest.tags)} (see `notify:`)")
-        return 2
-
-    engine = make_engine(cfg.storage.resolved_url())
-    try:
-        ctx = build_period(engine, cfg, period, now=now)
-        if preview is not None:
-            redact = Redactor(cfg.secrets())
-            suffix = Path(preview).suffix.lower()
-            render = {".txt": render_text, ".md": render_chat}.get(suffix, render_html)
-            try:
-                Path(preview).write_text(redact.text(render(ctx, _status_url(cfg))), "utf-8")
-            except OSError as exc:
-                _error(f"--preview: cannot write {preview}: {exc.strerror or exc}")
-                return 2
-            print(f"wrote {preview}: {ctx.verdict}")
-        if send:
-            results = asyncio.run(send_now(engine, cfg, ctx))
-            for label, outcome in results.items():
-                print(f"{label}: {outcome}")
-            if any(outcome != DELIVERED for outcome in results.values()):
-                return 1
-    except sa.exc.SQLAlchemyError as exc:
-        _error(
-            f"database: {type(exc).__name__}: is the schema created? "
-            "run `checker db upgrade -c FILE`"
-        )
-        return 1
-    finally:
-        engine.dispose()
-    return 0

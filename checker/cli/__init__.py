@@ -11,8 +11,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from checker.cli_table import Cell, Column
-from checker.cli_table import render as render_table
+from checker.cli.table import Cell, Column
+from checker.cli.table import render as render_table
 from checker.config import schema as config_mod
 from checker.config.schema import Config, ConfigError, Target
 
@@ -268,7 +268,7 @@ def digest(
     ] = None,
 ) -> None:
     """Build the daily digest: preview it to a file, or send it now."""
-    from checker.digest.build import digest_command
+    from checker.cli.digest import digest_command
 
     if preview is None and not send:
         fail("digest: give --preview FILE or --send")

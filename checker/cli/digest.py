@@ -1,0 +1,98 @@
+"""`checker digest`: build one digest, write it to a preview file and/or send it now.
+
+The digest stage builds, renders and sends; printing, exit codes and the one-line errors
+are the command line's, so they live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from checker.config import schema as config_mod
+from checker.config.schema import ConfigError
+from checker.digest.build import (
+    DELIVERED,
+    build_period,
+    digest_channels,
+    public_status_url,
+    render_chat,
+    render_html,
+    render_text,
+    send_now,
+)
+from checker.digest.context import last_hours, local_day, parse_day
+from checker.redact import Redactor
+from checker.store.db import make_engine
+
+__all__ = ["digest_command"]
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def digest_command(
+    config_path: Path | str, preview: Path | None, send: bool, date: str | None
+) -> int:
+    """`checker digest -c FILE --preview out.html [--date YYYY-MM-DD]` / `--send`.
+
+    --preview writes HTML, or the plain-text part for a .txt file, or the chat summary
+    for a .md file. Exit 0 on success, 1 when the database or a channel failed, 2 on bad
+    input (one `error:` line each).
+    """
+
+    try:
+        cfg = config_mod.load(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            _error(problem)
+        return 2
+    if preview is None and not send:
+        _error("nothing to do: give --preview FILE or --send")
+        return 2
+    now = datetime.now(UTC)
+    if date is not None:
+        try:
+            period = local_day(parse_day(date), cfg.digest.timezone)
+        except ValueError as exc:
+            _error(f"--date: {exc}")
+            return 2
+    else:
+        period = last_hours(now, cfg.digest.timezone)
+    if send and not digest_channels(cfg):
+        _error(f"no notify channel is tagged {', '.join(cfg.digest.tags)} (see `notify:`)")
+        return 2
+
+    engine = make_engine(cfg.storage.resolved_url())
+    try:
+        ctx = build_period(engine, cfg, period, now=now)
+        if preview is not None:
+            redact = Redactor(cfg.secrets())
+            suffix = Path(preview).suffix.lower()
+            render = {".txt": render_text, ".md": render_chat}.get(suffix, render_html)
+            try:
+                Path(preview).write_text(redact.text(render(ctx, public_status_url(cfg))), "utf-8")
+            except OSError as exc:
+                _error(f"--preview: cannot write {preview}: {exc.strerror or exc}")
+                return 2
+            print(f"wrote {preview}: {ctx.verdict}")
+        if send:
+            results = asyncio.run(send_now(engine, cfg, ctx))
+            for label, outcome in results.items():
+                print(f"{label}: {outcome}")
+            if any(outcome != DELIVERED for outcome in results.values()):
+                return 1
+    except sa.exc.SQLAlchemyError as exc:
+        _error(
+            f"database: {type(exc).__name__}: is the schema created? "
+            "run `checker db upgrade -c FILE`"
+        )
+        return 1
+    finally:
+        engine.dispose()
+    return 0

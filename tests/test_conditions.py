@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from checker.config.conditions import Observed, evaluate, parse_condition, parse_json_body
+from checker.probes.conditions import Observed, evaluate, parse_condition, parse_json_body
 
 OBS = Observed(
     status=200,

@@ -23,24 +23,13 @@ from pydantic import (
     model_validator,
 )
 
+from checker.probes import registry
+from checker.probes.conditions import parse_condition
 from checker.units import parse_duration, parse_fraction
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Fraction = Annotated[float, BeforeValidator(parse_fraction)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-
-PROBES_BY_KIND: dict[str, tuple[str, ...]] = {
-    "openai": ("models", "chat", "stream", "known_answer"),
-    "anthropic": ("models", "chat", "stream", "known_answer"),
-    "http": ("http",),
-}
-DEFAULT_PROBES: dict[str, list[str]] = {
-    "openai": ["models", "stream"],
-    "anthropic": ["stream"],
-    "http": ["http"],
-}
-# Probes that cost nothing: what a target falls back to once its daily spend cap is reached.
-FREE_PROBES = frozenset({"models", "http"})
 
 
 class ConfigError(Exception):
@@ -156,8 +145,6 @@ class HttpCheck(Strict):
     @field_validator("conditions")
     @classmethod
     def _parse_conditions(cls, v: list[str]) -> list[str]:
-        from checker.config.conditions import parse_condition
-
         for text in v:
             parse_condition(text)
         return v
@@ -208,7 +195,7 @@ class Target(Strict):
 
     @model_validator(mode="after")
     def _probes_fit_kind(self) -> Target:
-        allowed = PROBES_BY_KIND[self.kind]
+        allowed = registry.probe_names(self.kind)
         for probe in self.probes or []:
             if probe not in allowed:
                 raise ValueError(
@@ -223,7 +210,7 @@ class Target(Strict):
 
     @property
     def probe_names(self) -> list[str]:
-        return list(self.probes) if self.probes is not None else DEFAULT_PROBES[self.kind]
+        return list(self.probes) if self.probes is not None else registry.default_probes(self.kind)
 
 
 class Defaults(Strict):

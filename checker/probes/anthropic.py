@@ -158,12 +158,13 @@ probe_chat = partial(chat.probe_chat, DIALECT)
 probe_stream = partial(chat.probe_stream, DIALECT)
 probe_known_answer = partial(chat.probe_known_answer, DIALECT)
 
-PROBES = {
-    "models": probe_models,
-    "chat": probe_chat,
-    "stream": probe_stream,
-    "known_answer": probe_known_answer,
-}
 
-
-__all__ = ["DIALECT", "PROBES", "Anthropic", "apply_usage"]
+__all__ = [
+    "DIALECT",
+    "Anthropic",
+    "apply_usage",
+    "probe_chat",
+    "probe_known_answer",
+    "probe_models",
+    "probe_stream",
+]

@@ -8,15 +8,17 @@ first failing condition becomes the `condition` error with its reason as detail.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from checker.config.conditions import Observed, evaluate, parse_condition, parse_json_body
-from checker.config.schema import Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import parse_retry_after
+from checker.probes.conditions import Observed, evaluate, parse_condition, parse_json_body
 from checker.probes.measure import exchange, off_loop, read_capped
+
+if TYPE_CHECKING:
+    from checker.config.schema import Target
 
 
 def _headers(target: Target) -> dict[str, str]:
@@ -68,4 +70,4 @@ async def probe_http(
     result.ok = True
 
 
-PROBES = {"http": probe_http}
+__all__ = ["probe_http"]

@@ -39,13 +39,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpcore
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
-from checker.config.schema import Config, Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import (
     ProbeFailure,
@@ -57,6 +56,9 @@ from checker.probes.classify import (
     short_detail,
 )
 from checker.probes.transport.arrival import SUPPORTED, ArrivalBackend, ArrivalClock, stream_clock
+
+if TYPE_CHECKING:
+    from checker.config.schema import Config, Target
 
 USER_AGENT = "checker/0.1 (synthetic monitor)"
 # An error body only feeds the detail line; more than this is never needed.

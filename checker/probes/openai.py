@@ -168,12 +168,14 @@ probe_chat = partial(chat.probe_chat, DIALECT)
 probe_stream = partial(chat.probe_stream, DIALECT)
 probe_known_answer = partial(chat.probe_known_answer, DIALECT)
 
-PROBES = {
-    "models": probe_models,
-    "chat": probe_chat,
-    "stream": probe_stream,
-    "known_answer": probe_known_answer,
-}
 
-
-__all__ = ["DIALECT", "PROBES", "OpenAI", "Usage", "parse_usage"]
+__all__ = [
+    "DIALECT",
+    "OpenAI",
+    "Usage",
+    "parse_usage",
+    "probe_chat",
+    "probe_known_answer",
+    "probe_models",
+    "probe_stream",
+]

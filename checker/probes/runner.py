@@ -8,25 +8,17 @@ result carries as text, and the location label.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import httpx
-
-from checker.config.schema import Config, Target
-from checker.probes import anthropic, http, openai
+from checker.probes import registry
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import classify_exception, short_detail
 from checker.probes.measure import ClientPool
 from checker.redact import Redactor
 from checker.units import format_duration
 
-ProbeFn = Callable[[Target, httpx.AsyncClient, ProbeResult, Callable[[str], str]], Awaitable[None]]
-
-_PROBES: dict[str, dict[str, ProbeFn]] = {
-    "openai": openai.PROBES,
-    "anthropic": anthropic.PROBES,
-    "http": http.PROBES,
-}
+if TYPE_CHECKING:
+    from checker.config.schema import Config, Target
 
 
 async def run_probe(
@@ -34,8 +26,8 @@ async def run_probe(
 ) -> ProbeResult:
     """Run `probe` against `target` once. Never raises (except on cancellation)."""
     result = ProbeResult(target=target.name, probe=probe, location=cfg.location)
-    fn = _PROBES.get(target.kind, {}).get(probe)
-    if fn is None:
+    spec = registry.spec(target.kind, probe)
+    if spec is None:
         return result.fail(ErrorKind.client_error, f"no probe {probe!r} for kind {target.kind}")
     deadline = cfg.timeout(target)
     try:
@@ -43,7 +35,7 @@ async def run_probe(
             scope = asyncio.timeout(deadline)
             try:
                 async with scope:
-                    await fn(target, client, result, redactor.text)
+                    await spec.run(target, client, result, redactor.text)
             except TimeoutError:
                 if not scope.expired():
                     raise
@@ -81,3 +73,6 @@ async def run_all(
             *(run_probe(cfg, target, probe, pool, redactor) for target, probe in selection)
         )
     )
+
+
+__all__ = ["run_all", "run_probe"]

@@ -35,10 +35,11 @@ from checker.alerting.maintenance import MaintenanceCalendar
 from checker.alerting.outbox import Deliverer, load_channels, pending_count, route
 from checker.alerting.slo import WindowCounts
 from checker.config import schema as config_mod
-from checker.config.schema import FREE_PROBES, Config, ConfigError, Target
+from checker.config.schema import Config, ConfigError, Target
 from checker.cost.tokens import count_output_tokens
 from checker.cost.tokens import warm_up as warm_up_tokens
 from checker.probes.base import ErrorKind, ProbeResult
+from checker.probes.registry import is_free
 from checker.redact import Redactor
 from checker.service import sdnotify
 from checker.store.leader import Leadership
@@ -386,7 +387,7 @@ class Service:
         if time.monotonic() < state.hold_until:
             return "retry_after"
         cap = target.spend_cap_usd_per_day
-        if cap is not None and probe not in FREE_PROBES:
+        if cap is not None and not is_free(target.kind, probe):
             self._roll_spend_day(state)
             if state.spend_usd >= cap:
                 return "spend_cap"

@@ -139,3 +139,6 @@ def parse_json_body(body: str) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, ValueError):
         return _MISSING
+
+
+__all__ = ["Condition", "Observed", "evaluate", "parse_condition", "parse_json_body"]

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
-class Usage:
+class ReportedUsage:
+    """Token counts as the provider reported them (digest's Usage is spend over a period)."""
+
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
@@ -42,10 +44,10 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def parse_usage(usage: Any) -> Usage:
+def parse_usage(usage: Any) -> ReportedUsage:
     """Token counts from an OpenAI usage object, accepting DeepSeek's cache field."""
     if not isinstance(usage, dict):
-        return Usage()
+        return ReportedUsage()
     prompt_details = usage.get("prompt_tokens_details")
     completion_details = usage.get("completion_tokens_details")
     cached = _int(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None
@@ -56,7 +58,7 @@ def parse_usage(usage: Any) -> Usage:
         if isinstance(completion_details, dict)
         else None
     )
-    return Usage(
+    return ReportedUsage(
         prompt_tokens=_int(usage.get("prompt_tokens")),
         completion_tokens=_int(usage.get("completion_tokens")),
         cached_tokens=cached,
@@ -172,7 +174,7 @@ probe_known_answer = partial(chat.probe_known_answer, DIALECT)
 __all__ = [
     "DIALECT",
     "OpenAI",
-    "Usage",
+    "ReportedUsage",
     "parse_usage",
     "probe_chat",
     "probe_known_answer",

@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from checker.config.schema import Config, parse
-from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
 from checker.probes.transport.arrival import (
     READ_AHEAD_BYTES,
@@ -30,6 +29,7 @@ from checker.probes.transport.arrival import (
     StampedStream,
     stream_clock,
 )
+from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim.server import SimServer
 from tests.loop_thread import LoopThread

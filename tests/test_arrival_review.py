@@ -25,11 +25,10 @@ import httpx
 import pytest
 import yaml
 
-import checker.probes.measure as clients
+import checker.probes.transport.pool as clients
 from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import classify_exception
-from checker.probes.measure import ArrivalTransport, ClientPool
 from checker.probes.runner import run_probe
 from checker.probes.transport.arrival import (
     _SO_TIMESTAMPNS,
@@ -42,6 +41,7 @@ from checker.probes.transport.arrival import (
     _SocketStream,
     stream_clock,
 )
+from checker.probes.transport.pool import ArrivalTransport, ClientPool
 from checker.redact import Redactor
 from tests.loop_thread import LoopThread
 from tests.tools import pipe

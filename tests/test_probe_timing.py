@@ -13,8 +13,8 @@ import yaml
 
 from checker.config.schema import Config, parse
 from checker.probes.base import ProbeResult
-from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
+from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim.server import SimServer, Timing
 
@@ -189,7 +189,7 @@ async def test_reuse_connections_keeps_a_warm_connection(sim: SimServer) -> None
 _FRESH_PROCESS_PROBE = """
 import asyncio, yaml
 from checker.config.schema import parse
-from checker.probes.measure import ClientPool
+from checker.probes.transport.pool import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor
 from checker.sim.server import SimServer

@@ -16,8 +16,8 @@ import yaml
 
 from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.probes.measure import ClientPool
 from checker.probes.runner import run_all, run_probe
+from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim.server import SimServer
 from tests.fixtures_sim import SIM_API_KEY

@@ -8,8 +8,8 @@ import pytest
 from checker.config.schema import Config, parse
 from checker.cost.tokens import count_output_tokens, count_tokens, counted_usage_mismatch
 from checker.probes.base import ProbeResult
-from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
+from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim.server import SimServer
 from checker.store.models import result_to_row

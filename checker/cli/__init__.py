@@ -108,8 +108,8 @@ def check(
 
     from checker.cost.prices import PriceBook
     from checker.cost.tokens import count_output_tokens
-    from checker.probes.measure import ClientPool
     from checker.probes.runner import run_all
+    from checker.probes.transport.pool import ClientPool
     from checker.redact import Redactor
 
     async def go() -> list:

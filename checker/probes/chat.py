@@ -9,7 +9,7 @@ Each probe fills the ProbeResult it is given as it goes, so a deadline that canc
 midway still leaves what was measured (ttfb, ttft, chunks). Transport exceptions and
 ProbeFailure propagate to the runner, which classifies them.
 
-Timings (details in measure.py): connect_ms is DNS + TCP + TLS of a fresh connection.
+Timings (details in exchange.py): connect_ms is DNS + TCP + TLS of a fresh connection.
 ttfb_ms, ttft_ms and latency_ms start when the request's first byte is handed to the
 kernel, after the connection is up, and end at the kernel's arrival time of the bytes that
 completed the headers, the first event carrying generated text (content, reasoning) and the
@@ -33,17 +33,15 @@ from httpx_sse import ServerSentEvent
 
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import ProbeFailure, excerpt
-from checker.probes.measure import (
-    EventStream,
-    StreamClock,
+from checker.probes.exchange import (
     check_model,
     error_in_body,
     exchange,
     fail_on_status,
-    read_capped,
     read_json,
-    tokens_per_s,
 )
+from checker.probes.reads import read_capped
+from checker.probes.sse import EventStream, StreamClock, tokens_per_s
 
 if TYPE_CHECKING:
     from checker.config.schema import Target

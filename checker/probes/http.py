@@ -15,7 +15,8 @@ import httpx
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import parse_retry_after
 from checker.probes.conditions import Observed, evaluate, parse_condition, parse_json_body
-from checker.probes.measure import exchange, off_loop, read_capped
+from checker.probes.exchange import exchange
+from checker.probes.reads import off_loop, read_capped
 
 if TYPE_CHECKING:
     from checker.config.schema import Target

@@ -18,7 +18,7 @@ from httpx_sse import ServerSentEvent
 from checker.probes import chat
 from checker.probes.base import ProbeResult
 from checker.probes.chat import Redact, Step, StreamState, parse_object
-from checker.probes.measure import error_in_body
+from checker.probes.exchange import error_in_body
 
 if TYPE_CHECKING:
     from checker.config.schema import Target

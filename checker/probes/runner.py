@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from checker.probes import registry
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import classify_exception, short_detail
-from checker.probes.measure import ClientPool
+from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.units import format_duration
 

@@ -133,7 +133,7 @@ class Service:
 
     async def start(self) -> None:
         from checker.cost.prices import PriceBook
-        from checker.probes.measure import ClientPool
+        from checker.probes.transport.pool import ClientPool
         from checker.store import db, migrate
         from checker.store.models import sync_targets
         from checker.store.writer import ResultWriter

@@ -1,0 +1,125 @@
+"""A streamed answer: its SSE events with their arrival times, within limits, and the
+clock that turns them into ttft, chunk count, largest gap and decode speed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+import httpx
+from httpx_sse import EventSource, ServerSentEvent
+
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.probes.classify import ProbeFailure
+from checker.probes.exchange import arrival
+from checker.probes.reads import CappedText
+from checker.probes.transport.arrival import stream_clock
+
+# After the end marker, how long a stream may take to close so its connection can be reused.
+DRAIN_S = 1.0
+
+
+class EventStream:
+    """The SSE events of a streamed response, each with its arrival time, within limits.
+
+    An event's arrival time is that of the read that completed it: the stream is read
+    only when the SSE parser needs more bytes, so that is always the latest read.
+
+    The consumer calls `end()` at the protocol's end marker ([DONE], message_stop): no
+    further events are yielded. With `drain` (reuse_connections) the rest of the body is
+    still read, briefly and ignoring errors, because httpx only returns a connection to
+    the pool once its response was read to the end.
+    """
+
+    def __init__(
+        self, response: httpx.Response, max_bytes: int, max_events: int, *, drain: bool
+    ) -> None:
+        self._response = response
+        self._max_bytes = max_bytes
+        self._max_events = max_events
+        self._drain = drain
+        self._clock = stream_clock(response.extensions.get("network_stream"))
+        self.ended_at: float | None = None
+
+    def end(self) -> None:
+        """The event just yielded ends the stream: it arrived with the latest read."""
+        self.ended_at = arrival(self._clock)
+
+    async def events(self) -> AsyncGenerator[tuple[float, ServerSentEvent], None]:
+        source = EventSource(CappedText(self._response, self._max_bytes))  # type: ignore[arg-type]
+        count = 0
+        try:
+            async with asyncio.timeout(None) as window:
+                async for sse in source.aiter_sse():
+                    if self.ended_at is not None:
+                        continue  # draining
+                    count += 1
+                    if count > self._max_events:
+                        raise ProbeFailure(
+                            ErrorKind.too_large, f"stream over {self._max_events} events"
+                        )
+                    yield arrival(self._clock), sse
+                    if self.ended_at is not None:
+                        if not self._drain:
+                            return
+                        window.reschedule(asyncio.get_running_loop().time() + DRAIN_S)
+        except (TimeoutError, httpx.HTTPError, ProbeFailure):
+            if self.ended_at is None:
+                raise  # a failure of the stream itself, not of the optional drain
+
+
+@dataclass(slots=True)
+class StreamClock:
+    """Per-chunk timing of a stream: ttft, chunk count and the largest gap after TTFT.
+
+    Only chunks that carry generated text start the clock for ttft; role-only chunks,
+    keep-alive comments (never seen as events) and empty deltas do not.
+    """
+
+    t0: float
+    chunks: int = 0
+    first_token: float | None = None
+    last_chunk: float | None = None
+    max_gap: float = 0.0
+    output_chars: int = 0
+    parts: list[str] = field(default_factory=list)
+
+    def chunk(self, at: float, text: str) -> None:
+        self.chunks += 1
+        if self.first_token is not None and self.last_chunk is not None:
+            self.max_gap = max(self.max_gap, at - self.last_chunk)
+        if text:
+            self.output_chars += len(text)
+            self.parts.append(text)
+            if self.first_token is None:
+                self.first_token = at
+        self.last_chunk = at
+
+    def record(self, result: ProbeResult) -> None:
+        """Copy what the stream showed into the result (also after a stall or deadline)."""
+        result.ttft_ms = self.ttft_ms()
+        result.chunks = self.chunks
+        result.max_gap_ms = self.max_gap_ms()
+        result.output_chars = self.output_chars
+        result.output_text = "".join(self.parts)
+
+    def ttft_ms(self) -> float | None:
+        return None if self.first_token is None else (self.first_token - self.t0) * 1000.0
+
+    def max_gap_ms(self) -> float | None:
+        return None if self.first_token is None else self.max_gap * 1000.0
+
+
+def tokens_per_s(
+    completion_tokens: int | None, ttft_ms: float | None, latency_ms: float | None
+) -> float | None:
+    """Decode speed after the first token: (completion_tokens - 1) / (latency - ttft)."""
+    if completion_tokens is None or ttft_ms is None or latency_ms is None:
+        return None
+    if completion_tokens < 2 or latency_ms <= ttft_ms:
+        return None
+    return (completion_tokens - 1) / ((latency_ms - ttft_ms) / 1000.0)
+
+
+__all__ = ["DRAIN_S", "EventStream", "StreamClock", "tokens_per_s"]

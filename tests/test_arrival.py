@@ -25,10 +25,10 @@ from checker.probes.runner import run_probe
 from checker.probes.transport.arrival import (
     READ_AHEAD_BYTES,
     READ_BYTES,
-    ArrivalBackend,
     StampedStream,
     stream_clock,
 )
+from checker.probes.transport.connect import ArrivalBackend
 from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim.server import SimServer

@@ -33,14 +33,13 @@ from checker.probes.runner import run_probe
 from checker.probes.transport.arrival import (
     _SO_TIMESTAMPNS,
     _TIMESPEC,
-    ArrivalBackend,
     StampedStream,
     _enable_kernel_stamps,
-    _happy_eyeballs,
     _kernel_arrival,
     _SocketStream,
     stream_clock,
 )
+from checker.probes.transport.connect import ArrivalBackend, _happy_eyeballs
 from checker.probes.transport.pool import ArrivalTransport, ClientPool
 from checker.redact import Redactor
 from tests.loop_thread import LoopThread

@@ -1,4 +1,5 @@
-"""An httpcore network backend that knows when a request left and when bytes arrived.
+"""The network streams of the ArrivalBackend (connect.py): they know when a request left
+and when bytes arrived.
 
 Why: a probe's clock must measure the route, not the checker. Stamping "now" when our
 code gets to an event measures the event loop too: with 200 streams in flight on one
@@ -25,9 +26,8 @@ The error is then bounded by that hold-up, instead of being all of it.
 
 Everything else mirrors httpcore's own anyio backend, so probes classify failures exactly
 as before: the same exception types (ConnectError, ReadTimeout...) wrapping the same
-causes (socket.gaierror, ssl.SSLError, OSError), happy eyeballs over the resolved
-addresses (IPv6 first, the next attempt 250 ms later), TCP_NODELAY, TLS through an
-ssl.SSLObject without close_notify on close, and a peer's EOF read as b"".
+causes (ssl.SSLError, OSError), TLS through an ssl.SSLObject without close_notify on
+close, and a peer's EOF read as b"" (connecting, with happy eyeballs, is connect.py).
 """
 
 # httpcore's stream interface passes timeouts as arguments, so the helpers do too.
@@ -36,7 +36,6 @@ ssl.SSLObject without close_notify on close, and a peer's EOF read as b"".
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import select
 import socket
 import ssl
@@ -44,13 +43,12 @@ import struct
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 import httpcore
 
-HAPPY_EYEBALLS_DELAY_S = 0.25
 READ_BYTES = 64 * 1024
 # Received bytes held for a consumer that is behind, before reading pauses.
 READ_AHEAD_BYTES = 256 * 1024
@@ -388,145 +386,10 @@ class _TLSStream(StampedStream):
         return self._raw.get_extra_info(info)
 
 
-# --- connecting ---------------------------------------------------------------------------
-
-
-def _order(infos: list[tuple[Any, ...]]) -> list[tuple[int, Any]]:
-    """(family, sockaddr) with the first IPv6 address first and the first IPv4 second, as
-    anyio orders them for happy eyeballs."""
-    out: list[tuple[int, Any]] = []
-    v6 = v4 = False
-    for family, _type, _proto, _name, addr in infos:
-        if family == socket.AF_INET6 and not v6:
-            v6 = True
-            out.insert(0, (family, addr))
-        elif family == socket.AF_INET and not v4 and v6:
-            v4 = True
-            out.insert(1, (family, addr))
-        else:
-            out.append((family, addr))
-    return out
-
-
-async def _resolve(host: str, port: int) -> list[tuple[int, Any]]:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:  # a literal never needs the resolver thread
-        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-        return [(family, (ip.compressed, port))]
-    loop = asyncio.get_running_loop()
-    return _order(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-
-
-async def _connect_one(
-    family: int,
-    addr: Any,
-    local_address: str | None,
-    options: Iterable[Option],
-) -> tuple[socket.socket, bool]:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
-        kernel = _enable_kernel_stamps(sock)
-        for option in options:
-            sock.setsockopt(*option)  # type: ignore[call-overload]
-        if local_address is not None:
-            sock.bind((local_address, 0))
-        await asyncio.get_running_loop().sock_connect(sock, addr)
-    except BaseException:
-        sock.close()
-        raise
-    return sock, kernel
-
-
-async def _happy_eyeballs(
-    addrs: list[tuple[int, Any]], local_address: str | None, options: list[Option]
-) -> tuple[socket.socket, bool]:
-    """The first address to connect wins; the next attempt starts when the previous one
-    ended or after HAPPY_EYEBALLS_DELAY_S. Fails as anyio fails (the same OSError)."""
-    loop = asyncio.get_running_loop()
-    won: asyncio.Future[tuple[socket.socket, bool]] = loop.create_future()
-    errors: list[OSError] = []
-
-    async def attempt(family: int, addr: Any) -> None:
-        try:
-            conn = await _connect_one(family, addr, local_address, options)
-        except OSError as exc:
-            errors.append(exc)
-            return
-        if won.done():
-            conn[0].close()  # connected too, but second
-        else:
-            won.set_result(conn)
-
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        try:
-            for family, addr in addrs:
-                tasks.append(loop.create_task(attempt(family, addr)))
-                await asyncio.wait(
-                    {tasks[-1], won}, timeout=HAPPY_EYEBALLS_DELAY_S, return_when="FIRST_COMPLETED"
-                )
-                if won.done():
-                    break
-            while not won.done() and (pending := [t for t in tasks if not t.done()]):
-                await asyncio.wait({won, *pending}, return_when="FIRST_COMPLETED")
-        finally:
-            for task in tasks:
-                task.cancel()
-            # A cancellation (the connect timeout) can land here too, after a winner.
-            await asyncio.gather(*tasks, return_exceptions=True)
-    except BaseException:
-        if won.done():
-            won.result()[0].close()
-        raise
-    if won.done():
-        return won.result()
-    if not errors:  # no address at all (a resolver that answered with nothing)
-        raise OSError("No address to connect to")
-    cause: BaseException = (
-        errors[0]
-        if len(errors) == 1
-        else ExceptionGroup("multiple connection attempts failed", errors)
-    )
-    raise OSError("All connection attempts failed") from cause
-
-
-class ArrivalBackend(httpcore.AsyncNetworkBackend):
-    """httpcore.AsyncConnectionPool(network_backend=ArrivalBackend()): TCP and TLS streams
-    whose ArrivalClock a probe reads from response.extensions["network_stream"]."""
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Option] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addrs = await _resolve(host, port)
-                sock, kernel = await _happy_eyeballs(
-                    addrs, local_address, list(socket_options or [])
-                )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(exc) from exc
-        except OSError as exc:  # socket.gaierror included: it tells a DNS failure
-            raise httpcore.ConnectError(exc) from exc
-        return _SocketStream(sock, kernel)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
 def stream_clock(network_stream: object) -> ArrivalClock | None:
     """The clock of a response's network stream; None when another backend made it (a
     proxy mounted from the environment, say)."""
     return network_stream.clock if isinstance(network_stream, StampedStream) else None
 
 
-__all__ = ["SUPPORTED", "ArrivalBackend", "ArrivalClock", "StampedStream", "stream_clock"]
+__all__ = ["SUPPORTED", "ArrivalClock", "Option", "StampedStream", "stream_clock"]

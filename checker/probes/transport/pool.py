@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 import httpcore
 import httpx
 
-from checker.probes.transport.arrival import SUPPORTED, ArrivalBackend
+from checker.probes.transport.arrival import SUPPORTED
+from checker.probes.transport.connect import ArrivalBackend
 
 if TYPE_CHECKING:
     from checker.config.schema import Config, Target

@@ -79,7 +79,7 @@ def openai_error(message: str, etype: str | None = None, code: str | None = None
     ],
 )
 def test_status_table(status: int, body: str, kind: str) -> None:
-    verdict = classify_status(status, body, {})
+    verdict = classify_status(status, body, {}, now=NOW)
     assert verdict is not None
     assert verdict.kind == ErrorKind(kind)
     assert verdict.detail.startswith(f"HTTP {status}")
@@ -88,36 +88,36 @@ def test_status_table(status: int, body: str, kind: str) -> None:
 @pytest.mark.parametrize("status", [200, 201, 204, 100])
 def test_success_statuses_are_not_failures(status: int) -> None:
     assert kind_for_status(status) is None
-    assert classify_status(status, "", {}) is None
+    assert classify_status(status, "", {}, now=NOW) is None
 
 
 def test_detail_carries_provider_message_and_code() -> None:
     body = openai_error("Rate limit reached for gpt-4o", "requests", "rate_limit_exceeded")
-    verdict = classify_status(429, body, {})
+    verdict = classify_status(429, body, {}, now=NOW)
     assert verdict is not None
     assert verdict.detail == "HTTP 429 rate_limit_exceeded: Rate limit reached for gpt-4o"
 
 
 def test_detail_of_plain_text_body_is_the_body_on_one_line() -> None:
-    verdict = classify_status(502, "<html>\n  Bad   Gateway\n</html>", {})
+    verdict = classify_status(502, "<html>\n  Bad   Gateway\n</html>", {}, now=NOW)
     assert verdict is not None
     assert verdict.detail == "HTTP 502: <html> Bad Gateway </html>"
 
 
 def test_detail_of_empty_body_is_the_status() -> None:
-    verdict = classify_status(503, "", {})
+    verdict = classify_status(503, "", {}, now=NOW)
     assert verdict is not None
     assert verdict.detail == "HTTP 503"
 
 
 def test_redirect_detail_names_the_target() -> None:
-    verdict = classify_status(302, "", {"location": "https://login.example.com/"})
+    verdict = classify_status(302, "", {"location": "https://login.example.com/"}, now=NOW)
     assert verdict is not None
     assert verdict.detail == "HTTP 302: unexpected redirect to https://login.example.com/"
 
 
 def test_detail_is_truncated() -> None:
-    verdict = classify_status(500, openai_error("x" * 1000), {})
+    verdict = classify_status(500, openai_error("x" * 1000), {}, now=NOW)
     assert verdict is not None
     assert len(verdict.detail) == DETAIL_LIMIT
     assert verdict.detail.endswith("…")
@@ -190,7 +190,9 @@ def test_secret_is_redacted_before_truncation() -> None:
     secret = "sk-live-" + "a" * 40
     # The secret straddles the truncation point: redacting afterwards would leak its head.
     message = "x" * (DETAIL_LIMIT - 20) + f" Incorrect API key provided: {secret}"
-    verdict = classify_status(401, openai_error(message), {}, redact=Redactor([secret]).text)
+    verdict = classify_status(
+        401, openai_error(message), {}, redact=Redactor([secret]).text, now=NOW
+    )
     assert verdict is not None
     assert "sk-live" not in verdict.detail
     assert "aaaa" not in verdict.detail

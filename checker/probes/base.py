@@ -121,3 +121,6 @@ class ProbeResult:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+__all__ = ["JSON_FIELDS", "TRANSIENT_FIELDS", "ErrorKind", "ProbeResult", "utcnow"]

@@ -1,6 +1,7 @@
 """Outcome classification: HTTP statuses, error bodies and transport exceptions -> ErrorKind.
 
-Pure: no I/O. Probes call these once they know what happened; every outcome maps to
+Pure: no I/O, and no clock of its own (the time a Retry-After date is counted from is an
+argument). Probes call these once they know what happened; every outcome maps to
 exactly one ErrorKind so alerts, metrics and digests can group by it.
 
 Decisions worth knowing:
@@ -132,9 +133,10 @@ def is_quota(text: str, etype: str | None = None, code: str | None = None) -> bo
 # --- Retry-After ----------------------------------------------------------------------------
 
 
-def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+def parse_retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
     """Seconds to wait from `retry-after-ms` (preferred, more precise) or `Retry-After`
-    (seconds or an HTTP date). None when absent or unreadable; never negative."""
+    (seconds or an HTTP date, counted from `now`). None when absent or unreadable; never
+    negative."""
     lowered = {k.lower(): v for k, v in headers.items()}
     raw_ms = lowered.get("retry-after-ms")
     if raw_ms is not None:
@@ -156,7 +158,7 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return max(0.0, (when - now).total_seconds())
 
 
 # --- statuses -------------------------------------------------------------------------------
@@ -190,7 +192,8 @@ def classify_status(
     body: str,
     headers: Mapping[str, str],
     redact: Callable[[str], str] | None = None,
-    now: datetime | None = None,
+    *,
+    now: datetime,
 ) -> Verdict | None:
     """Verdict for a non-2xx response from its status, error body and headers."""
     message, etype, code = error_message(body)
@@ -315,3 +318,21 @@ def classify_exception(
         )
     # Unknown exceptions may carry anything in their message, secrets included.
     return Verdict(ErrorKind.bad_response, f"internal error: {type(exc).__name__}")
+
+
+__all__ = [
+    "DETAIL_LIMIT",
+    "ProbeFailure",
+    "Verdict",
+    "classify_exception",
+    "classify_status",
+    "error_fields",
+    "error_message",
+    "excerpt",
+    "is_quota",
+    "kind_for_status",
+    "parse_retry_after",
+    "scrub",
+    "short_detail",
+    "shorten",
+]

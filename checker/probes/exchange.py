@@ -26,6 +26,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
 
@@ -122,7 +123,9 @@ async def fail_on_status(
         return False
     text = await read_error_text(ex.response, max_body_bytes)
     result.latency_ms = ex.ms()
-    verdict = classify_status(status, text, ex.response.headers, redact=redact)
+    verdict = classify_status(
+        status, text, ex.response.headers, redact=redact, now=datetime.now(UTC)
+    )
     if verdict is None:  # 1xx never reaches us; treat anything odd as a bad answer
         verdict = Verdict(ErrorKind.bad_response, f"unexpected HTTP {status}")
     result.retry_after_s = verdict.retry_after_s

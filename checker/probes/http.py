@@ -8,6 +8,7 @@ first failing condition becomes the `condition` error with its reason as detail.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -45,7 +46,7 @@ async def probe_http(
         body = await read_capped(ex.response, target.max_body_bytes)
         result.latency_ms = ex.ms()
         headers = {k.lower(): v for k, v in ex.response.headers.items()}
-    result.retry_after_s = parse_retry_after(headers)
+    result.retry_after_s = parse_retry_after(headers, datetime.now(UTC))
     # Conditions quote what they saw, cut to a few dozen characters: redact first, or a
     # secret the endpoint echoes could survive in part.
     text = redact(body.decode("utf-8", errors="replace"))

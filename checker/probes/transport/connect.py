@@ -65,7 +65,7 @@ async def _connect_one(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
         kernel = _enable_kernel_stamps(sock)
         for option in options:
-            sock.setsockopt(*option)  # type: ignore[call-overload]
+            sock.setsockopt(*option)
         if local_address is not None:
             sock.bind((local_address, 0))
         await asyncio.get_running_loop().sock_connect(sock, addr)
@@ -100,13 +100,15 @@ async def _happy_eyeballs(
         try:
             for family, addr in addrs:
                 tasks.append(loop.create_task(attempt(family, addr)))
+                first: set[asyncio.Future[Any]] = {tasks[-1], won}
                 await asyncio.wait(
-                    {tasks[-1], won}, timeout=HAPPY_EYEBALLS_DELAY_S, return_when="FIRST_COMPLETED"
+                    first, timeout=HAPPY_EYEBALLS_DELAY_S, return_when="FIRST_COMPLETED"
                 )
                 if won.done():
                     break
             while not won.done() and (pending := [t for t in tasks if not t.done()]):
-                await asyncio.wait({won, *pending}, return_when="FIRST_COMPLETED")
+                rest: set[asyncio.Future[Any]] = {won, *pending}
+                await asyncio.wait(rest, return_when="FIRST_COMPLETED")
         finally:
             for task in tasks:
                 task.cancel()

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
+from checker import render
 from checker.cli.digest import digest_command
 from checker.config.schema import Config, parse
 from checker.cost.prices import PriceBook
@@ -479,15 +480,15 @@ def test_period_value_object_is_what_build_uses(db_url: str, engine: Engine) -> 
 
 
 def test_number_formats() -> None:
-    assert digest.fmt_usd(None) == "no price"
-    assert digest.fmt_usd(0.0) == "$0.00"
-    assert digest.fmt_usd(0.0000123) == "$0.0000123"
-    assert digest.fmt_usd(0.0439) == "$0.0439"
-    assert digest.fmt_usd(2.7) == "$2.70"
-    assert digest.fmt_usd(1234.5) == "$1,234"
-    assert digest.fmt_pct(0.99931) == "99.93%"
-    assert digest.fmt_ms(812.4) == "812 ms" and digest.fmt_ms(12_500) == "12.50 s"
-    assert digest.sparkline([0.0, 0.5, 1.0, None]) == "\u2581\u2585\u2588."
+    assert render.fmt_usd(None) == "no price"
+    assert render.fmt_usd(0.0) == "$0.00"
+    assert render.fmt_usd(0.0000123) == "$0.0000123"
+    assert render.fmt_usd(0.0439) == "$0.0439"
+    assert render.fmt_usd(2.7) == "$2.70"
+    assert render.fmt_usd(1234.5) == "$1,234"
+    assert render.fmt_pct(0.99931) == "99.93%"
+    assert render.fmt_ms(812.4) == "812 ms" and render.fmt_ms(12_500) == "12.50 s"
+    assert render.sparkline([0.0, 0.5, 1.0, None]) == "\u2581\u2585\u2588."
 
 
 def test_usage_samples_are_every_successful_result_once(db_engine: Engine) -> None:

@@ -24,9 +24,7 @@ by `--preview FILE.txt`. Chat channels get the short markdown summary.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +34,6 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import css_inline
-import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -58,7 +55,7 @@ from checker.digest.context import (
 )
 from checker.probes.base import ErrorKind
 from checker.redact import Redactor
-from checker.render import human_duration, templates_dir
+from checker.render import env
 from checker.store.models import DigestLogRow, IncidentRow
 from checker.store.queries import (
     Range,
@@ -509,123 +506,21 @@ def build_period(
 # --- rendering -------------------------------------------------------------------------------
 
 
-def fmt_pct(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value * 100:.{digits}f}%"
-
-
-def fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms"
-
-
-def fmt_num(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def fmt_usd(value: float | None, none: str = "no price") -> str:
-    """Dollars with three significant digits for small sums (probes cost fractions of a cent)."""
-    if value is None:
-        return none
-    if value == 0:
-        return "$0.00"
-    if abs(value) >= 100:
-        return f"${value:,.0f}"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    digits = min(2 - math.floor(math.log10(abs(value))), 10)
-    return f"${value:.{digits}f}"
-
-
-def fmt_tokens(value: int | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:g}M"
-    if value >= 1_000:
-        return f"{value / 1_000:g}k"
-    return str(value)
-
-
-def fmt_change(change: Any) -> str:
-    """`▲ 12%`, `▼ 0.30 pp`, `=`; `-` when one side has no data."""
-    if change.direction is None:
-        return "-"
-    if change.direction == "same":
-        return "="
-    if change.metric == "uptime":
-        return f"{change.arrow} {abs(change.delta) * 100:.2f} pp"
-    if change.delta == float("inf"):
-        return f"{change.arrow} new"
-    return f"{change.arrow} {abs(change.delta) * 100:.0f}%"
-
-
-def fmt_metric(value: float | None, metric: str) -> str:
-    """A change row's current value in its own unit."""
-    if metric == "uptime":
-        return fmt_pct(value)
-    if metric == "spend":
-        return fmt_usd(value)
-    if metric == "tokens/s":
-        return fmt_num(value)
-    return fmt_ms(value)
-
-
-def fmt_local(at: datetime | None, timezone: str, pattern: str = "%Y-%m-%d %H:%M") -> str:
-    return "-" if at is None else at.astimezone(ZoneInfo(timezone)).strftime(pattern)
-
-
-def sparkline(values: Sequence[float | None]) -> str:
-    """Text bars for the plain-text part: one block a value, '.' for no data."""
-    blocks = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
-    out = []
-    for v in values:
-        out.append("." if v is None else blocks[min(int(v * (len(blocks) - 1) + 0.5), 7)])
-    return "".join(out)
-
-
-@functools.cache
-def _environment(autoescape: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(
-        pct=fmt_pct,
-        ms=fmt_ms,
-        num=fmt_num,
-        usd=fmt_usd,
-        tokens=fmt_tokens,
-        change=fmt_change,
-        metric=fmt_metric,
-        local=fmt_local,
-        duration=human_duration,
-        sparkline=sparkline,
-    )
-    return env
-
-
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
 def render_html(ctx: DigestContext, status_url: str | None = None) -> str:
     """The HTML digest with its CSS inlined (mail clients drop <style> blocks)."""
-    html = _environment(True).get_template("digest.html.j2").render(ctx=ctx, status_url=status_url)
+    html = env().get_template("digest.html.j2").render(ctx=ctx, status_url=status_url)
     return _INLINER.inline(html)
 
 
 def render_text(ctx: DigestContext, status_url: str | None = None) -> str:
-    return _environment(False).get_template("digest.txt.j2").render(ctx=ctx, status_url=status_url)
+    return env().get_template("digest.txt.j2").render(ctx=ctx, status_url=status_url)
 
 
 def render_chat(ctx: DigestContext, status_url: str | None = None) -> str:
-    return (
-        _environment(False).get_template("digest_chat.md.j2").render(ctx=ctx, status_url=status_url)
-    )
+    return env().get_template("digest_chat.md.j2").render(ctx=ctx, status_url=status_url)
 
 
 # --- sending ---------------------------------------------------------------------------------

@@ -218,7 +218,7 @@ class _Loader(jinja2.FileSystemLoader):
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+    ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         if template in _KEEP_TRAILING_NEWLINE:
             source += "\n"

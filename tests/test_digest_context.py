@@ -11,26 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from checker.alerting.slo import WindowCounts
-from checker.digest.context import (
-    Figures,
-    Hour,
-    Incident,
-    Spend,
-    TargetInputs,
-    TokenHonesty,
-    Usage,
-    compare,
-    hour_bars,
-    last_hours,
-    local_day,
-    make_context,
-    parse_day,
-    scheduled_period,
-    send_time,
-    token_honesty,
-    usage_out_of_band,
-    weighted_median,
-)
+from checker.digest.compare import compare
+from checker.digest.context import hour_bars, make_context
+from checker.digest.honesty import token_honesty, usage_out_of_band, weighted_median
+from checker.digest.inputs import Figures, Hour, Incident, Spend, TargetInputs, Usage
+from checker.digest.models import TokenHonesty
+from checker.digest.period import last_hours, local_day, parse_day, scheduled_period, send_time
 
 BERLIN = "Europe/Berlin"
 BAND = (0.8, 1.25)

@@ -25,7 +25,7 @@ from checker.alerting.slo import WindowCounts
 from checker.config.schema import Config, Target
 from checker.cost.prices import PriceBook, month_window, project_month_end
 from checker.digest.context import make_context
-from checker.digest.inputs import Figures, Hour, Incident, Spend, TargetInputs, Usage
+from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, Usage
 from checker.digest.models import DigestContext
 from checker.digest.period import Period
 from checker.probes.base import ErrorKind
@@ -137,10 +137,10 @@ def spend_many(
 
 def incidents_touching(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
-) -> dict[str, list[Incident]]:
+) -> dict[str, list[IncidentSpan]]:
     """Incidents open at any moment of [since, until): opened before its end and not
     resolved before its start."""
-    out: dict[str, list[Incident]] = {t: [] for t in targets}
+    out: dict[str, list[IncidentSpan]] = {t: [] for t in targets}
     c = INCIDENTS.c
     query = sa.select(
         c.target, c.rule_group, c.severity, c.rules, c.opened_at, c.resolved_at
@@ -152,7 +152,7 @@ def incidents_touching(
     with engine.connect() as conn:
         for target, group, severity, rules, opened, resolved in conn.execute(query):
             out[target].append(
-                Incident(
+                IncidentSpan(
                     rule_group=group,
                     severity=severity,
                     rules=tuple(rules or ()),

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from checker.alerting.slo import budget_remaining, burn_rate
 from checker.digest.compare import changes, model_groups
 from checker.digest.honesty import token_honesty
-from checker.digest.inputs import Hour, Incident, Spend, TargetInputs
+from checker.digest.inputs import Hour, IncidentSpan, Spend, TargetInputs
 from checker.digest.models import DigestContext, HourBar, IncidentLine, TargetDigest, WorkloadRow
 from checker.digest.period import Period
 
@@ -59,7 +59,7 @@ def hour_bars(hours: Sequence[Hour], objective: float, zone: ZoneInfo) -> list[H
     return bars
 
 
-def incident_lines(incidents: Sequence[Incident], period: Period) -> list[IncidentLine]:
+def incident_lines(incidents: Sequence[IncidentSpan], period: Period) -> list[IncidentLine]:
     lines = []
     for inc in sorted(incidents, key=lambda i: i.opened_at):
         end = inc.resolved_at if inc.resolved_at is not None else period.until

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from checker.alerting.slo import WindowCounts
 
-__all__ = ["Figures", "Hour", "Incident", "Spend", "TargetInputs", "Usage"]
+__all__ = ["Figures", "Hour", "IncidentSpan", "Spend", "TargetInputs", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,10 @@ class Figures:
 
 
 @dataclass(frozen=True, slots=True)
-class Incident:
+class IncidentSpan:
+    """An incident as stored, reduced to when it was open: the digest reports its overlap
+    with the period (alerting.rules.Incident is the evaluator's live incident)."""
+
     rule_group: str
     severity: str
     rules: tuple[str, ...]
@@ -89,7 +92,7 @@ class TargetInputs:
     output_per_mtok: float | None
     workload_usd: float | None
     spend_cap_usd: float | None
-    incidents: Sequence[Incident] = ()
+    incidents: Sequence[IncidentSpan] = ()
     hours: Sequence[Hour] = ()
     # One Usage per result, or distinct usages with their number of results.
     usage: Sequence[Usage] | Mapping[Usage, int] = ()

@@ -23,11 +23,16 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
+from checker import render
 from checker.cli.digest import digest_command
 from checker.config.schema import Config, parse
 from checker.cost.prices import PriceBook
 from checker.digest import build as digest
-from checker.digest.context import DigestContext, Period, Usage, last_hours, local_day
+from checker.digest import render as digest_render
+from checker.digest import send as digest_send
+from checker.digest.inputs import Usage
+from checker.digest.models import DigestContext
+from checker.digest.period import Period, last_hours, local_day
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import IncidentRow
@@ -216,7 +221,7 @@ def test_digest_numbers_equal_status_for_the_same_period(
                 count_rate_limited=rate_limits,
             )
         }
-        html = digest.render_html(ctx)
+        html = digest_render.render_html(ctx)
         for t in ctx.targets:
             s = expected[t.name]
             assert t.results == s.results
@@ -323,7 +328,7 @@ async def test_digest_email_arrives_with_html_and_text_and_no_external_refs(
     )
     relay = next(t for t in ctx.targets if t.name == TARGETS[1])
     assert relay.breaching and "page incident open" in relay.reasons
-    outcome = await digest.send_now(engine, cfg, ctx)
+    outcome = await digest_send.send_now(engine, cfg, ctx)
     assert list(outcome.values()) == ["delivered"]
     assert len(inbox.messages) == 1
     message = inbox.messages[0]
@@ -353,10 +358,10 @@ async def test_chat_channels_get_the_markdown_summary(engine: Engine, db_url: st
     seed_for_mail(engine)
     cfg = make_config(db_url)
     ctx = await asyncio.to_thread(digest.build, engine, cfg, NOW - timedelta(hours=24), NOW)
-    chat = digest.render_chat(ctx)
+    chat = digest_render.render_chat(ctx)
     assert chat.splitlines()[1] == ctx.verdict
     assert f"**{TARGETS[1]}**" in chat and "page incident open" in chat
-    text = digest.render_text(ctx)
+    text = digest_render.render_text(ctx)
     assert SCRIPT in text  # plain text is not HTML: shown as it is
     assert "BREACHING" in text
 
@@ -366,21 +371,27 @@ async def test_run_scheduled_sends_exactly_once_per_day(
 ) -> None:
     seed_for_mail(engine)
     cfg = make_config(db_url, port=inbox.port)
-    assert await digest.run_scheduled(engine, cfg, NOW, prices=prices) is True
-    assert await digest.run_scheduled(engine, cfg, NOW + timedelta(hours=2), prices=prices) is False
+    assert await digest_send.run_scheduled(engine, cfg, NOW, prices=prices) is True
+    assert (
+        await digest_send.run_scheduled(engine, cfg, NOW + timedelta(hours=2), prices=prices)
+        is False
+    )
     # Two nodes (or a restart racing the timer) at the same moment: still one digest.
     raced = await asyncio.gather(
-        digest.run_scheduled(engine, cfg, NOW + timedelta(minutes=1), prices=prices),
-        digest.run_scheduled(engine, cfg, NOW + timedelta(minutes=1), prices=prices),
+        digest_send.run_scheduled(engine, cfg, NOW + timedelta(minutes=1), prices=prices),
+        digest_send.run_scheduled(engine, cfg, NOW + timedelta(minutes=1), prices=prices),
     )
     assert raced == [False, False]
     assert len(inbox.messages) == 1
     assert digest.day_status(engine, "2025-03-31") == "sent"
     # Before the next day's send time nothing goes; at it, the next digest does.
     assert (
-        await digest.run_scheduled(engine, cfg, NOW + timedelta(hours=23), prices=prices) is False
+        await digest_send.run_scheduled(engine, cfg, NOW + timedelta(hours=23), prices=prices)
+        is False
     )
-    assert await digest.run_scheduled(engine, cfg, NOW + timedelta(days=1), prices=prices) is True
+    assert (
+        await digest_send.run_scheduled(engine, cfg, NOW + timedelta(days=1), prices=prices) is True
+    )
     assert len(inbox.messages) == 2
 
 
@@ -389,13 +400,17 @@ async def test_a_failed_digest_is_retried_the_same_day(
 ) -> None:
     seed_for_mail(engine)
     down = make_config(db_url, port=_free_port())  # nothing listens there
-    assert await digest.run_scheduled(engine, down, NOW, prices=prices) is False
+    assert await digest_send.run_scheduled(engine, down, NOW, prices=prices) is False
     assert digest.day_status(engine, "2025-03-31") == "failed"
     up = make_config(db_url, port=inbox.port)
-    assert await digest.run_scheduled(engine, up, NOW + timedelta(minutes=5), prices=prices) is True
+    assert (
+        await digest_send.run_scheduled(engine, up, NOW + timedelta(minutes=5), prices=prices)
+        is True
+    )
     assert digest.day_status(engine, "2025-03-31") == "sent"
     assert (
-        await digest.run_scheduled(engine, up, NOW + timedelta(minutes=10), prices=prices) is False
+        await digest_send.run_scheduled(engine, up, NOW + timedelta(minutes=10), prices=prices)
+        is False
     )
     assert len(inbox.messages) == 1
 
@@ -406,7 +421,7 @@ async def test_concurrent_first_runs_send_once(
     seed_for_mail(engine)
     cfg = make_config(db_url, port=inbox.port)
     results = await asyncio.gather(
-        *(digest.run_scheduled(engine, cfg, NOW, prices=prices) for _ in range(3))
+        *(digest_send.run_scheduled(engine, cfg, NOW, prices=prices) for _ in range(3))
     )
     assert sorted(results) == [False, False, True]
     assert len(inbox.messages) == 1
@@ -479,15 +494,15 @@ def test_period_value_object_is_what_build_uses(db_url: str, engine: Engine) -> 
 
 
 def test_number_formats() -> None:
-    assert digest.fmt_usd(None) == "no price"
-    assert digest.fmt_usd(0.0) == "$0.00"
-    assert digest.fmt_usd(0.0000123) == "$0.0000123"
-    assert digest.fmt_usd(0.0439) == "$0.0439"
-    assert digest.fmt_usd(2.7) == "$2.70"
-    assert digest.fmt_usd(1234.5) == "$1,234"
-    assert digest.fmt_pct(0.99931) == "99.93%"
-    assert digest.fmt_ms(812.4) == "812 ms" and digest.fmt_ms(12_500) == "12.50 s"
-    assert digest.sparkline([0.0, 0.5, 1.0, None]) == "\u2581\u2585\u2588."
+    assert render.fmt_usd(None) == "no price"
+    assert render.fmt_usd(0.0) == "$0.00"
+    assert render.fmt_usd(0.0000123) == "$0.0000123"
+    assert render.fmt_usd(0.0439) == "$0.0439"
+    assert render.fmt_usd(2.7) == "$2.70"
+    assert render.fmt_usd(1234.5) == "$1,234"
+    assert render.fmt_pct(0.99931) == "99.93%"
+    assert render.fmt_ms(812.4) == "812 ms" and render.fmt_ms(12_500) == "12.50 s"
+    assert render.sparkline([0.0, 0.5, 1.0, None]) == "\u2581\u2585\u2588."
 
 
 def test_usage_samples_are_every_successful_result_once(db_engine: Engine) -> None:

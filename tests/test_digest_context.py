@@ -11,26 +11,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from checker.alerting.slo import WindowCounts
-from checker.digest.context import (
-    Figures,
-    Hour,
-    Incident,
-    Spend,
-    TargetInputs,
-    TokenHonesty,
-    Usage,
-    compare,
-    hour_bars,
-    last_hours,
-    local_day,
-    make_context,
-    parse_day,
-    scheduled_period,
-    send_time,
-    token_honesty,
-    usage_out_of_band,
-    weighted_median,
-)
+from checker.digest.compare import compare
+from checker.digest.context import hour_bars, make_context
+from checker.digest.honesty import token_honesty, usage_out_of_band, weighted_median
+from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, Usage
+from checker.digest.models import TokenHonesty
+from checker.digest.period import last_hours, local_day, parse_day, scheduled_period, send_time
 
 BERLIN = "Europe/Berlin"
 BAND = (0.8, 1.25)
@@ -223,8 +209,10 @@ def test_each_breach_rule_and_no_data() -> None:
     ctx = _context(
         _inputs("budget", slo_counts=WindowCounts(1000, 20)),
         _inputs("uptime", figures=_figures(0.95), period_counts=WindowCounts(100, 5)),
-        _inputs("paged", incidents=[Incident("down", "page", ("down",), opened, None)]),
-        _inputs("ticket", incidents=[Incident("burn", "ticket", ("burn_ticket",), opened, None)]),
+        _inputs("paged", incidents=[IncidentSpan("down", "page", ("down",), opened, None)]),
+        _inputs(
+            "ticket", incidents=[IncidentSpan("burn", "ticket", ("burn_ticket",), opened, None)]
+        ),
         _inputs(
             "silent",
             figures=_figures(None, latency=None, results=0),
@@ -248,14 +236,14 @@ def test_each_breach_rule_and_no_data() -> None:
 
 
 def test_incidents_in_the_period_with_durations() -> None:
-    resolved = Incident(
+    resolved = IncidentSpan(
         "down",
         "page",
         ("down",),
         PERIOD.since + timedelta(hours=1),
         PERIOD.since + timedelta(hours=1, minutes=30),
     )
-    carried_over = Incident(
+    carried_over = IncidentSpan(
         "latency", "ticket", ("latency",), PERIOD.since - timedelta(hours=5), None
     )
     ctx = _context(_inputs("a", incidents=[carried_over, resolved]))

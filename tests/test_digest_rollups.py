@@ -21,7 +21,10 @@ from checker.config.schema import Config, parse
 from checker.cost.prices import PriceBook
 from checker.cost.tokens import estimate_tokens_from_chars
 from checker.digest import build as digest
-from checker.digest.context import DigestContext, Period, Usage, last_hours, usage_out_of_band
+from checker.digest.honesty import usage_out_of_band
+from checker.digest.inputs import Usage
+from checker.digest.models import DigestContext
+from checker.digest.period import Period, last_hours
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store import migrate
 from checker.store.rollup import HOUR, ROLLED_DAYS, ROLLUPS, floor_hour, hours_between, rollup_hours

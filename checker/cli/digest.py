@@ -15,17 +15,10 @@ import sqlalchemy as sa
 
 from checker.config import schema as config_mod
 from checker.config.schema import ConfigError
-from checker.digest.build import (
-    DELIVERED,
-    build_period,
-    digest_channels,
-    public_status_url,
-    render_chat,
-    render_html,
-    render_text,
-    send_now,
-)
-from checker.digest.context import last_hours, local_day, parse_day
+from checker.digest.build import build_period
+from checker.digest.period import last_hours, local_day, parse_day
+from checker.digest.render import render_chat, render_html, render_text
+from checker.digest.send import DELIVERED, digest_channels, public_status_url, send_now
 from checker.redact import Redactor
 from checker.store.db import make_engine
 

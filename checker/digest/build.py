@@ -1,64 +1,35 @@
-"""The daily digest: queries -> context (checker.digest_context) -> HTML/text/markdown -> Apprise.
+"""The digest shell: read the period's figures from the store, hand them to the pure core.
 
-Sending exactly once per local day, across restarts and nodes, rests on the `digest_log`
-table (one row per local day, unique):
-- `run_scheduled` claims the day by inserting its row as `pending` (insert-or-ignore);
-  only the process whose insert went in sends. A row left `failed` can be claimed again
-  by the next call for the same day (an atomic UPDATE failed -> pending), so a digest that
-  could not be delivered is retried whenever the scheduler calls again that day (after a
-  restart, or a later catch-up run), and never after the day is over.
-- After sending the row becomes `sent` when at least one channel accepted the digest, else
-  `failed`. A partly delivered digest counts as sent: retrying it would send a second copy
-  to the channels that did get it; the failed channels are logged.
-- A process killed between the claim and the end of sending leaves the row `pending`, and
-  that day is not retried automatically (a duplicate is worse than a missing digest here);
-  `checker digest --send` sends one by hand, without touching the log.
+`build` / `build_period` run every query the digest needs (status, window counts, spend,
+incidents, token usage, hourly points), turn the answers into `TargetInputs` and call
+`context.make_context`. Blocking: async callers run them in a thread.
 
-Email channels get the HTML digest. Apprise's email plugin builds the multipart/alternative
-itself: its text/plain part is Apprise's own conversion of the HTML (apprise.conversion), not
-templates/digest.txt.j2, because the plugin has no way to take a separate text part. The
-plain-text template is sent to email channels configured with `?format=text`, and written
-by `--preview FILE.txt`. Chat channels get the short markdown summary.
+The `digest_log` reads and writes (`claim_day`, `finish_day`, `day_status`) are the ledger
+`checker.digest.send` keeps to send exactly once a day; its rules are written there.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
-import css_inline
-import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from checker.alerting.outbox import Channel, load_channels, route, send
 from checker.alerting.slo import WindowCounts
 from checker.config.schema import Config, Target
 from checker.cost.prices import PriceBook, month_window, project_month_end
-from checker.digest.context import (
-    DigestContext,
-    Figures,
-    Hour,
-    Incident,
-    Period,
-    Spend,
-    TargetInputs,
-    Usage,
-    make_context,
-    scheduled_period,
-)
+from checker.digest.context import make_context
+from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, Usage
+from checker.digest.models import DigestContext
+from checker.digest.period import Period
 from checker.probes.base import ErrorKind
 from checker.redact import Redactor
-from checker.render import human_duration, templates_dir
 from checker.store.models import DigestLogRow, IncidentRow
 from checker.store.queries import (
     Range,
@@ -82,11 +53,26 @@ from checker.store.rollup import (
 )
 from checker.store.upsert import insert_ignore_stmt
 
+__all__ = [
+    "RawOnlyFigures",
+    "build",
+    "build_period",
+    "claim_day",
+    "day_status",
+    "finish_day",
+    "hour_points",
+    "incidents_touching",
+    "latest_error_details",
+    "model_key",
+    "spend_many",
+    "usage_and_error_details",
+    "usage_samples",
+]
+
 log = logging.getLogger("checker.digest")
 
 DIGEST_LOG = DigestLogRow.__table__  # type: ignore[attr-defined]
 INCIDENTS = IncidentRow.__table__  # type: ignore[attr-defined]
-DELIVERED = "delivered"
 _RATE_LIMITED = ErrorKind.rate_limited.value
 _DETAIL_MAX = 300
 
@@ -151,10 +137,10 @@ def spend_many(
 
 def incidents_touching(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
-) -> dict[str, list[Incident]]:
+) -> dict[str, list[IncidentSpan]]:
     """Incidents open at any moment of [since, until): opened before its end and not
     resolved before its start."""
-    out: dict[str, list[Incident]] = {t: [] for t in targets}
+    out: dict[str, list[IncidentSpan]] = {t: [] for t in targets}
     c = INCIDENTS.c
     query = sa.select(
         c.target, c.rule_group, c.severity, c.rules, c.opened_at, c.resolved_at
@@ -166,7 +152,7 @@ def incidents_touching(
     with engine.connect() as conn:
         for target, group, severity, rules, opened, resolved in conn.execute(query):
             out[target].append(
-                Incident(
+                IncidentSpan(
                     rule_group=group,
                     severity=severity,
                     rules=tuple(rules or ()),
@@ -506,178 +492,6 @@ def build_period(
     )
 
 
-# --- rendering -------------------------------------------------------------------------------
-
-
-def fmt_pct(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value * 100:.{digits}f}%"
-
-
-def fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms"
-
-
-def fmt_num(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def fmt_usd(value: float | None, none: str = "no price") -> str:
-    """Dollars with three significant digits for small sums (probes cost fractions of a cent)."""
-    if value is None:
-        return none
-    if value == 0:
-        return "$0.00"
-    if abs(value) >= 100:
-        return f"${value:,.0f}"
-    if abs(value) >= 1:
-        return f"${value:,.2f}"
-    digits = min(2 - math.floor(math.log10(abs(value))), 10)
-    return f"${value:.{digits}f}"
-
-
-def fmt_tokens(value: int | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1_000_000:
-        return f"{value / 1_000_000:g}M"
-    if value >= 1_000:
-        return f"{value / 1_000:g}k"
-    return str(value)
-
-
-def fmt_change(change: Any) -> str:
-    """`▲ 12%`, `▼ 0.30 pp`, `=`; `-` when one side has no data."""
-    if change.direction is None:
-        return "-"
-    if change.direction == "same":
-        return "="
-    if change.metric == "uptime":
-        return f"{change.arrow} {abs(change.delta) * 100:.2f} pp"
-    if change.delta == float("inf"):
-        return f"{change.arrow} new"
-    return f"{change.arrow} {abs(change.delta) * 100:.0f}%"
-
-
-def fmt_metric(value: float | None, metric: str) -> str:
-    """A change row's current value in its own unit."""
-    if metric == "uptime":
-        return fmt_pct(value)
-    if metric == "spend":
-        return fmt_usd(value)
-    if metric == "tokens/s":
-        return fmt_num(value)
-    return fmt_ms(value)
-
-
-def fmt_local(at: datetime | None, timezone: str, pattern: str = "%Y-%m-%d %H:%M") -> str:
-    return "-" if at is None else at.astimezone(ZoneInfo(timezone)).strftime(pattern)
-
-
-def sparkline(values: Sequence[float | None]) -> str:
-    """Text bars for the plain-text part: one block a value, '.' for no data."""
-    blocks = "\u2581\u2582\u2583\u2584\u2585\u2586\u2587\u2588"
-    out = []
-    for v in values:
-        out.append("." if v is None else blocks[min(int(v * (len(blocks) - 1) + 0.5), 7)])
-    return "".join(out)
-
-
-@functools.cache
-def _environment(autoescape: bool) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters.update(
-        pct=fmt_pct,
-        ms=fmt_ms,
-        num=fmt_num,
-        usd=fmt_usd,
-        tokens=fmt_tokens,
-        change=fmt_change,
-        metric=fmt_metric,
-        local=fmt_local,
-        duration=human_duration,
-        sparkline=sparkline,
-    )
-    return env
-
-
-_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
-
-
-def render_html(ctx: DigestContext, status_url: str | None = None) -> str:
-    """The HTML digest with its CSS inlined (mail clients drop <style> blocks)."""
-    html = _environment(True).get_template("digest.html.j2").render(ctx=ctx, status_url=status_url)
-    return _INLINER.inline(html)
-
-
-def render_text(ctx: DigestContext, status_url: str | None = None) -> str:
-    return _environment(False).get_template("digest.txt.j2").render(ctx=ctx, status_url=status_url)
-
-
-def render_chat(ctx: DigestContext, status_url: str | None = None) -> str:
-    return (
-        _environment(False).get_template("digest_chat.md.j2").render(ctx=ctx, status_url=status_url)
-    )
-
-
-# --- sending ---------------------------------------------------------------------------------
-
-
-def _wants_text(channel: Channel) -> bool:
-    query = dict(parse_qsl(urlsplit(channel.url).query))
-    return query.get("format", "").lower() == "text"
-
-
-def public_status_url(cfg: Config) -> str | None:
-    return cfg.server.public_url if cfg.server and cfg.server.public_url else None
-
-
-def digest_channels(cfg: Config) -> list[Channel]:
-    return route(load_channels(cfg), cfg.digest.tags, "digest")
-
-
-async def send_now(engine: Engine, cfg: Config, ctx: DigestContext) -> dict[str, str]:
-    """Send `ctx` to every channel tagged for the digest: channel label -> "delivered" or a
-    secret-free error. Does not consult or write the digest log (`run_scheduled` does)."""
-    del engine  # the digest goes out directly, not through the outbox
-    redact = Redactor(cfg.secrets())
-    status_url = public_status_url(cfg)
-    bodies = {
-        "html": redact.text(render_html(ctx, status_url)),
-        "text": redact.text(render_text(ctx, status_url)),
-        "markdown": redact.text(render_chat(ctx, status_url)),
-    }
-    title = redact.text(ctx.title)
-    notify_type = "info" if ctx.ok else "warning"
-
-    async def one(channel: Channel) -> tuple[str, str]:
-        if channel.is_email:
-            body_format = "text" if _wants_text(channel) else "html"
-        else:
-            body_format = "markdown"
-        try:
-            error = await send(channel, title, bodies[body_format], body_format, notify_type)
-        except Exception as exc:  # a plugin bug must not stop the other channels
-            error = f"{type(exc).__name__}: {exc}"
-        if error is None:
-            log.info("digest delivered to %s", channel.label)
-            return channel.label, DELIVERED
-        error = redact.text(error)
-        log.warning("digest to %s failed: %s", channel.label, error)
-        return channel.label, error
-
-    results = await asyncio.gather(*(one(ch) for ch in digest_channels(cfg)))
-    return dict(results)
-
-
 # --- exactly once a day ----------------------------------------------------------------------
 
 
@@ -715,34 +529,3 @@ def day_status(engine: Engine, day: str) -> str | None:
         return conn.execute(
             sa.select(DIGEST_LOG.c.status).where(DIGEST_LOG.c.day == day)
         ).scalar_one_or_none()
-
-
-async def run_scheduled(
-    engine: Engine, cfg: Config, now: datetime, *, prices: PriceBook | None = None
-) -> bool:
-    """The scheduler's job: send the digest due at `now` unless this day's went out already.
-
-    True when this call delivered it (to at least one channel). Safe to call more often
-    than once a day, on several nodes: calls before the day's send time, for a day already
-    sent or being sent, or with no digest channel configured do nothing.
-    """
-    due = scheduled_period(now, cfg.digest.at, cfg.digest.timezone)
-    if due is None:
-        return False
-    day, period = due
-    day_text = day.isoformat()
-    if not digest_channels(cfg):
-        log.warning("digest: no notify channel is tagged %s", ", ".join(cfg.digest.tags))
-        return False
-    if not await asyncio.to_thread(claim_day, engine, day_text, cfg.digest.timezone):
-        return False
-    try:
-        ctx = await asyncio.to_thread(build_period, engine, cfg, period, prices=prices, now=now)
-    except Exception as exc:
-        log.error("digest for %s could not be built: %s", day_text, type(exc).__name__)
-        await asyncio.to_thread(finish_day, engine, day_text, False, now)
-        return False
-    results = await send_now(engine, cfg, ctx)
-    sent = any(outcome == DELIVERED for outcome in results.values())
-    await asyncio.to_thread(finish_day, engine, day_text, sent, datetime.now(UTC))
-    return sent

@@ -592,7 +592,7 @@ class Service:
         if not await asyncio.to_thread(self.leadership.check):
             return
         # Imported in a worker thread: ~70 ms of module loading would stall every probe.
-        digest = await asyncio.to_thread(importlib.import_module, "checker.digest.build")
+        digest = await asyncio.to_thread(importlib.import_module, "checker.digest.send")
         try:
             await digest.run_scheduled(self.engine, self.cfg, datetime.now(UTC), prices=self.prices)
         except Exception as exc:  # the next run retries; the service keeps probing

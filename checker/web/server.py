@@ -282,7 +282,7 @@ class WebServer:
         from checker.render import env
 
         page = status_data.build_page(self._engine, cfg, now)
-        template = env(True).get_template("status.html.j2")
+        template = env().get_template("status.html.j2")
         return template.render(
             page=page,
             refresh_s=REFRESH_S,
@@ -326,7 +326,7 @@ class WebServer:
         from checker.render import env
 
         ctx = badge_context(f"uptime {window}", badge_value(uptime), badge_color(uptime))
-        svg = env(True).get_template("badge.svg.j2").render(**ctx)
+        svg = env().get_template("badge.svg.j2").render(**ctx)
         return web.Response(text=svg, content_type="image/svg+xml")
 
 

@@ -57,7 +57,7 @@ def _default_models() -> list[str]:
 
 @dataclass
 class Behavior:
-    """How a route answers. Every field is JSON-able; see the module docstring for timing."""
+    """How a route answers. Every field is JSON-able; exchange.py says when tokens are sent."""
 
     ttft_ms: float = 50
     inter_token_ms: float = 5
@@ -172,6 +172,8 @@ def known_answer(prompt: str) -> str | None:
 
 @dataclass(frozen=True)
 class TokenPlan:
+    """The text pieces one response sends, one token each, and the count usage reports."""
+
     reasoning: list[str]
     content: list[str]
     completion_tokens: int  # as reported in usage
@@ -193,6 +195,7 @@ NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", 
 
 
 def plan_tokens(b: Behavior, prompt: str) -> TokenPlan:
+    """What `b` generates for `prompt` (see the module docstring for answer splitting)."""
     if b.fault == "empty":
         reasoning: list[str] = []
         content: list[str] = []

@@ -20,7 +20,6 @@ from checker.sim.routes import DEFAULT_ROUTE, Registry, Timing
 
 __all__ = [
     "EXCHANGE_KEY",
-    "ClientGone",
     "Exchange",
     "prelude",
     "received_credential",
@@ -40,7 +39,7 @@ _NOT_JSON_BODY = (
 )
 
 
-class ClientGone(ConnectionResetError):
+class _ClientGone(ConnectionResetError):
     """The client closed the connection while the handler was waiting."""
 
 
@@ -73,7 +72,7 @@ class Exchange:
             if remaining <= 0:
                 return
             if self.client_gone:
-                raise ClientGone("client went away")
+                raise _ClientGone("client went away")
             await asyncio.sleep(min(remaining, WAIT_SLICE_S))
 
     async def start(

@@ -113,7 +113,7 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 def _sim_main(conn: Connection, core: int | None) -> None:
     """Child: serve the simulator on its own loop thread; answer control calls on the pipe."""
-    from checker.sim.server import Behavior, SimServer
+    from checker.sim import Behavior, SimServer
 
     if core is not None:
         pin_to_core(core)

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from checker.sim.server import Behavior, SimServer
+from checker.sim import Behavior, SimServer
 
 DEMO_DIR = Path("var/demo")
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from checker.sim.server import SimServer
+from checker.sim import SimServer
 
 SIM_API_KEY = "sk-sim-SECRET-0123456789"
 

@@ -16,7 +16,7 @@ from checker.probes.base import ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
-from checker.sim.server import SimServer, Timing
+from checker.sim import SimServer, Timing
 
 # Timing tests run in their own serial pytest pass after the parallel one (see Makefile):
 # a neighbour test hogging the other core would otherwise add its noise to the figures.

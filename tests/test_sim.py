@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from checker.sim.server import Behavior, SimServer, split_even
+from checker.sim import Behavior, SimServer, split_even
 from tests.fixtures_sim import SIM_API_KEY
 
 STREAM_BODY = {
@@ -526,7 +526,7 @@ async def test_start_and_stop_in_the_current_loop() -> None:
 
 
 def test_run_forever_stops_cleanly_on_sigterm(http: httpx.Client) -> None:
-    code = "from checker.sim.server import run_forever; run_forever('127.0.0.1', 0, None, {})"
+    code = "from checker.sim import run_forever; run_forever('127.0.0.1', 0, None, {})"
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

@@ -390,7 +390,7 @@ def sim(
     ] = None,
 ) -> None:
     """Serve the simulated OpenAI/Anthropic-compatible endpoint (for demos and tests)."""
-    from checker.sim.server import Behavior, run_forever
+    from checker.sim import Behavior, run_forever
 
     behaviors = {}
     if behavior:

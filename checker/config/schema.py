@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from checker.cron import crontab_trigger
 from checker.units import parse_duration, parse_fraction
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -250,8 +251,6 @@ class Maintenance(Strict):
     @classmethod
     def _cron(cls, v: str) -> str:
         # crontab numbering (0 and 7 are Sunday), not APScheduler's (0 is Monday).
-        from checker.alerting.maintenance import crontab_trigger
-
         try:
             crontab_trigger(v, "UTC")
         except ValueError as exc:

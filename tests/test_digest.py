@@ -24,7 +24,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy.engine import Engine
 
 from checker.cli.digest import digest_command
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.cost.prices import PriceBook
 from checker.digest import build as digest
 from checker.digest.context import DigestContext, Period, Usage, last_hours, local_day

@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.cost.prices import PriceBook
 from checker.cost.tokens import estimate_tokens_from_chars
 from checker.digest import build as digest

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from genai_prices import Usage, calc_price
 
-from checker.config.schema import Pricing, Target, parse
+from checker.config.load import parse
+from checker.config.schema import Pricing, Target
 from checker.cost.prices import (
     PriceBook,
     effective_price_per_mtok,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.cost.tokens import count_output_tokens, count_tokens, counted_usage_mismatch
 from checker.probes.base import ProbeResult
 from checker.probes.measure import ClientPool

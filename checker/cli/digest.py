@@ -13,8 +13,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from checker.config import schema as config_mod
-from checker.config.schema import ConfigError
+from checker.config import load as config_mod
+from checker.config.load import ConfigError
 from checker.digest.build import (
     DELIVERED,
     build_period,

@@ -29,7 +29,7 @@ from checker.units import parse_duration, parse_fraction
 __all__ = [
     "Alerts",
     "BasicAuth",
-    "Channel",
+    "ChannelSpec",
     "Config",
     "Defaults",
     "Digest",
@@ -254,7 +254,9 @@ class Defaults(Strict):
     alerts: Alerts = Alerts()
 
 
-class Channel(Strict):
+class ChannelSpec(Strict):
+    """One `notify:` entry as written; `alerting.outbox.Channel` is the resolved channel."""
+
     url: SecretStr
     tags: list[str] = []
 
@@ -338,7 +340,7 @@ class Config(Strict):
     location: Name = "local"
     defaults: Defaults = Defaults()
     targets: list[Target] = Field(min_length=1)
-    notify: list[Channel] = []
+    notify: list[ChannelSpec] = []
     apprise_config: str | None = None
 
     @field_validator("apprise_config")

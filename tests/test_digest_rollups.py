@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 
 from checker.config.load import parse
 from checker.config.schema import Config
+from checker.cost.counting import estimate_tokens_from_chars
 from checker.cost.prices import PriceBook
-from checker.cost.tokens import estimate_tokens_from_chars
 from checker.digest import build as digest
 from checker.digest.context import DigestContext, Period, Usage, last_hours, usage_out_of_band
 from checker.probes.base import ErrorKind, ProbeResult

@@ -7,7 +7,8 @@ import pytest
 
 from checker.config.load import parse
 from checker.config.schema import Config
-from checker.cost.tokens import count_output_tokens, count_tokens, counted_usage_mismatch
+from checker.cost.counting import counted_usage_mismatch
+from checker.cost.tokens import count_output_tokens, count_tokens
 from checker.probes.base import ProbeResult
 from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe

@@ -127,14 +127,14 @@ def parse(text: str, filename: str = "<config>") -> Config:
         data = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{filename}:{mark.line + 1}" if mark else filename
+        at_line = f"{filename}:{mark.line + 1}" if mark else filename
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{where}: (yaml): invalid YAML: {problem}"]) from None
+        raise ConfigError([f"{at_line}: (yaml): invalid YAML: {problem}"]) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1: (top level): expected a mapping with `targets:`"])
     env_errors: list[tuple[tuple[Any, ...], str]] = []
     data = _substitute(data, (), env_errors)
-    nodes: list[yaml.Node] = []
+    nodes: list[yaml.Node | None] = []
 
     def where(loc: tuple[Any, ...]) -> str:
         # The node tree (for line numbers) is composed only when there is a problem to place.

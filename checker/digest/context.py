@@ -41,7 +41,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from checker.alerting.slo import WindowCounts, budget_remaining, burn_rate
-from checker.cost.tokens import (
+from checker.cost.counting import (
     MIN_TOKENS_FOR_RATIO,
     counted_usage_mismatch,
     estimate_tokens_from_chars,

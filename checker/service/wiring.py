@@ -433,7 +433,7 @@ class Service:
             state.hold_until = time.monotonic() + result.retry_after_s
 
     def _usage_mismatch(self, result: ProbeResult) -> bool:
-        from checker.cost.tokens import counted_usage_mismatch
+        from checker.cost.counting import counted_usage_mismatch
 
         return bool(
             counted_usage_mismatch(

@@ -42,6 +42,18 @@ if TYPE_CHECKING:
     from checker.config.schema import Config, Target
     from checker.probes.base import ProbeResult
 
+__all__ = [
+    "ListModel",
+    "PriceBook",
+    "PriceInfo",
+    "PriceSource",
+    "effective_price_per_mtok",
+    "match_list_model",
+    "month_fraction_elapsed",
+    "month_window",
+    "project_month_end",
+]
+
 PriceSource = Literal["override", "genai-prices"]
 
 _PER_MTOK = Decimal(1_000_000)

@@ -69,7 +69,7 @@ def write_config(path: Path, sim_url: str, per_minute: int, db: Path) -> None:
 
 
 async def _child(config: Path, warmup: float, seconds: float) -> dict[str, Any]:
-    from checker.config import schema as config_mod
+    from checker.config import load as config_mod
     from checker.service.wiring import Service
 
     cfg = config_mod.load(config)

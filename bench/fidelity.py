@@ -45,8 +45,8 @@ import httpx
 from bench.common import SimProcess, SimTiming, fmt, percentile, pin_to_core, provenance, table
 from bench.common import write_section as write_perf_section
 from checker.config.schema import Config
-from checker.probes.measure import ClientPool
 from checker.probes.runner import run_probe
+from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 
 TTFT_MS = 1000.0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import checker
 from bench.storage import _generated_now, target_names, write_config
-from checker.config import schema as config_mod
+from checker.config import load as config_mod
 from checker.cost.prices import PriceBook
 from checker.digest.build import build as build_digest
 from checker.store import db

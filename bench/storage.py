@@ -219,7 +219,7 @@ def measure(
     loader: str,
     reuse: bool = False,
 ) -> dict[str, Any]:
-    from checker.config import schema as config_mod
+    from checker.config import load as config_mod
     from checker.cost.prices import PriceBook
     from checker.digest.build import build as build_digest
     from checker.store import db, migrate, window_cache

@@ -106,7 +106,7 @@ def prepare() -> tuple[SimServer, Path]:
 
 async def run_service(path: Path, seconds: float) -> None:
     from checker import logs
-    from checker.config import schema as config_mod
+    from checker.config import load as config_mod
     from checker.redact import Redactor
     from checker.service.wiring import Service
 

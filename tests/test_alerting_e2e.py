@@ -23,7 +23,8 @@ from sqlalchemy.engine import Engine
 
 from checker.alerting import outbox as notify
 from checker.alerting.evaluator import window_signals
-from checker.config.schema import Config, load, parse
+from checker.config.load import load, parse
+from checker.config.schema import Config
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from checker.store.models import AlertStateRow, IncidentRow, OutboxRow, ProbeResultRow

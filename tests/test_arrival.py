@@ -20,7 +20,8 @@ import httpcore
 import pytest
 import yaml
 
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.runner import run_probe
 from checker.probes.transport.arrival import (
     READ_AHEAD_BYTES,

@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 import checker.probes.transport.pool as clients
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import classify_exception
 from checker.probes.runner import run_probe

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from checker.alerting.certs import CertError, CertWatch, fetch_not_after, host_port, not_after
-from checker.config.schema import load, parse
+from checker.config.load import load, parse
 from checker.service.wiring import Service
 from checker.store.models import IncidentRow
 from tests.fixtures_notify import Webhook, eventually, free_port

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.config import schema as config
+from checker.config import load as config
 from checker.units import format_duration, parse_duration, parse_fraction
 from tests.tools import run_cli
 

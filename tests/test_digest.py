@@ -25,7 +25,8 @@ from sqlalchemy.engine import Engine
 
 from checker import render
 from checker.cli.digest import digest_command
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.cost.prices import PriceBook
 from checker.digest import build as digest
 from checker.digest import render as digest_render

@@ -17,9 +17,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
+from checker.cost.counting import estimate_tokens_from_chars
 from checker.cost.prices import PriceBook
-from checker.cost.tokens import estimate_tokens_from_chars
 from checker.digest import build as digest
 from checker.digest.honesty import usage_out_of_band
 from checker.digest.inputs import Usage

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from checker.alerting.evaluator import Context, EvaluatorTask, evaluate_targets, window_signals
 from checker.alerting.maintenance import MaintenanceCalendar
 from checker.alerting.outbox import load_channels
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
 from checker.store.db import make_engine

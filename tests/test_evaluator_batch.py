@@ -11,7 +11,8 @@ from sqlalchemy.engine import Engine
 
 from checker.alerting.evaluator import Context, evaluate_targets
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
 from checker.store.models import AlertStateRow, IncidentRow, result_to_row

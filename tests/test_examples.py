@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.config import schema as config
+from checker.config import load as config
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
 

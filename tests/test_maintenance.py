@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from checker.alerting.maintenance import MaintenanceCalendar, crontab_day_of_week
+from checker.alerting.maintenance import MaintenanceCalendar
 from checker.config.schema import Maintenance
+from checker.cron import crontab_day_of_week
 
 
 def utc(*args: int) -> datetime:

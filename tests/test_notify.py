@@ -26,7 +26,8 @@ from checker.alerting.outbox import (
     load_channels,
     route,
 )
-from checker.config.schema import Config, ConfigError, parse
+from checker.config.load import ConfigError, parse
+from checker.config.schema import Config
 from checker.redact import Redactor
 from checker.store.models import OutboxRow
 from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, eventually, free_port

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from genai_prices import Usage, calc_price
 
-from checker.config.schema import Pricing, Target, parse
+from checker.config.load import parse
+from checker.config.schema import Pricing, Target
 from checker.cost.prices import (
     PriceBook,
     effective_price_per_mtok,
@@ -120,7 +121,7 @@ def test_known_provider_host_only_uses_its_own_list() -> None:
     # DeepSeek does not serve gpt-4o-mini: no price, rather than OpenAI's.
     t = target("gpt-4o-mini", "https://api.deepseek.com/v1")
     book = book_for(t)
-    assert book.price_for(t) is None
+    assert book.price_for(t, NOON) is None
     assert book.cost_usd(t, 100, 10, at=NOON) is None
 
 
@@ -128,9 +129,9 @@ def test_unknown_model_has_no_price() -> None:
     t = target("sim-model-that-does-not-exist", "http://127.0.0.1:9/v1")
     book = book_for(t)
     assert book.list_model(t) is None
-    assert book.price_for(t) is None
-    assert book.cost_usd(t, 1_000, 100, 0, 0, NOON) is None
-    assert book.workload_cost(t, 10_000_000, 2_000_000, 0.5) is None
+    assert book.price_for(t, NOON) is None
+    assert book.cost_usd(t, 1_000, 100, 0, 0, at=NOON) is None
+    assert book.workload_cost(t, 10_000_000, 2_000_000, 0.5, at=NOON) is None
     http = Target(name="h", kind="http", base_url="https://example.com/health")
     assert PriceBook(targets=[http]).cost_usd(http, 10, 10, at=NOON) is None
 
@@ -145,7 +146,7 @@ def test_override_prices_by_hand() -> None:
     book = book_for(t)
     cost = book.cost_usd(t, 1_000, 300, cached_tokens=400, reasoning_tokens=100, at=NOON)
     assert cost == pytest.approx((600 * 2.0 + 400 * 0.5 + 300 * 8.0) / 1e6)
-    info = book.price_for(t)
+    info = book.price_for(t, NOON)
     assert info is not None
     assert info.source == "override"
     assert (info.input_per_mtok, info.cached_input_per_mtok, info.output_per_mtok) == (2, 0.5, 8)
@@ -185,7 +186,7 @@ def test_partial_override_keeps_list_prices_and_markup_applies_to_them_only() ->
 def test_only_an_input_price_on_an_unknown_model_is_no_price() -> None:
     t = target("unknown-model", input_per_mtok=1.0)
     book = book_for(t)
-    assert book.price_for(t) is None
+    assert book.price_for(t, NOON) is None
     assert book.cost_usd(t, 100, 100, at=NOON) is None
 
 
@@ -262,17 +263,17 @@ targets:
     )
     book = PriceBook(cfg)
     a, b, c = cfg.targets
-    price_a = book.price_for(a)
+    price_a = book.price_for(a, NOON)
     assert price_a is not None and price_a.provider == "OpenAI"
     assert book.cost_usd(b, 1_000_000, 1_000_000, at=NOON) == pytest.approx(2.0)
-    assert book.price_for(c) is None
+    assert book.price_for(c, NOON) is None
 
 
 def test_workload_cost_by_hand() -> None:
     t = target("unknown-model", input_per_mtok=2.0, output_per_mtok=8.0, cached_input_per_mtok=0.5)
-    cost = book_for(t).workload_cost(t, 10_000_000, 2_000_000, cached_share=0.25)
+    cost = book_for(t).workload_cost(t, 10_000_000, 2_000_000, cached_share=0.25, at=NOON)
     assert cost == pytest.approx(7.5 * 2.0 + 2.5 * 0.5 + 2 * 8.0)
-    no_cache = book_for(t).workload_cost(t, 10_000_000, 2_000_000)
+    no_cache = book_for(t).workload_cost(t, 10_000_000, 2_000_000, at=NOON)
     assert no_cache == pytest.approx(10 * 2.0 + 2 * 8.0)
 
 

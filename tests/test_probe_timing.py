@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.base import ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool
@@ -188,7 +189,7 @@ async def test_reuse_connections_keeps_a_warm_connection(sim: SimServer) -> None
 
 _FRESH_PROCESS_PROBE = """
 import asyncio, yaml
-from checker.config.schema import parse
+from checker.config.load import parse
 from checker.probes.transport.pool import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from sqlmodel import SQLModel
 
-from checker.config import schema as config_mod
+from checker.config import load as config_mod
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from checker.store.db import make_engine

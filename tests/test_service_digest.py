@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     import asyncio, json, logging, sys
     from datetime import UTC, datetime
     from apscheduler.events import EVENT_JOB_EXECUTED
-    from checker.config import schema as config_mod
+    from checker.config import load as config_mod
     from checker.service.wiring import Service
 
     warnings = []

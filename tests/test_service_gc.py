@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-from checker.config import schema as config_mod
+from checker.config import load as config_mod
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from tests.test_service import config_yaml, sqlite_url, target_yaml

@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from apscheduler.events import EVENT_JOB_EXECUTED
 
-from checker.config import schema as config_mod
+from checker.config import load as config_mod
 from checker.service.wiring import Service
 from checker.store import migrate
 from checker.store.db import make_engine

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from checker.config import schema as config_mod
+from checker.config import load as config_mod
 from checker.cost import tokens
 from checker.service.wiring import Service
 from checker.sim.server import SimServer

@@ -27,7 +27,8 @@ import pytest
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.rollup import HOUR, floor_hour, rollup_hours

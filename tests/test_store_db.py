@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from checker.config.schema import parse
+from checker.config.load import parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import describe, make_engine, normalize_url
 from checker.store.models import (

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from checker.config.schema import Config, parse
-from checker.cost.tokens import count_output_tokens, count_tokens, counted_usage_mismatch
+from checker.config.load import parse
+from checker.config.schema import Config
+from checker.cost.counting import counted_usage_mismatch
+from checker.cost.tokens import count_output_tokens, count_tokens
 from checker.probes.base import ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool

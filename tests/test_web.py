@@ -22,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
 from checker.alerting.slo import WindowCounts, budget_remaining
-from checker.config.schema import Config, parse
+from checker.config.load import parse
+from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow

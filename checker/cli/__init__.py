@@ -13,8 +13,9 @@ from rich.console import Console
 
 from checker.cli.table import Cell, Column
 from checker.cli.table import render as render_table
-from checker.config import schema as config_mod
-from checker.config.schema import Config, ConfigError, Target
+from checker.config import load as config_mod
+from checker.config.load import ConfigError
+from checker.config.schema import Config, Target
 
 app = typer.Typer(
     add_completion=False,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from checker.config import schema as config_mod
-from checker.config.schema import ConfigError
+from checker.config import load as config_mod
+from checker.config.load import ConfigError
 from checker.digest.build import build_period
 from checker.digest.period import last_hours, local_day, parse_day
 from checker.digest.render import render_chat, render_html, render_text

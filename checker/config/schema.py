@@ -1,43 +1,62 @@
-"""The YAML config file: pydantic models and `load()` with one clear line per problem.
+"""The config's pydantic models: every field validated, every section strict.
 
-Every section rejects unknown keys: a typo must never silently disable a check.
+Every section rejects unknown keys: a typo must never silently disable a check. Reading the
+YAML file (${VAR}, `credential:`, errors by line) is `checker.config.load`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from checker.cron import crontab_trigger
 from checker.probes import registry
 from checker.probes.conditions import parse_condition
 from checker.units import parse_duration, parse_fraction
 
+__all__ = [
+    "Alerts",
+    "BasicAuth",
+    "ChannelSpec",
+    "Config",
+    "Defaults",
+    "Digest",
+    "DownRule",
+    "Duration",
+    "Fraction",
+    "HttpCheck",
+    "KnownAnswer",
+    "LatencyObjective",
+    "LatencyRule",
+    "Maintenance",
+    "Name",
+    "Pricing",
+    "ReferenceWorkload",
+    "Scheduler",
+    "Server",
+    "Slo",
+    "Storage",
+    "Strict",
+    "Target",
+]
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Fraction = Annotated[float, BeforeValidator(parse_fraction)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-
-
-class ConfigError(Exception):
-    """Raised by load(): `problems` holds one human line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class Strict(BaseModel):
@@ -222,7 +241,9 @@ class Defaults(Strict):
     alerts: Alerts = Alerts()
 
 
-class Channel(Strict):
+class ChannelSpec(Strict):
+    """One `notify:` entry as written; `alerting.outbox.Channel` is the resolved channel."""
+
     url: SecretStr
     tags: list[str] = []
 
@@ -237,8 +258,6 @@ class Maintenance(Strict):
     @classmethod
     def _cron(cls, v: str) -> str:
         # crontab numbering (0 and 7 are Sunday), not APScheduler's (0 is Monday).
-        from checker.alerting.maintenance import crontab_trigger
-
         try:
             crontab_trigger(v, "UTC")
         except ValueError as exc:
@@ -308,7 +327,7 @@ class Config(Strict):
     location: Name = "local"
     defaults: Defaults = Defaults()
     targets: list[Target] = Field(min_length=1)
-    notify: list[Channel] = []
+    notify: list[ChannelSpec] = []
     apprise_config: str | None = None
 
     @field_validator("apprise_config")
@@ -379,8 +398,6 @@ class Config(Strict):
 
 
 def _check_timezone(v: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     try:
         ZoneInfo(v)
     except (ZoneInfoNotFoundError, ValueError):
@@ -405,8 +422,6 @@ def _url_secrets(url: str) -> list[str]:
 
     Plain settings (`mode=insecure`, `to=ops@example.com`, a host name) stay readable in
     logs: masking every word would hide what went wrong without protecting anything."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
     parts = [url]
     try:
         u = urlsplit(url)
@@ -424,141 +439,3 @@ def _url_secrets(url: str) -> list[str]:
         if value and (_SECRET_QUERY_KEYS.search(key) or _looks_like_token(value)):
             parts.append(value)
     return parts
-
-
-# --- loading --------------------------------------------------------------------------------
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_CREDENTIAL = re.compile(r"^credential:([A-Za-z0-9_.-]+)$")
-
-
-def _fmt_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based YAML line of the deepest node on `loc` that exists."""
-    node = root
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        nxt: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    # A key that should not be there points at the key; otherwise the value.
-                    nxt = value
-                    line = key.start_mark.line + 1
-                    break
-        elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(part, int)
-            and 0 <= part < len(node.value)
-        ):
-            nxt = node.value[part]
-        if nxt is None:
-            break
-        node = nxt
-        line = node.start_mark.line + 1
-    return line
-
-
-def _substitute(data: Any, loc: tuple[Any, ...], errors: list[tuple[tuple[Any, ...], str]]) -> Any:
-    """Resolve ${VAR} and credential:NAME in every string value; collect misses as errors."""
-    if isinstance(data, dict):
-        return {k: _substitute(v, (*loc, k), errors) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_substitute(v, (*loc, i), errors) for i, v in enumerate(data)]
-    if not isinstance(data, str):
-        return data
-    if m := _CREDENTIAL.match(data):
-        directory = os.environ.get("CREDENTIALS_DIRECTORY")
-        if not directory:
-            errors.append((loc, f"{data} needs $CREDENTIALS_DIRECTORY (systemd LoadCredential=)"))
-            return data
-        path = Path(directory) / m.group(1)
-        try:
-            value = path.read_text().strip()
-        except OSError:
-            errors.append((loc, f"credential {m.group(1)!r} not found in $CREDENTIALS_DIRECTORY"))
-            return data
-        if not value:
-            errors.append((loc, f"credential {m.group(1)!r} is empty"))
-        return value
-
-    def repl(match: re.Match[str]) -> str:
-        name = match.group(1)
-        value = os.environ.get(name)
-        if value is None or value == "":
-            errors.append((loc, f"environment variable {name} is not set (or empty)"))
-            return ""
-        return value
-
-    return _ENV.sub(repl, data)
-
-
-def _iter_pydantic_errors(exc: ValidationError) -> Iterator[tuple[tuple[Any, ...], str]]:
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; unknown keys are rejected)"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
-            msg = "expected lowercase letters, digits and '-' (like deepseek-direct)"
-        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "base_url":
-            msg = "expected an http:// or https:// URL"
-        yield loc, msg
-
-
-# libyaml's loader when PyYAML has it (its wheels do): the pure-Python one took 0.2 s of CPU
-# to read a 200-target file, twice over with the node tree for line numbers.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def parse(text: str, filename: str = "<config>") -> Config:
-    """Parse and validate config text; raise ConfigError with one line per problem."""
-    try:
-        data = yaml.load(text, Loader=_YAML_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{filename}:{mark.line + 1}" if mark else filename
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError([f"{where}: (yaml): invalid YAML: {problem}"]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([f"{filename}:1: (top level): expected a mapping with `targets:`"])
-    env_errors: list[tuple[tuple[Any, ...], str]] = []
-    data = _substitute(data, (), env_errors)
-    nodes: list[yaml.Node] = []
-
-    def where(loc: tuple[Any, ...]) -> str:
-        # The node tree (for line numbers) is composed only when there is a problem to place.
-        if not nodes:
-            nodes.append(yaml.compose(text, Loader=_YAML_LOADER))
-        return f"{filename}:{_line_of(nodes[0], loc)}: {_fmt_loc(loc)}"
-
-    problems = [f"{where(loc)}: {msg}" for loc, msg in env_errors]
-    try:
-        cfg = Config.model_validate(data)
-    except ValidationError as exc:
-        problems += [f"{where(loc)}: {msg}" for loc, msg in _iter_pydantic_errors(exc)]
-        raise ConfigError(problems) from None
-    if problems:
-        raise ConfigError(problems)
-    return cfg
-
-
-def load(path: str | os.PathLike[str]) -> Config:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{p}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{p}: cannot read: {exc.__class__.__name__}"]) from None
-    return parse(text, str(p))

@@ -42,6 +42,18 @@ if TYPE_CHECKING:
     from checker.config.schema import Config, Target
     from checker.probes.base import ProbeResult
 
+__all__ = [
+    "ListModel",
+    "PriceBook",
+    "PriceInfo",
+    "PriceSource",
+    "effective_price_per_mtok",
+    "match_list_model",
+    "month_fraction_elapsed",
+    "month_window",
+    "project_month_end",
+]
+
 PriceSource = Literal["override", "genai-prices"]
 
 _PER_MTOK = Decimal(1_000_000)
@@ -113,10 +125,8 @@ def _model_candidates(model: str) -> Iterable[tuple[str, str | None]]:
         yield bare, None
 
 
-def _as_utc(at: datetime | None) -> datetime:
+def _as_utc(at: datetime) -> datetime:
     # genai-prices reads naive timestamps as UTC too; be explicit so both agree.
-    if at is None:
-        return datetime.now(UTC)
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
@@ -227,8 +237,8 @@ class PriceBook:
         """The genai-prices match for the target's model, if any (for display and tests)."""
         return self._list_model(target)
 
-    def price_for(self, target: Target, at: datetime | None = None) -> PriceInfo | None:
-        """Effective prices in force at `at` (default now); None when no price is known."""
+    def price_for(self, target: Target, at: datetime) -> PriceInfo | None:
+        """Effective prices in force at `at`; None when no price is known."""
         card = self._card(target, _as_utc(at))
         if card is None:
             return None
@@ -252,7 +262,8 @@ class PriceBook:
         completion_tokens: int | None,
         cached_tokens: int | None = None,
         reasoning_tokens: int | None = None,
-        at: datetime | None = None,
+        *,
+        at: datetime,
     ) -> float | None:
         """USD cost of one call's usage at `at` (pass the probe's started_at).
 
@@ -301,13 +312,14 @@ class PriceBook:
         input_tokens: int,
         output_tokens: int,
         cached_share: float | None = None,
-        at: datetime | None = None,
+        *,
+        at: datetime,
     ) -> float | None:
         """USD cost of a monthly reference workload on this target's model and price.
 
         The workload is taken as many ordinary requests spread evenly over the day, so
         prices that change with the time of day (off-peak hours) are averaged over the UTC
-        day of `at` (default today), minute by minute; tiered prices use their base rate.
+        day of `at`, minute by minute; tiered prices use their base rate.
         `cached_share` is the fraction of input tokens served from the prompt cache.
         """
         share = min(max(cached_share or 0.0, 0.0), 1.0)

@@ -1,7 +1,8 @@
-"""Counting the tokens of streamed text, for the token-honesty check (pure apart from loading).
+"""Counting the tokens of streamed text, for the token-honesty check (loads tokenizer files).
 
 A relay that over-counts `completion_tokens` bills for tokens nobody received. The check
-compares the reported count with a count of the streamed text.
+compares the reported count with a count of the streamed text. The arithmetic that needs
+no tokenizer file (estimates, ratios, the mismatch verdict) is `checker.cost.counting`.
 
 How text is counted, best first (`TokenCount.method` says which was used):
 - "tiktoken": the model is an OpenAI one tiktoken knows (gpt-4o, o3, gpt-5, ...) and its
@@ -38,15 +39,19 @@ import ctypes
 import gzip
 import hashlib
 import importlib.util
-import math
 import os
-import re
 import threading
-import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from checker.cost.counting import (
+    MIN_TOKENS_FOR_RATIO,
+    TokenCount,
+    estimate_tokens,
+    estimate_tokens_from_chars,
+    ratio_of_counts,
+)
 
 if TYPE_CHECKING:
     import tiktoken
@@ -54,24 +59,23 @@ if TYPE_CHECKING:
     from checker.config.schema import Target
     from checker.probes.base import ProbeResult
 
-TokenMethod = Literal["tiktoken", "proxy", "estimate"]
+__all__ = [
+    "BUNDLED_ENCODINGS",
+    "PROXY_ENCODING",
+    "count_output_tokens",
+    "count_tokens",
+    "load_encoding",
+    "openai_encoding_name",
+    "usage_ratio",
+    "warm_up",
+]
 
 PROXY_ENCODING = "o200k_base"
 BUNDLED_ENCODINGS = ("o200k_base", "cl100k_base")
-CHARS_PER_TOKEN = 4.0
-# Below this many tokens on both sides a ratio is noise (one stop token is 50% of two).
-MIN_TOKENS_FOR_RATIO = 8
 
 # Loaded encodings (None: not available offline), filled once per process.
 _encodings: dict[str, tiktoken.Encoding | None] = {}
 _load_lock = threading.Lock()
-
-
-@dataclass(frozen=True, slots=True)
-class TokenCount:
-    tokens: int
-    method: TokenMethod
-    encoding: str | None  # tiktoken encoding used; None for an estimate
 
 
 # --- loading encodings ---------------------------------------------------------------------
@@ -111,7 +115,9 @@ def _encoding_from_bundle(name: str) -> tiktoken.Encoding | None:
     if path is None:
         return None
     import tiktoken
-    from tiktoken_ext import openai_public
+
+    # tiktoken_ext (tiktoken's plugin namespace) ships no py.typed marker.
+    from tiktoken_ext import openai_public  # type: ignore[import-untyped]
 
     constructor = getattr(openai_public, name, None)
     if constructor is None:
@@ -220,57 +226,6 @@ def count_tokens(text: str, model: str | None = None) -> TokenCount:
     return TokenCount(estimate_tokens(text), "estimate", None)
 
 
-# Pieces as BPE pre-tokenizers cut them: a word with its leading space, digits in groups
-# of up to three, a punctuation run with its leading space, a run of whitespace.
-_PIECE = re.compile(r"[^\S\r\n]?[^\W\d_]+|\d{1,3}|[^\S\r\n]?[^\w\s]+|\s+")
-
-# Characters per token inside one word, by script, fitted to o200k_base.
-_LATIN_CHARS_PER_TOKEN = 7.0
-_OTHER_ALPHABET_CHARS_PER_TOKEN = 6.0
-_CJK_TOKENS_PER_CHAR = 0.75
-_PUNCT_CHARS_PER_TOKEN = 2.0
-
-
-def _is_cjk(ch: str) -> bool:
-    name = unicodedata.name(ch, "")
-    return name.startswith(("CJK", "HIRAGANA", "KATAKANA", "HANGUL"))
-
-
-def _word_tokens(word: str) -> float:
-    letters = word.lstrip()
-    cjk = sum(1 for ch in letters if ord(ch) >= 0x2E80 and _is_cjk(ch))
-    latin = sum(1 for ch in letters if ord(ch) < 0x250)
-    other = len(letters) - cjk - latin
-    tokens = cjk * _CJK_TOKENS_PER_CHAR
-    if latin:
-        tokens += math.ceil(latin / _LATIN_CHARS_PER_TOKEN)
-    if other:
-        tokens += math.ceil(other / _OTHER_ALPHABET_CHARS_PER_TOKEN)
-    return max(tokens, 1.0)
-
-
-def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate of o200k_base's count (see the module docstring)."""
-    total = 0.0
-    for match in _PIECE.finditer(text):
-        piece = match.group()
-        head = piece.lstrip()
-        if not head:
-            total += 1  # a whitespace run: newlines, indentation
-        elif head[0].isdigit():
-            total += 1
-        elif head[0].isalpha():
-            total += _word_tokens(piece)
-        else:
-            total += math.ceil(len(head) / _PUNCT_CHARS_PER_TOKEN)
-    return round(total)
-
-
-def estimate_tokens_from_chars(chars: int) -> int:
-    """chars / 4, for when only the length of the text was kept."""
-    return math.ceil(max(chars, 0) / CHARS_PER_TOKEN)
-
-
 # --- the honesty check -----------------------------------------------------------------------
 
 
@@ -297,20 +252,7 @@ def usage_ratio(
         counted = count_tokens(output, model).tokens
     else:
         counted = estimate_tokens_from_chars(output)
-    reported = max(reported_completion_tokens - max(unstreamed_tokens, 0), 0)
-    if max(reported, counted) < min_tokens:
-        return None
-    if counted == 0:
-        return math.inf
-    return reported / counted
-
-
-def usage_mismatch(ratio: float | None, band: tuple[float, float]) -> bool:
-    """True when a ratio falls outside [low, high]; an unknown ratio is no mismatch."""
-    if ratio is None:
-        return False
-    low, high = band
-    return not low <= ratio <= high
+    return ratio_of_counts(reported_completion_tokens, counted, unstreamed_tokens, min_tokens)
 
 
 def count_output_tokens(result: ProbeResult, target: Target) -> None:
@@ -320,27 +262,3 @@ def count_output_tokens(result: ProbeResult, target: Target) -> None:
     result.output_text = None
     if text:
         result.counted_tokens = count_tokens(text, target.model).tokens
-
-
-def counted_usage_mismatch(
-    completion_tokens: int | None,
-    reasoning_tokens: int | None,
-    counted_tokens: int | None,
-    band: tuple[float, float],
-) -> bool | None:
-    """Reported completion tokens against the tokens counted in the streamed text.
-
-    Reasoning may or may not have been streamed (DeepSeek streams it, OpenAI o-series hides
-    it), so a result is flagged only when neither reading fits the band. None: too small
-    to judge, or nothing counted.
-    """
-    if completion_tokens is None or counted_tokens is None:
-        return None
-    counted = TokenCount(counted_tokens, "tiktoken", None)
-    readings = [usage_ratio(completion_tokens, counted)]
-    if reasoning_tokens:
-        readings.append(usage_ratio(completion_tokens, counted, unstreamed_tokens=reasoning_tokens))
-    judged = [r for r in readings if r is not None]
-    if not judged:
-        return None
-    return all(usage_mismatch(r, band) for r in judged)

@@ -19,7 +19,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from checker.cost.tokens import (
+from checker.cost.counting import (
     MIN_TOKENS_FOR_RATIO,
     counted_usage_mismatch,
     estimate_tokens_from_chars,

@@ -34,8 +34,9 @@ from checker.alerting.evaluator import EvaluatorTask
 from checker.alerting.maintenance import MaintenanceCalendar
 from checker.alerting.outbox import Deliverer, load_channels, pending_count, route
 from checker.alerting.slo import WindowCounts
-from checker.config import schema as config_mod
-from checker.config.schema import Config, ConfigError, Target
+from checker.config import load as config_mod
+from checker.config.load import ConfigError
+from checker.config.schema import Config, Target
 from checker.cost.tokens import count_output_tokens
 from checker.cost.tokens import warm_up as warm_up_tokens
 from checker.probes.base import ErrorKind, ProbeResult
@@ -433,7 +434,7 @@ class Service:
             state.hold_until = time.monotonic() + result.retry_after_s
 
     def _usage_mismatch(self, result: ProbeResult) -> bool:
-        from checker.cost.tokens import counted_usage_mismatch
+        from checker.cost.counting import counted_usage_mismatch
 
         return bool(
             counted_usage_mismatch(

@@ -31,8 +31,9 @@ from checker.digest.context import DigestContext, Period, Usage, last_hours, loc
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import IncidentRow
+from checker.store.plan import hours_between
 from checker.store.queries import status
-from checker.store.rollup import hours_between, rollup_hours
+from checker.store.rollup import rollup_hours
 from tests.fixtures_db import generate_results, store_results
 
 TARGETS = ("main-route", "relay-route")

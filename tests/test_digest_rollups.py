@@ -24,8 +24,10 @@ from checker.digest import build as digest
 from checker.digest.context import DigestContext, Period, Usage, last_hours, usage_out_of_band
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store import migrate
-from checker.store.rollup import HOUR, ROLLED_DAYS, ROLLUPS, floor_hour, hours_between, rollup_hours
+from checker.store.plan import HOUR, floor_hour, hours_between
+from checker.store.rollup import rollup_hours
 from checker.store.sketch import Sketch
+from checker.store.tables import ROLLED_DAYS, ROLLUPS
 from tests.fixtures_db import generate_results, store_results
 
 TARGETS = ("alpha-route", "beta-route", "gamma-route")

@@ -10,8 +10,9 @@ from sqlalchemy.engine import Engine
 
 from checker.probes.base import ProbeResult
 from checker.store import window_cache
+from checker.store.plan import floor_hour
 from checker.store.queries import status
-from checker.store.rollup import floor_hour, rollup_hours
+from checker.store.rollup import rollup_hours
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 6, 10, 15, 42, 7, tzinfo=UTC)

@@ -26,8 +26,10 @@ from checker.config.schema import Config, parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow
+from checker.store.plan import HOUR, floor_hour
 from checker.store.queries import status, window_counts
-from checker.store.rollup import HOUR, ROLLED, ROLLUPS, floor_hour, rollup_hours
+from checker.store.rollup import rollup_hours
+from checker.store.tables import ROLLED, ROLLUPS
 from checker.web.metrics import Metrics
 from checker.web.server import WebServer, authorized, badge_value, database_health, parse_listen
 from checker.web.status_data import (

@@ -60,8 +60,8 @@ from checker.probes.base import ErrorKind
 from checker.redact import Redactor
 from checker.render import human_duration, templates_dir
 from checker.store.models import DigestLogRow, IncidentRow
+from checker.store.plan import DAY, HOUR, Range, as_utc
 from checker.store.queries import (
-    Range,
     TargetStatus,
     hourly_series_many,
     json_rows,
@@ -70,16 +70,8 @@ from checker.store.queries import (
     status,
     window_counts_many,
 )
-from checker.store.rollup import (
-    DAILY,
-    DAY,
-    HOUR,
-    RAW,
-    ROLLUPS,
-    USAGE_FIELDS,
-    as_utc,
-    usage_filter,
-)
+from checker.store.rollup import USAGE_FIELDS, usage_filter
+from checker.store.tables import DAILY, RAW, ROLLUPS
 from checker.store.upsert import insert_ignore_stmt
 
 log = logging.getLogger("checker.digest")

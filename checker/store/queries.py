@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,85 +32,24 @@ from checker.probes.base import ErrorKind
 from checker.store import window_cache
 from checker.store.db import one_of
 from checker.store.models import row_to_result
-from checker.store.rollup import (
-    DAILY,
+from checker.store.plan import (
     DAY,
-    HOUR,
-    RAW,
-    ROLLED,
-    ROLLED_DAYS,
-    ROLLUPS,
+    Range,
+    WindowPlan,
     as_utc,
     floor_day,
     floor_hour,
-    fold_values,
     hours_between,
+    plan_window,
 )
+from checker.store.rollup import fold_values
 from checker.store.sketch import Sketch
+from checker.store.tables import DAILY, RAW, ROLLED, ROLLED_DAYS, ROLLUPS
 from checker.units import parse_duration
 
 WINDOWS: tuple[str, ...] = ("1h", "24h", "7d", "30d")
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 _RATE_LIMITED = ErrorKind.rate_limited.value
-Range = tuple[datetime, datetime]
-
-
-# --- planning (pure) -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """Where each part of a window is read from: hour starts from hourly rollups, day
-    starts from daily rollups, time ranges from raw rows. Together they cover the window
-    exactly once."""
-
-    rollup: tuple[Range, ...]
-    raw: tuple[Range, ...]
-    daily: tuple[Range, ...] = ()
-
-
-def _merge(ranges: list[Range]) -> tuple[Range, ...]:
-    merged: list[Range] = []
-    for start, end in ranges:
-        if merged and merged[-1][1] == start:
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return tuple(merged)
-
-
-def plan_window(
-    since: datetime,
-    until: datetime,
-    rolled: Mapping[datetime, bool],
-    days: Collection[datetime] = (),
-) -> WindowPlan:
-    """Split [since, until) between daily rollups, hourly rollups and raw rows.
-
-    `rolled` maps each rolled-up hour start to whether its raw rows were pruned; `days`
-    lists the day starts that have daily rollups. A day is read whole from its daily rows
-    when every one of its hours would otherwise come from hourly rollups.
-    """
-    hourly: list[datetime] = []
-    raw: list[Range] = []
-    for hour in hours_between(since, until):
-        start, end = max(since, hour), min(until, hour + HOUR)
-        whole = start == hour and end == hour + HOUR
-        raw_pruned = rolled.get(hour)
-        if raw_pruned is not None and (whole or raw_pruned):
-            hourly.append(hour)
-        else:
-            raw.append((start, end))
-    daily: list[Range] = []
-    if days:
-        from_rollups = set(hourly)
-        for day in sorted(days):
-            day_hours = {day + i * HOUR for i in range(24)}
-            if day_hours <= from_rollups:
-                daily.append((day, day + DAY))
-                from_rollups -= day_hours
-        hourly = sorted(from_rollups)
-    return WindowPlan(_merge([(h, h + HOUR) for h in hourly]), _merge(raw), _merge(daily))
 
 
 # --- results -------------------------------------------------------------------------------

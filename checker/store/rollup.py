@@ -29,48 +29,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from checker.probes.base import ErrorKind
-from checker.store.models import (
-    DailyRollupRow,
-    ProbeResultRow,
-    RolledDayRow,
-    RolledHourRow,
-    RollupRow,
-)
+from checker.store.plan import DAY, HOUR, as_utc, floor_day, floor_hour, hours_between
 from checker.store.sketch import Sketch
+from checker.store.tables import DAILY, RAW, RAW_TABLE, ROLLED, ROLLED_DAYS, ROLLUPS
 
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
-
-RAW = ProbeResultRow.__table__.c  # type: ignore[attr-defined]
-ROLLUPS = RollupRow.__table__  # type: ignore[attr-defined]
-ROLLED = RolledHourRow.__table__  # type: ignore[attr-defined]
-DAILY = DailyRollupRow.__table__  # type: ignore[attr-defined]
-ROLLED_DAYS = RolledDayRow.__table__  # type: ignore[attr-defined]
 _RATE_LIMITED = ErrorKind.rate_limited.value
 _STREAM_CHUNK = 10_000
-
-
-def as_utc(t: datetime | str) -> datetime:
-    """Aware UTC; naive means UTC. Also accepts ISO text (what some aggregates return)."""
-    if isinstance(t, str):
-        t = datetime.fromisoformat(t)
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def floor_hour(t: datetime) -> datetime:
-    return as_utc(t).replace(minute=0, second=0, microsecond=0)
-
-
-def floor_day(t: datetime) -> datetime:
-    return as_utc(t).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def hours_between(since: datetime, until: datetime) -> Iterable[datetime]:
-    """Hour starts h with floor_hour(since) <= h < until."""
-    h = floor_hour(since)
-    while h < until:
-        yield h
-        h += HOUR
 
 
 @dataclass
@@ -447,7 +411,7 @@ def prune(
                 days.add(floor_day(hour))
             with engine.begin() as conn:
                 result = conn.execute(
-                    sa.delete(ProbeResultRow.__table__).where(  # type: ignore[arg-type]
+                    sa.delete(RAW_TABLE).where(
                         RAW.started_at >= hour, RAW.started_at < min(hour + HOUR, raw_cutoff)
                     )
                 )

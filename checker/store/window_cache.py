@@ -25,11 +25,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from checker.store.db import one_of
-from checker.store.models import WindowSketchRow
-from checker.store.rollup import DAILY, ROLLED, ROLLED_DAYS, ROLLUPS, as_utc
+from checker.store.plan import as_utc
 from checker.store.sketch import Sketch
+from checker.store.tables import CACHE, DAILY, ROLLED, ROLLED_DAYS, ROLLUPS
 
-CACHE = WindowSketchRow.__table__  # type: ignore[attr-defined]
 # The long windows of `checker status`, the status page and the digest.
 WINDOWS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
 MEASURES = ("latency_sketch", "ttft_sketch", "tokens_per_s_sketch")

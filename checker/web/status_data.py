@@ -26,16 +26,16 @@ from checker.config.schema import Config, Target
 from checker.probes.base import ErrorKind
 from checker.redact import Redactor
 from checker.store.models import IncidentRow
+from checker.store.plan import HOUR, as_utc, floor_hour, plan_window
 from checker.store.queries import (
     WINDOWS,
     Counts,
     HourPoint,
     hourly_series_many,
-    plan_window,
     status,
     window_counts_many,
 )
-from checker.store.rollup import HOUR, RAW, ROLLED, ROLLUPS, as_utc, floor_hour
+from checker.store.tables import RAW, ROLLED, ROLLUPS
 from checker.units import format_duration, parse_duration
 
 DAYS = 90

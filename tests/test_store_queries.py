@@ -14,14 +14,10 @@ from sqlalchemy.engine import Engine
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.plan import DAY, HOUR, floor_hour, plan_window
-from checker.store.queries import (
-    hourly_series,
-    hourly_series_many,
-    spend_since,
-    status,
-    window_counts,
-)
-from checker.store.rollup import prune, rollup_hours
+from checker.store.prune import prune
+from checker.store.queries.series import hourly_series, hourly_series_many
+from checker.store.queries.status import spend_since, status, window_counts
+from checker.store.rollup import rollup_hours
 from checker.store.sketch import ALPHA
 from checker.store.tables import ROLLED_DAYS
 from tests.fixtures_db import generate_results, store_results

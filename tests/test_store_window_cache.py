@@ -72,7 +72,7 @@ def test_a_re_rolled_day_invalidates_its_runs_until_refreshed(db_engine: Engine)
     rollup_hours(db_engine, hour, hour + timedelta(hours=1), now=NOW)
     window_cache.refresh(db_engine, NOW)  # the rollup job's second step
     with db_engine.connect() as conn:
-        # rollup_hours refreshed the runs at once; a run stale in between is never used:
+        # The refresh after the rollup rebuilt the runs at once; a stale run is never used:
         stale = window_cache.version(conn, "day", first, last)
     assert window_cache.refresh(db_engine, NOW) == 0
     c = window_cache.CACHE.c

@@ -22,7 +22,7 @@ from checker.config import load as config_mod
 from checker.cost.prices import PriceBook
 from checker.digest.build import build as build_digest
 from checker.store import db
-from checker.store.queries import status
+from checker.store.queries.status import status
 
 
 def main() -> None:

@@ -200,7 +200,7 @@ def best_of(runs: int, fn: Any) -> float:
 
 def _generated_now(engine: sa.Engine) -> datetime | None:
     """The `now` a kept database was generated for (the hour after its newest row)."""
-    from checker.store.rollup import floor_hour
+    from checker.store.plan import floor_hour
 
     with engine.connect() as conn:
         newest = conn.execute(sa.text("SELECT max(started_at) FROM probe_results")).scalar()
@@ -224,8 +224,9 @@ def measure(
     from checker.digest.build import build as build_digest
     from checker.store import db, migrate, window_cache
     from checker.store.models import sync_targets
-    from checker.store.queries import status
-    from checker.store.rollup import floor_hour, rollup_hours
+    from checker.store.plan import floor_hour
+    from checker.store.queries.status import status
+    from checker.store.rollup import rollup_hours
 
     names = target_names(targets)
     migrate.upgrade(url)
@@ -242,6 +243,7 @@ def measure(
             rows, load_s = load(engine, generate(names, since, days * 24 * 60), loader)
             t0 = time.perf_counter()
             rollup_hours(engine, since, now, now=now)
+            window_cache.refresh(engine, now)  # the rollup job's second step
             rollup_s = time.perf_counter() - t0
         else:
             # A kept database (--keep): the load and rollup figures are from when it was

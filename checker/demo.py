@@ -126,13 +126,14 @@ def rollup_everything(url: str) -> None:
     """Fold the stored hours into rollups, as the service's rollup job would."""
     from datetime import UTC, datetime, timedelta
 
-    from checker.store import db
+    from checker.store import db, window_cache
     from checker.store.rollup import rollup_hours
 
     engine = db.make_engine(url)
     try:
         now = datetime.now(UTC)
         rollup_hours(engine, now - timedelta(hours=2), now)
+        window_cache.refresh(engine, now)
     finally:
         engine.dispose()
 

@@ -35,10 +35,12 @@ from checker.digest.inputs import Usage
 from checker.digest.models import DigestContext
 from checker.digest.period import Period, last_hours, local_day
 from checker.probes.base import ErrorKind, ProbeResult
+from checker.store import digest_log
 from checker.store.db import make_engine
 from checker.store.models import IncidentRow
-from checker.store.queries import status
-from checker.store.rollup import hours_between, rollup_hours
+from checker.store.plan import hours_between
+from checker.store.queries.status import status
+from checker.store.rollup import rollup_hours
 from tests.fixtures_db import generate_results, store_results
 
 TARGETS = ("main-route", "relay-route")
@@ -384,7 +386,7 @@ async def test_run_scheduled_sends_exactly_once_per_day(
     )
     assert raced == [False, False]
     assert len(inbox.messages) == 1
-    assert digest.day_status(engine, "2025-03-31") == "sent"
+    assert digest_log.day_status(engine, "2025-03-31") == "sent"
     # Before the next day's send time nothing goes; at it, the next digest does.
     assert (
         await digest_send.run_scheduled(engine, cfg, NOW + timedelta(hours=23), prices=prices)
@@ -402,13 +404,13 @@ async def test_a_failed_digest_is_retried_the_same_day(
     seed_for_mail(engine)
     down = make_config(db_url, port=_free_port())  # nothing listens there
     assert await digest_send.run_scheduled(engine, down, NOW, prices=prices) is False
-    assert digest.day_status(engine, "2025-03-31") == "failed"
+    assert digest_log.day_status(engine, "2025-03-31") == "failed"
     up = make_config(db_url, port=inbox.port)
     assert (
         await digest_send.run_scheduled(engine, up, NOW + timedelta(minutes=5), prices=prices)
         is True
     )
-    assert digest.day_status(engine, "2025-03-31") == "sent"
+    assert digest_log.day_status(engine, "2025-03-31") == "sent"
     assert (
         await digest_send.run_scheduled(engine, up, NOW + timedelta(minutes=10), prices=prices)
         is False

@@ -28,8 +28,10 @@ from checker.digest.models import DigestContext
 from checker.digest.period import Period, last_hours
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store import migrate
-from checker.store.rollup import HOUR, ROLLED_DAYS, ROLLUPS, floor_hour, hours_between, rollup_hours
+from checker.store.plan import HOUR, floor_hour, hours_between
+from checker.store.rollup import rollup_hours
 from checker.store.sketch import Sketch
+from checker.store.tables import ROLLED_DAYS, ROLLUPS
 from tests.fixtures_db import generate_results, store_results
 
 TARGETS = ("alpha-route", "beta-route", "gamma-route")

@@ -14,7 +14,8 @@ from checker.service.wiring import Service
 from checker.store import migrate
 from checker.store.db import make_engine
 from checker.store.leader import Leadership
-from checker.store.rollup import ROLLED, as_utc, floor_hour
+from checker.store.plan import as_utc, floor_hour
+from checker.store.tables import ROLLED
 from tests.fixtures_db import generate_results, store_results
 
 

@@ -31,7 +31,8 @@ from checker.config.load import parse
 from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
-from checker.store.rollup import HOUR, floor_hour, rollup_hours
+from checker.store.plan import HOUR, floor_hour
+from checker.store.rollup import rollup_hours
 from checker.web.metrics import Metrics
 from checker.web.server import WebServer
 from tests.fixtures_db import store_results

@@ -13,16 +13,13 @@ from sqlalchemy.engine import Engine
 
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
-from checker.store.queries import (
-    hourly_series,
-    hourly_series_many,
-    plan_window,
-    spend_since,
-    status,
-    window_counts,
-)
-from checker.store.rollup import DAY, HOUR, ROLLED_DAYS, floor_hour, prune, rollup_hours
+from checker.store.plan import DAY, HOUR, floor_hour, plan_window
+from checker.store.prune import prune
+from checker.store.queries.series import hourly_series, hourly_series_many
+from checker.store.queries.status import spend_since, status, window_counts
+from checker.store.rollup import rollup_hours
 from checker.store.sketch import ALPHA
+from checker.store.tables import ROLLED_DAYS
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 6, 3, 9, 23, 41, 250000, tzinfo=UTC)

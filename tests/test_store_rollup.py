@@ -10,21 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.store.queries import window_counts
-from checker.store.rollup import (
-    DAILY,
-    DAY,
-    HOUR,
-    ROLLED,
-    ROLLED_DAYS,
-    ROLLUPS,
-    floor_day,
-    floor_hour,
-    prune,
-    rollup_due,
-    rollup_hours,
-)
+from checker.store.plan import DAY, HOUR, floor_day, floor_hour
+from checker.store.prune import prune
+from checker.store.queries.status import window_counts
+from checker.store.rollup import rollup_due, rollup_hours
 from checker.store.sketch import ALPHA, Sketch
+from checker.store.tables import DAILY, ROLLED, ROLLED_DAYS, ROLLUPS
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 4, 20, 10, 41, 7, tzinfo=UTC)

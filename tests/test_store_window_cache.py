@@ -10,8 +10,9 @@ from sqlalchemy.engine import Engine
 
 from checker.probes.base import ProbeResult
 from checker.store import window_cache
-from checker.store.queries import status
-from checker.store.rollup import floor_hour, rollup_hours
+from checker.store.plan import floor_hour
+from checker.store.queries.status import status
+from checker.store.rollup import rollup_hours
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 6, 10, 15, 42, 7, tzinfo=UTC)
@@ -40,6 +41,7 @@ def test_cached_days_give_the_same_answer_as_raw_rows(db_engine: Engine) -> None
     store_results(db_engine, items)
     raw_only = {w: _answer(db_engine, w) for w in ("7d", "30d")}
     rollup_hours(db_engine, NOW - timedelta(days=10), NOW, now=NOW)
+    window_cache.refresh(db_engine, NOW)  # the rollup job's second step
     # The rollup job left behind every run of days and hours the long windows read.
     runs = _cached_runs(db_engine)
     assert runs == _wanted(db_engine, NOW)
@@ -58,6 +60,7 @@ def test_a_re_rolled_day_invalidates_its_runs_until_refreshed(db_engine: Engine)
     items = generate_results(TARGETS, NOW - timedelta(days=8), NOW, step_s=900)
     store_results(db_engine, items)
     rollup_hours(db_engine, NOW - timedelta(days=9), NOW, now=NOW)
+    window_cache.refresh(db_engine, NOW)  # the rollup job's second step
     today = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
     first, last = today - timedelta(days=6), today
     # A late result lands in a rolled day; re-rolling its hour re-rolls the day.
@@ -67,8 +70,9 @@ def test_a_re_rolled_day_invalidates_its_runs_until_refreshed(db_engine: Engine)
     store_results(db_engine, [(late, False)])
     hour = floor_hour(late_at)
     rollup_hours(db_engine, hour, hour + timedelta(hours=1), now=NOW)
+    window_cache.refresh(db_engine, NOW)  # the rollup job's second step
     with db_engine.connect() as conn:
-        # rollup_hours refreshed the runs at once; a run stale in between is never used:
+        # The refresh after the rollup rebuilt the runs at once; a stale run is never used:
         stale = window_cache.version(conn, "day", first, last)
     assert window_cache.refresh(db_engine, NOW) == 0
     c = window_cache.CACHE.c
@@ -94,6 +98,7 @@ def test_a_re_rolled_day_invalidates_its_runs_until_refreshed(db_engine: Engine)
 def test_runs_of_earlier_days_are_dropped(db_engine: Engine) -> None:
     store_results(db_engine, generate_results(TARGETS, NOW - timedelta(days=4), NOW, step_s=1800))
     rollup_hours(db_engine, NOW - timedelta(days=5), NOW, now=NOW)
+    window_cache.refresh(db_engine, NOW)  # the rollup job's second step
     before = _cached_runs(db_engine)
     later = NOW + timedelta(hours=30)
     window_cache.refresh(db_engine, later)

@@ -27,18 +27,14 @@ from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow
-from checker.store.queries import status, window_counts
-from checker.store.rollup import HOUR, ROLLED, ROLLUPS, floor_hour, rollup_hours
+from checker.store.plan import HOUR, floor_hour
+from checker.store.queries.page import daily_uptime, streak_since
+from checker.store.queries.status import status, window_counts
+from checker.store.rollup import rollup_hours
+from checker.store.tables import INCIDENTS, ROLLED, ROLLUPS
 from checker.web.metrics import Metrics
 from checker.web.server import WebServer, authorized, badge_value, database_health, parse_listen
-from checker.web.status_data import (
-    DAYS,
-    INCIDENTS,
-    build_page,
-    daily_uptime,
-    sparkline,
-    streak_since,
-)
+from checker.web.status_data import DAYS, build_page, sparkline
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 6, 3, 9, 23, 41, 250000, tzinfo=UTC)

@@ -25,8 +25,9 @@ from checker.alerting.slo import WindowCounts, is_bad, required_windows
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.render import alert_message
+from checker.store.db import one_of_param
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
-from checker.store.queries import window_counts_many
+from checker.store.queries.status import window_counts_many
 from checker.store.upsert import upsert
 
 log = logging.getLogger("checker.evaluator")
@@ -58,7 +59,7 @@ _RECENT = (
     .limit(sa.bindparam("n", type_=sa.Integer))
 )
 _STATES_OF = sa.select(STATES.c.target, STATES.c.state).where(
-    STATES.c.target.in_(sa.bindparam("targets", expanding=True))
+    one_of_param(STATES.c.target, "targets")
 )
 # Keeps each IN list well under every backend's bound-parameter limit.
 _STATES_CHUNK = 500

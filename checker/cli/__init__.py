@@ -202,7 +202,7 @@ def status(
     from datetime import UTC, datetime
 
     from checker.store import db
-    from checker.store.queries import status as query_status
+    from checker.store.queries.status import status as query_status
 
     if window not in WINDOWS:
         fail(f"--window: expected one of {', '.join(WINDOWS)} (got {window!r})")

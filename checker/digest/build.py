@@ -4,8 +4,8 @@
 incidents, token usage, hourly points), turn the answers into `TargetInputs` and call
 `context.make_context`. Blocking: async callers run them in a thread.
 
-The `digest_log` reads and writes (`claim_day`, `finish_day`, `day_status`) are the ledger
-`checker.digest.send` keeps to send exactly once a day; its rules are written there.
+Every query lives in `checker.store.queries`; this module only turns the answers into the
+digest's own types. The exactly-once ledger is `checker.store.digest_log`, used by `send`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from checker.alerting.slo import WindowCounts
 from checker.config.schema import Config, Target
@@ -30,36 +28,15 @@ from checker.digest.models import DigestContext
 from checker.digest.period import Period
 from checker.probes.base import ErrorKind
 from checker.redact import Redactor
-from checker.store.models import DigestLogRow, IncidentRow
-from checker.store.queries import (
-    Range,
-    TargetStatus,
-    hourly_series_many,
-    json_rows,
-    per_range,
-    plan_for,
-    status,
-    window_counts_many,
-)
-from checker.store.rollup import (
-    DAILY,
-    DAY,
-    HOUR,
-    RAW,
-    ROLLUPS,
-    USAGE_FIELDS,
-    as_utc,
-    usage_filter,
-)
-from checker.store.upsert import insert_ignore_stmt
+from checker.store.plan import as_utc
+from checker.store.queries import digest as read
+from checker.store.queries.series import hourly_series_many
+from checker.store.queries.status import TargetStatus, status, window_counts_many
 
 __all__ = [
     "RawOnlyFigures",
     "build",
     "build_period",
-    "claim_day",
-    "day_status",
-    "finish_day",
     "hour_points",
     "incidents_touching",
     "latest_error_details",
@@ -71,96 +48,26 @@ __all__ = [
 
 log = logging.getLogger("checker.digest")
 
-DIGEST_LOG = DigestLogRow.__table__  # type: ignore[attr-defined]
-INCIDENTS = IncidentRow.__table__  # type: ignore[attr-defined]
 _RATE_LIMITED = ErrorKind.rate_limited.value
 _DETAIL_MAX = 300
 
 
-# --- queries the status module does not answer -----------------------------------------------
-
-
-def _read(conn: Connection) -> Connection:
-    # One snapshot per answer on PostgreSQL: a rollup committed mid-query cannot count an
-    # hour twice or not at all.
-    if conn.dialect.name == "postgresql":
-        return conn.execution_options(isolation_level="REPEATABLE READ")
-    return conn
+# --- what the digest reads (checker.store.queries), in the digest context's types ------------
 
 
 def spend_many(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, Spend]:
-    """Probe spend and tokens per target over [since, until): daily rollups for whole rolled
-    days, hourly rollups for the other whole rolled-up hours, raw rows for the rest (the
-    status query's split). One statement per range: an OR of ranges makes SQLite read
-    every row of every target."""
-    since, until = as_utc(since), as_utc(until)
-    if not targets:
-        return {}
-    cost = dict.fromkeys(targets, 0.0)
-    counts = {t: [0, 0, 0] for t in targets}  # priced results, prompt and completion tokens
-    with engine.connect() as raw_conn:
-        conn = _read(raw_conn)
-        plan = plan_for(conn, since, until, with_days=until - since >= DAY)
-        parts: list[tuple[sa.Select[Any], Any, Sequence[Range]]] = []
-        for table, period, ranges in (
-            (ROLLUPS, ROLLUPS.c.hour, plan.rollup),
-            (DAILY, DAILY.c.day, plan.daily),
-        ):
-            c = table.c
-            sums = sa.select(
-                c.target,
-                sa.func.sum(c.cost_usd),
-                sa.func.sum(c.cost_count),
-                sa.func.sum(c.prompt_tokens),
-                sa.func.sum(c.completion_tokens),
-            )
-            parts.append((sums.where(c.target.in_(targets)).group_by(c.target), period, ranges))
-        raw_sums = sa.select(
-            RAW.target,
-            sa.func.sum(RAW.cost_usd),
-            sa.func.count(RAW.cost_usd),
-            sa.func.sum(RAW.prompt_tokens),
-            sa.func.sum(RAW.completion_tokens),
-        )
-        parts.append(
-            (raw_sums.where(RAW.target.in_(targets)).group_by(RAW.target), RAW.started_at, plan.raw)
-        )
-        for query, column, ranges in parts:
-            for target, dollars, *numbers in per_range(conn, query, column, ranges):
-                cost[target] += float(dollars or 0.0)
-                for i, n in enumerate(numbers):
-                    counts[target][i] += int(n or 0)
-    return {t: Spend(cost[t], *counts[t]) for t in targets}
+    """Probe spend and tokens per target over [since, until)."""
+    return {t: Spend(*sums) for t, sums in read.spend_many(engine, targets, since, until).items()}
 
 
 def incidents_touching(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
 ) -> dict[str, list[IncidentSpan]]:
-    """Incidents open at any moment of [since, until): opened before its end and not
-    resolved before its start."""
-    out: dict[str, list[IncidentSpan]] = {t: [] for t in targets}
-    c = INCIDENTS.c
-    query = sa.select(
-        c.target, c.rule_group, c.severity, c.rules, c.opened_at, c.resolved_at
-    ).where(
-        c.target.in_(targets),
-        c.opened_at < until,
-        sa.or_(c.resolved_at.is_(None), c.resolved_at >= since),
-    )
-    with engine.connect() as conn:
-        for target, group, severity, rules, opened, resolved in conn.execute(query):
-            out[target].append(
-                IncidentSpan(
-                    rule_group=group,
-                    severity=severity,
-                    rules=tuple(rules or ()),
-                    opened_at=as_utc(opened),
-                    resolved_at=as_utc(resolved) if resolved is not None else None,
-                )
-            )
-    return out
+    """Incidents open at any moment of [since, until)."""
+    spans = read.incidents_touching(engine, targets, since, until)
+    return {t: [IncidentSpan(*span) for span in mine] for t, mine in spans.items()}
 
 
 @dataclass
@@ -172,121 +79,16 @@ class RawOnlyFigures:
     error_details: dict[str, dict[str, str]]
 
 
-_Latest = dict[str, dict[str, tuple[datetime, str | None]]]
-
-
-def _keep_newest(latest: _Latest, target: str, kind: str, at: datetime, detail: Any) -> None:
-    # Later wins on a tie: rows arrive oldest first within each source.
-    seen = latest[target].get(kind)
-    if seen is None or at >= seen[0]:
-        latest[target][kind] = (at, detail)
-
-
 def usage_and_error_details(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
 ) -> RawOnlyFigures:
-    """Token-honesty usages and the newest error detail per kind, over [since, until).
-
-    Whole rolled-up hours come from the rollups' `usage_counts` and `error_details`; the
-    partial hours, the hours not rolled up yet, and hours rolled up before those columns
-    existed (NULL) from raw rows. So a period older than raw retention has figures only for
-    hours rolled up since migration 0005.
-    """
-    since, until = as_utc(since), as_utc(until)
-    out = RawOnlyFigures({t: Counter() for t in targets}, {t: {} for t in targets})
-    latest: _Latest = {t: {} for t in targets}
-    if not targets:
-        return out
-    with engine.connect() as raw_conn:
-        conn = _read(raw_conn)
-        plan = plan_for(conn, since, until, with_days=False)
-        c = ROLLUPS.c
-        stmt = sa.select(
-            c.hour,
-            c.target,
-            sa.cast(c.usage_counts, sa.Text),
-            sa.cast(c.error_details, sa.Text),
-        ).where(c.target.in_(targets))
-        rows = json_rows(list(per_range(conn, stmt, c.hour, plan.rollup)), 2)
-        # All rows of an hour are written by one rollup: NULL in one means NULL in all.
-        missing = {as_utc(row[0]) for row in rows if row[2] is None or row[3] is None}
-        for hour, target, counts, details in rows:
-            if as_utc(hour) in missing:
-                continue
-            usage = out.usage[target]
-            for completion, reasoning, chars, counted, n in counts:
-                usage[Usage(completion, reasoning or 0, chars, counted)] += n
-            for kind, (at, detail) in details.items():
-                _keep_newest(latest, target, kind, datetime.fromisoformat(at), detail)
-        raw_ranges = _joined([*plan.raw, *((max(since, h), min(until, h + HOUR)) for h in missing)])
-        _raw_usage(conn, targets, raw_ranges, out.usage)
-        _raw_error_details(conn, targets, raw_ranges, latest)
-    for target, kinds in latest.items():
-        for kind, (_, detail) in sorted(kinds.items()):
-            if detail:
-                out.error_details[target][kind] = detail[:_DETAIL_MAX]
-    return out
-
-
-def _joined(ranges: Sequence[Range]) -> list[Range]:
-    """Sorted, with touching ranges joined: one statement each."""
-    out: list[Range] = []
-    for start, end in sorted(ranges):
-        if out and out[-1][1] >= start:
-            out[-1] = (out[-1][0], max(out[-1][1], end))
-        else:
-            out.append((start, end))
-    return out
-
-
-def _raw_usage(
-    conn: Connection,
-    targets: Sequence[str],
-    ranges: Sequence[Range],
-    usage: dict[str, Counter[Usage]],
-) -> None:
-    # Grouped in SQL: a probe's answers repeat, so a day of 200 targets (288,000 rows) comes
-    # back as a few thousand distinct rows.
-    query = (
-        sa.select(RAW.target, *USAGE_FIELDS, sa.func.count())
-        .where(RAW.target.in_(targets), usage_filter())
-        .group_by(RAW.target, *USAGE_FIELDS)
-    )
-    for target, completion, reasoning, chars, counted, n in per_range(
-        conn, query, RAW.started_at, ranges
-    ):
-        usage[target][Usage(int(completion), int(reasoning or 0), int(chars), counted)] += int(n)
-
-
-def _raw_error_details(
-    conn: Connection, targets: Sequence[str], ranges: Sequence[Range], latest: _Latest
-) -> None:
-    for start, end in ranges:
-        newest = (
-            sa.select(RAW.target, RAW.error, sa.func.max(RAW.started_at).label("at"))
-            .where(
-                RAW.target.in_(targets),
-                RAW.started_at >= start,
-                RAW.started_at < end,
-                RAW.error.is_not(None),
-            )
-            .group_by(RAW.target, RAW.error)
-            .subquery()
-        )
-        query = (
-            sa.select(RAW.target, RAW.error, RAW.started_at, RAW.detail)
-            .join(
-                newest,
-                sa.and_(
-                    RAW.target == newest.c.target,
-                    RAW.error == newest.c.error,
-                    RAW.started_at == newest.c.at,
-                ),
-            )
-            .order_by(RAW.started_at, RAW.id)
-        )
-        for target, error, at, detail in conn.execute(query):
-            _keep_newest(latest, target, error, as_utc(at), detail)
+    """Token-honesty usages and the newest error detail per kind, over [since, until)."""
+    found = read.usage_and_error_details(engine, targets, since, until, detail_max=_DETAIL_MAX)
+    usage = {
+        t: Counter({Usage(*key): n for key, n in counts.items()})
+        for t, counts in found.usage.items()
+    }
+    return RawOnlyFigures(usage, found.error_details)
 
 
 def usage_samples(
@@ -493,39 +295,3 @@ def build_period(
 
 
 # --- exactly once a day ----------------------------------------------------------------------
-
-
-def claim_day(engine: Engine, day: str, timezone: str) -> bool:
-    """Take the day's digest for this process: a new row, or a failed one taken back.
-
-    RETURNING says whether this statement wrote the row; a rowcount would not (PostgreSQL
-    reports -1 for inserts under SQLAlchemy 2.1).
-    """
-    row = {"day": day, "timezone": timezone, "status": "pending", "sent_at": None}
-    with engine.begin() as conn:
-        insert = insert_ignore_stmt(conn, DIGEST_LOG, ["day"]).returning(DIGEST_LOG.c.id)
-        if conn.execute(insert, row).first() is not None:
-            return True
-        retake = (
-            DIGEST_LOG.update()
-            .where(DIGEST_LOG.c.day == day, DIGEST_LOG.c.status == "failed")
-            .values(status="pending")
-            .returning(DIGEST_LOG.c.id)
-        )
-        return conn.execute(retake).first() is not None
-
-
-def finish_day(engine: Engine, day: str, sent: bool, at: datetime) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            DIGEST_LOG.update()
-            .where(DIGEST_LOG.c.day == day)
-            .values(status="sent" if sent else "failed", sent_at=at if sent else None)
-        )
-
-
-def day_status(engine: Engine, day: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.select(DIGEST_LOG.c.status).where(DIGEST_LOG.c.day == day)
-        ).scalar_one_or_none()

@@ -33,11 +33,12 @@ from sqlalchemy.engine import Engine
 from checker.alerting.outbox import Channel, load_channels, route, send
 from checker.config.schema import Config
 from checker.cost.prices import PriceBook
-from checker.digest.build import build_period, claim_day, finish_day
+from checker.digest.build import build_period
 from checker.digest.models import DigestContext
 from checker.digest.period import scheduled_period
 from checker.digest.render import render_chat, render_html, render_text
 from checker.redact import Redactor
+from checker.store.digest_log import claim_day, finish_day
 
 __all__ = ["DELIVERED", "digest_channels", "public_status_url", "run_scheduled", "send_now"]
 

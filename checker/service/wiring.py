@@ -452,7 +452,7 @@ class Service:
 
     async def _load_spend_today(self) -> None:
         """Spend caps survive restarts: start from what today's stored results cost."""
-        from checker.store.queries import spend_since
+        from checker.store.queries.status import spend_since
 
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         spent = await asyncio.to_thread(spend_since, self.engine, midnight)
@@ -575,7 +575,7 @@ class Service:
     def _uptime_counts(
         self, windows: dict[str, float], now: datetime
     ) -> dict[str, dict[str, tuple[int, int]]]:
-        from checker.store.queries import window_counts_many
+        from checker.store.queries.status import window_counts_many
 
         names = [t.name for t in self.cfg.targets]
         return {
@@ -632,6 +632,7 @@ class Service:
 
     @finish_before_stop
     async def _rollup_job(self) -> None:
+        from checker.store import window_cache
         from checker.store.rollup import rollup_due
 
         # Leader only: nodes rolling up the same hours at once would race on the same rows.
@@ -641,7 +642,8 @@ class Service:
         # Every hour since the newest rolled one (hours missed while the service was down
         # included), the last two again for late results, and hours rolled before the
         # digest's rollup columns existed (migration 0005).
-        await asyncio.to_thread(rollup_due, self.engine, datetime.now(UTC))
+        await asyncio.to_thread(rollup_due, self.engine, now := datetime.now(UTC))
+        await asyncio.to_thread(window_cache.refresh, self.engine, now)  # reads the rollups
 
     @finish_before_stop
     async def _cert_job(self) -> None:
@@ -649,7 +651,7 @@ class Service:
 
     @finish_before_stop
     async def _prune_job(self) -> None:
-        from checker.store.rollup import prune
+        from checker.store.prune import prune
 
         if not await asyncio.to_thread(self.leadership.check):
             return

@@ -10,6 +10,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "describe",
+    "make_engine",
+    "normalize_url",
+    "one_of",
+    "one_of_param",
+]
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
@@ -73,3 +86,37 @@ def one_of(conn: sa.Connection, column: Any, names: Sequence[str]) -> Any:
     if conn.dialect.name == "postgresql":
         return column == sa.any_(sa.bindparam(None, list(names), type_=postgresql.ARRAY(sa.String)))
     return column.in_(names)
+
+
+class _OneOfParam(ColumnElement[bool]):
+    """`column IN :name`, the list given at execution; `= ANY(:name)` on PostgreSQL."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("name", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, column: Any, name: str) -> None:
+        self.column = column
+        self.name = name
+
+
+def one_of_param(column: Any, name: str) -> ColumnElement[bool]:
+    """one_of() for a statement built once, before any connection says the dialect: the
+    names are the execution parameter `name` (a list), rendered per dialect at compile
+    time (an array parameter on PostgreSQL, an expanding IN elsewhere)."""
+    return _OneOfParam(column, name)
+
+
+@compiles(_OneOfParam)
+def _one_of_in(element: _OneOfParam, compiler: SQLCompiler, **kw: Any) -> str:
+    names: Any = sa.bindparam(element.name, expanding=True)
+    return str(compiler.process(element.column.in_(names), **kw))
+
+
+@compiles(_OneOfParam, "postgresql")
+def _one_of_any(element: _OneOfParam, compiler: SQLCompiler, **kw: Any) -> str:
+    names = sa.bindparam(element.name, type_=postgresql.ARRAY(sa.String))
+    return str(compiler.process(element.column == sa.any_(names), **kw))

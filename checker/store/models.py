@@ -23,6 +23,27 @@ from checker.config.schema import Config
 from checker.probes.base import TRANSIENT_FIELDS, ErrorKind, ProbeResult, utcnow
 from checker.redact import Redactor
 
+__all__ = [
+    "AlertStateRow",
+    "BigIntPK",
+    "DailyRollupRow",
+    "DigestLogRow",
+    "IncidentRow",
+    "OutboxRow",
+    "ProbeResultRow",
+    "RolledDayRow",
+    "RolledHourRow",
+    "RollupMeasures",
+    "RollupRow",
+    "TargetRow",
+    "UtcDateTime",
+    "WindowSketchRow",
+    "public_base_url",
+    "result_to_row",
+    "row_to_result",
+    "sync_targets",
+]
+
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite drops offsets silently)."""
@@ -366,7 +387,7 @@ def sync_targets(db: Session | Engine, cfg: Config, now: datetime | None = None)
     redact = Redactor(cfg.secrets())
     existing = {row.name: row for row in session.exec(select(TargetRow))}
     for target in cfg.targets:
-        values = {
+        values: dict[str, Any] = {
             "kind": target.kind,
             "base_url": public_base_url(target.base_url, redact),
             "model": target.model,

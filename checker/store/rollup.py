@@ -1,4 +1,4 @@
-"""Hourly rollups recomputed from raw results, and pruning of old raw rows and rollups.
+"""Hourly and daily rollups recomputed from raw results (pruning: checker.store.prune).
 
 One rollup row per (hour, target, probe, location). Counts and sums are aggregated in SQL;
 only successful results' latency, TTFT and decode speed are streamed into Python to build
@@ -29,48 +29,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from checker.probes.base import ErrorKind
-from checker.store.models import (
-    DailyRollupRow,
-    ProbeResultRow,
-    RolledDayRow,
-    RolledHourRow,
-    RollupRow,
-)
+from checker.store.plan import DAY, HOUR, as_utc, floor_day, floor_hour, hours_between
 from checker.store.sketch import Sketch
+from checker.store.tables import DAILY, RAW, ROLLED, ROLLED_DAYS, ROLLUPS
 
-HOUR = timedelta(hours=1)
-DAY = timedelta(days=1)
+__all__ = [
+    "USAGE_FIELDS",
+    "fold_values",
+    "rollup_day",
+    "rollup_due",
+    "rollup_hour",
+    "rollup_hours",
+    "usage_filter",
+]
 
-RAW = ProbeResultRow.__table__.c  # type: ignore[attr-defined]
-ROLLUPS = RollupRow.__table__  # type: ignore[attr-defined]
-ROLLED = RolledHourRow.__table__  # type: ignore[attr-defined]
-DAILY = DailyRollupRow.__table__  # type: ignore[attr-defined]
-ROLLED_DAYS = RolledDayRow.__table__  # type: ignore[attr-defined]
 _RATE_LIMITED = ErrorKind.rate_limited.value
 _STREAM_CHUNK = 10_000
-
-
-def as_utc(t: datetime | str) -> datetime:
-    """Aware UTC; naive means UTC. Also accepts ISO text (what some aggregates return)."""
-    if isinstance(t, str):
-        t = datetime.fromisoformat(t)
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-
-
-def floor_hour(t: datetime) -> datetime:
-    return as_utc(t).replace(minute=0, second=0, microsecond=0)
-
-
-def floor_day(t: datetime) -> datetime:
-    return as_utc(t).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def hours_between(since: datetime, until: datetime) -> Iterable[datetime]:
-    """Hour starts h with floor_hour(since) <= h < until."""
-    h = floor_hour(since)
-    while h < until:
-        yield h
-        h += HOUR
 
 
 @dataclass
@@ -299,7 +273,7 @@ def _forget_day(conn: Connection, day: datetime) -> None:
     conn.execute(ROLLED_DAYS.delete().where(ROLLED_DAYS.c.day == day))
 
 
-def _rollup_hour(engine: Engine, hour: datetime, now: datetime) -> bool:
+def rollup_hour(engine: Engine, hour: datetime, now: datetime) -> bool:
     """Recompute one hour; False when skipped because its raw rows were pruned."""
     with engine.begin() as conn:
         pruned = conn.execute(
@@ -318,7 +292,7 @@ def _rollup_hour(engine: Engine, hour: datetime, now: datetime) -> bool:
     return True
 
 
-def _rollup_day(engine: Engine, day: datetime, now: datetime) -> bool:
+def rollup_day(engine: Engine, day: datetime, now: datetime) -> bool:
     """Sum a day's 24 hourly rollups into daily rows; False (and none) unless all 24 exist."""
     c = ROLLUPS.c
     sketch_columns = (c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
@@ -365,15 +339,11 @@ def rollup_hours(
     done = 0
     days: set[datetime] = set()
     for hour in hours_between(since, floor_hour(until)):
-        if _rollup_hour(engine, hour, now):
+        if rollup_hour(engine, hour, now):
             done += 1
             days.add(floor_day(hour))
     for day in sorted(days):
-        _rollup_day(engine, day, now)
-    if days:
-        from checker.store import window_cache  # it reads this module's tables
-
-        window_cache.refresh(engine, now)
+        rollup_day(engine, day, now)
     return done
 
 
@@ -413,61 +383,3 @@ def rollup_due(
         if stale is not None:
             since = min(since, as_utc(stale))
     return rollup_hours(engine, since, until, now=now)
-
-
-@dataclass(frozen=True)
-class PruneResult:
-    raw_deleted: int
-    rollups_deleted: int  # hourly and daily rows
-    hours_rolled: int  # hours rolled up first because their raw rows were going
-
-
-def prune(
-    engine: Engine, raw_retention_s: float, rollup_retention_s: float, now: datetime
-) -> PruneResult:
-    """Delete raw rows older than raw_retention_s and rollups older than rollup_retention_s.
-
-    Before raw rows of an hour go, the hour is rolled up if it was not yet (unless the
-    rollup would be pruned too). Raw rows are deleted one hour per transaction.
-    """
-    now = as_utc(now)
-    raw_cutoff = now - timedelta(seconds=raw_retention_s)
-    rollup_cutoff = floor_hour(now - timedelta(seconds=rollup_retention_s))
-    raw_deleted = rolled = 0
-    days: set[datetime] = set()
-    with engine.connect() as conn:
-        first = conn.execute(
-            sa.select(sa.func.min(RAW.started_at)).where(RAW.started_at < raw_cutoff)
-        ).scalar_one_or_none()
-    if first is not None:
-        for hour in hours_between(as_utc(first), raw_cutoff):
-            keep_rollup = hour >= rollup_cutoff and hour + HOUR <= now
-            if keep_rollup and not _is_rolled(engine, hour) and _rollup_hour(engine, hour, now):
-                rolled += 1
-                days.add(floor_day(hour))
-            with engine.begin() as conn:
-                result = conn.execute(
-                    sa.delete(ProbeResultRow.__table__).where(  # type: ignore[arg-type]
-                        RAW.started_at >= hour, RAW.started_at < min(hour + HOUR, raw_cutoff)
-                    )
-                )
-                raw_deleted += max(result.rowcount, 0)
-                if keep_rollup:
-                    conn.execute(
-                        ROLLED.update().where(ROLLED.c.hour == hour).values(raw_pruned=True)
-                    )
-    for day in sorted(days):
-        _rollup_day(engine, day, now)
-    with engine.begin() as conn:
-        hourly = conn.execute(ROLLUPS.delete().where(ROLLUPS.c.hour < rollup_cutoff))
-        conn.execute(ROLLED.delete().where(ROLLED.c.hour < rollup_cutoff))
-        # A day reaching back past the cutoff goes whole: daily rows only cover full days.
-        daily = conn.execute(DAILY.delete().where(DAILY.c.day < rollup_cutoff))
-        conn.execute(ROLLED_DAYS.delete().where(ROLLED_DAYS.c.day < rollup_cutoff))
-    return PruneResult(raw_deleted, max(hourly.rowcount, 0) + max(daily.rowcount, 0), rolled)
-
-
-def _is_rolled(engine: Engine, hour: datetime) -> bool:
-    with engine.connect() as conn:
-        found = conn.execute(sa.select(ROLLED.c.hour).where(ROLLED.c.hour == hour)).first()
-    return found is not None

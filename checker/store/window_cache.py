@@ -4,7 +4,7 @@
 Why: `checker status` over 30 days at 200 targets merged ~29 daily and ~23 hourly sketches
 x 3 measures per target, ~30,000 merges of the same rollup rows on every call. The rollup
 job merges, for the 24h, 7d and 30d windows of the current hour, each run of whole days
-and each run of whole hours their plans read (queries.plan_window), once per change;
+and each run of whole hours their plans read (checker.store.plan.plan_window), once per change;
 status then reads one row per target and run. Only the partial hours at the ends of a
 window still come from raw rows.
 
@@ -13,6 +13,9 @@ was built from, (number of rolled periods in it, newest rolled_at). Re-rolling a
 stamps a new rolled_at (and re-rolling an hour removes its day until the day is rolled
 again), so a mismatch means "merge the rollup rows yourself", never a stale answer. A
 target without a row in a valid run had no rollup rows in it.
+
+The service's rollup job calls `refresh` after each rollup (checker.store.rollup knows
+nothing of this cache: it only writes the rollups the cache is built from).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from checker.store.db import one_of
-from checker.store.models import WindowSketchRow
-from checker.store.rollup import DAILY, ROLLED, ROLLED_DAYS, ROLLUPS, as_utc
+from checker.store.plan import as_utc
+from checker.store.queries.window import plan_for
 from checker.store.sketch import Sketch
+from checker.store.tables import CACHE, DAILY, ROLLED, ROLLED_DAYS, ROLLUPS
 
-CACHE = WindowSketchRow.__table__  # type: ignore[attr-defined]
+__all__ = ["WINDOWS", "lookup", "refresh", "version", "wanted_runs"]
+
 # The long windows of `checker status`, the status page and the digest.
 WINDOWS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
 MEASURES = ("latency_sketch", "ttft_sketch", "tokens_per_s_sketch")
@@ -114,8 +119,6 @@ def _merge(conn: Connection, kind: str, since: datetime, until: datetime) -> lis
 
 def wanted_runs(conn: Connection, now: datetime) -> set[tuple[str, datetime, datetime]]:
     """The runs the plans of the WINDOWS ending at `now` read from rollups."""
-    from checker.store.queries import plan_for  # queries reads this module's cache
-
     runs: set[tuple[str, datetime, datetime]] = set()
     for span in WINDOWS:
         plan = plan_for(conn, now - span, now, with_days=True)

@@ -1,0 +1,80 @@
+"""Spend caps and rate-limit holds: what the scheduler remembers about a target between probes.
+
+In memory only, except today's spend: `load_spend_today()` reads it back from the stored
+results at start, so a restart does not reopen a target's daily budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.engine import Engine
+
+from checker.config.schema import FREE_PROBES, Target
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.store.queries import spend_since
+
+__all__ = ["Accounting", "TargetState"]
+
+
+@dataclass
+class TargetState:
+    """What the scheduler remembers about a target between probes (in memory)."""
+
+    hold_until: float = 0.0  # monotonic; a 429 Retry-After holds the target until then
+    spend_day: str = ""
+    spend_usd: float = 0.0
+    last_ok: dict[str, bool] = field(default_factory=dict)
+
+
+class Accounting:
+    """Every target's spend today and Retry-After hold, and whether a probe may run now."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, TargetState] = {}
+
+    def state(self, name: str) -> TargetState:
+        return self.states.setdefault(name, TargetState())
+
+    def why_not(self, target: Target, probe: str) -> str | None:
+        """Why this probe must not run now ("retry_after", "spend_cap"), or None."""
+        state = self.state(target.name)
+        if time.monotonic() < state.hold_until:
+            return "retry_after"
+        cap = target.spend_cap_usd_per_day
+        if cap is not None and probe not in FREE_PROBES:
+            self._roll_spend_day(state)
+            if state.spend_usd >= cap:
+                return "spend_cap"
+        return None
+
+    def charge(self, target: Target, result: ProbeResult) -> None:
+        """Add the result's cost to today's spend; a 429 with Retry-After starts a hold."""
+        state = self.state(target.name)
+        if result.cost_usd:
+            self._roll_spend_day(state)
+            state.spend_usd += result.cost_usd
+        if result.error == ErrorKind.rate_limited and result.retry_after_s:
+            state.hold_until = time.monotonic() + result.retry_after_s
+
+    def spend_today(self, name: str) -> float | None:
+        state = self.state(name)
+        self._roll_spend_day(state)
+        return state.spend_usd
+
+    def _roll_spend_day(self, state: TargetState) -> None:
+        today = datetime.now(UTC).date().isoformat()
+        if state.spend_day != today:
+            state.spend_day, state.spend_usd = today, 0.0
+
+    async def load_spend_today(self, engine: Engine) -> None:
+        """Spend caps survive restarts: start from what today's stored results cost."""
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        spent = await asyncio.to_thread(spend_since, engine, midnight)
+        today = midnight.date().isoformat()
+        for name, usd in spent.items():
+            state = self.state(name)
+            state.spend_day, state.spend_usd = today, usd

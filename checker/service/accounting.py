@@ -17,12 +17,15 @@ from checker.config.schema import FREE_PROBES, Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.queries import spend_since
 
-__all__ = ["Accounting", "TargetState"]
+__all__ = ["Accounting", "TargetRuntime"]
 
 
 @dataclass
-class TargetState:
-    """What the scheduler remembers about a target between probes (in memory)."""
+class TargetRuntime:
+    """A target's run-time memory between probes: its hold, today's spend, its last outcomes.
+
+    Not alerting.rules.TargetState (the alert rules' persisted state of a target).
+    """
 
     hold_until: float = 0.0  # monotonic; a 429 Retry-After holds the target until then
     spend_day: str = ""
@@ -34,14 +37,14 @@ class Accounting:
     """Every target's spend today and Retry-After hold, and whether a probe may run now."""
 
     def __init__(self) -> None:
-        self.states: dict[str, TargetState] = {}
+        self.runtimes: dict[str, TargetRuntime] = {}
 
-    def state(self, name: str) -> TargetState:
-        return self.states.setdefault(name, TargetState())
+    def runtime(self, name: str) -> TargetRuntime:
+        return self.runtimes.setdefault(name, TargetRuntime())
 
     def why_not(self, target: Target, probe: str) -> str | None:
         """Why this probe must not run now ("retry_after", "spend_cap"), or None."""
-        state = self.state(target.name)
+        state = self.runtime(target.name)
         if time.monotonic() < state.hold_until:
             return "retry_after"
         cap = target.spend_cap_usd_per_day
@@ -53,7 +56,7 @@ class Accounting:
 
     def charge(self, target: Target, result: ProbeResult) -> None:
         """Add the result's cost to today's spend; a 429 with Retry-After starts a hold."""
-        state = self.state(target.name)
+        state = self.runtime(target.name)
         if result.cost_usd:
             self._roll_spend_day(state)
             state.spend_usd += result.cost_usd
@@ -61,11 +64,11 @@ class Accounting:
             state.hold_until = time.monotonic() + result.retry_after_s
 
     def spend_today(self, name: str) -> float | None:
-        state = self.state(name)
+        state = self.runtime(name)
         self._roll_spend_day(state)
         return state.spend_usd
 
-    def _roll_spend_day(self, state: TargetState) -> None:
+    def _roll_spend_day(self, state: TargetRuntime) -> None:
         today = datetime.now(UTC).date().isoformat()
         if state.spend_day != today:
             state.spend_day, state.spend_usd = today, 0.0
@@ -76,5 +79,5 @@ class Accounting:
         spent = await asyncio.to_thread(spend_since, engine, midnight)
         today = midnight.date().isoformat()
         for name, usd in spent.items():
-            state = self.state(name)
+            state = self.runtime(name)
             state.spend_day, state.spend_usd = today, usd

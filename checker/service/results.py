@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from checker.config.schema import Target
 from checker.cost.tokens import count_output_tokens, counted_usage_mismatch
 from checker.probes.base import ProbeResult
-from checker.service.accounting import Accounting, TargetState
+from checker.service.accounting import Accounting, TargetRuntime
 from checker.web.metrics import Metrics
 
 if TYPE_CHECKING:  # genai_prices takes ~30 ms to import; the service loads it in a thread
@@ -48,7 +48,7 @@ def settle(
     accounting.charge(target, result)
 
 
-def log_transition(state: TargetState, target: Target, result: ProbeResult) -> None:
+def log_transition(state: TargetRuntime, target: Target, result: ProbeResult) -> None:
     """One line per state change, not per probe."""
     before = state.last_ok.get(result.probe)
     state.last_ok[result.probe] = result.ok

@@ -295,7 +295,7 @@ class Service:
             maintenance = self._calendar.active(target.name, result.started_at)
             self.writer.submit(result, maintenance=maintenance)
             self.metrics.observe(result)
-            log_transition(self.accounting.state(target.name), target, result)
+            log_transition(self.accounting.runtime(target.name), target, result)
             if self._on_result is not None:
                 self._on_result(result)
         finally:

@@ -7,14 +7,13 @@ results at start, so a restart does not reopen a target's daily budget.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
 from checker.config.schema import FREE_PROBES, Target
 from checker.probes.base import ErrorKind, ProbeResult
+from checker.service.clock import Clock
 from checker.store.queries import spend_since
 
 __all__ = ["Accounting", "TargetRuntime"]
@@ -36,7 +35,8 @@ class TargetRuntime:
 class Accounting:
     """Every target's spend today and Retry-After hold, and whether a probe may run now."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.runtimes: dict[str, TargetRuntime] = {}
 
     def runtime(self, name: str) -> TargetRuntime:
@@ -45,7 +45,7 @@ class Accounting:
     def why_not(self, target: Target, probe: str) -> str | None:
         """Why this probe must not run now ("retry_after", "spend_cap"), or None."""
         state = self.runtime(target.name)
-        if time.monotonic() < state.hold_until:
+        if self.clock.monotonic() < state.hold_until:
             return "retry_after"
         cap = target.spend_cap_usd_per_day
         if cap is not None and probe not in FREE_PROBES:
@@ -61,7 +61,7 @@ class Accounting:
             self._roll_spend_day(state)
             state.spend_usd += result.cost_usd
         if result.error == ErrorKind.rate_limited and result.retry_after_s:
-            state.hold_until = time.monotonic() + result.retry_after_s
+            state.hold_until = self.clock.monotonic() + result.retry_after_s
 
     def spend_today(self, name: str) -> float | None:
         state = self.runtime(name)
@@ -69,13 +69,13 @@ class Accounting:
         return state.spend_usd
 
     def _roll_spend_day(self, state: TargetRuntime) -> None:
-        today = datetime.now(UTC).date().isoformat()
+        today = self.clock.now().date().isoformat()
         if state.spend_day != today:
             state.spend_day, state.spend_usd = today, 0.0
 
     async def load_spend_today(self, engine: Engine) -> None:
         """Spend caps survive restarts: start from what today's stored results cost."""
-        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        midnight = self.clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
         spent = await asyncio.to_thread(spend_since, engine, midnight)
         today = midnight.date().isoformat()
         for name, usd in spent.items():

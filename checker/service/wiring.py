@@ -33,6 +33,7 @@ from checker.probes.base import ProbeResult
 from checker.redact import Redactor
 from checker.service import jobs, sdnotify
 from checker.service.accounting import Accounting
+from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.gauges import update_slo_gauges
 from checker.service.housekeeping import digest_wanted, prune_old, send_digest
 from checker.service.results import log_transition, settle
@@ -53,14 +54,16 @@ class Service:
         cfg: Config,
         *,
         on_result: Callable[[ProbeResult], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.config_path = config_path
         self.cfg = cfg
         # Config.target() scans the list: at 500 targets that was a measurable part of each
         # probe job (py-spy at 5,000 probes/min). Rebuilt on reload.
         self._targets = {t.name: t for t in cfg.targets}
         self.redactor = Redactor(cfg.secrets())
-        self.accounting = Accounting()
+        self.accounting = Accounting(clock)
         self.inflight: set[asyncio.Task[Any]] = set()
         self._jobs_running: set[asyncio.Task[Any]] = set()  # see jobs.schedule
         self.scheduler_lag_s: list[float] = []  # recent lags, for metrics and the bench
@@ -254,11 +257,11 @@ class Service:
             cfg,
             evaluate=self._evaluate_job,
             digest=lambda: send_digest(
-                self.engine, self.cfg, self.prices, self.redactor, datetime.now(UTC)
+                self.engine, self.cfg, self.prices, self.redactor, self.clock.now()
             ),
             digest_wanted=lambda: digest_wanted(self.channels, self.cfg),
             rollup=self._rollup_job,
-            prune=lambda: prune_old(self.engine, self.cfg.storage, datetime.now(UTC)),
+            prune=lambda: prune_old(self.engine, self.cfg.storage, self.clock.now()),
             certs=lambda: self.certs.refresh(self.cfg),
         )
 
@@ -322,7 +325,7 @@ class Service:
 
     async def _evaluate_job(self) -> None:
         """The periodic round: every rule with every window, and the SLO gauges."""
-        cfg, now = self.cfg, datetime.now(UTC)
+        cfg, now = self.cfg, self.clock.now()
         # Read once for both: the rules and the gauges need the same window counts.
         try:
             counts = await asyncio.to_thread(window_signals, self.engine, cfg, cfg.targets, now)

@@ -24,6 +24,7 @@ from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from sqlmodel import SQLModel
 
 from checker.config import load as config_mod
+from checker.service.clock import SYSTEM_CLOCK, Clock, OffsetClock
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from checker.store.db import make_engine
@@ -58,8 +59,8 @@ async def eventually(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def service_in_process(text: str) -> AsyncIterator[Service]:
-    service = Service(None, config_mod.parse(text))
+async def service_in_process(text: str, clock: Clock = SYSTEM_CLOCK) -> AsyncIterator[Service]:
+    service = Service(None, config_mod.parse(text), clock=clock)
     await service.start()
     try:
         yield service
@@ -147,12 +148,21 @@ async def test_retry_after_holds_the_target_and_the_429_is_recorded(
             target_yaml("unlimited", sim.url("unlimited"), probes=("models",)),
         ],
     )
-    async with service_in_process(text) as service:
+    clock = OffsetClock()
+    async with service_in_process(text, clock) as service:
+        # Let the 200ms runs inside the 2 s hold be skipped for a while, then move the
+        # service's clock to the hold's end instead of sleeping out the rest of it.
+        assert await eventually(lambda: service.skipped["retry_after"] >= 7, 8)
+        advanced_at = time.perf_counter()
+        hold_until = service.accounting.runtime("limited").hold_until
+        clock.advance(max(0.0, hold_until - clock.monotonic()))
         assert await eventually(lambda: requests(sim, "limited") >= 2, 8)
         held = service.skipped["retry_after"]
 
     limited = received(sim, "limited")
-    gaps = [b - a for a, b in pairwise(limited)]
+    # The gaps as the service's clock saw them: the advance counts as time that passed.
+    on_clock = [t + (clock.offset if t > advanced_at else 0.0) for t in limited]
+    gaps = [b - a for a, b in pairwise(on_clock)]
     assert gaps and min(gaps) >= 2.0, gaps  # never before Retry-After ran out
     assert max(gaps) < 3.0, gaps  # and probed again soon after (interval 200ms)
     assert held >= 5  # the 200ms runs inside the hold were skipped, not queued

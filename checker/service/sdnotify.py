@@ -5,8 +5,12 @@ A few lines over a datagram socket; a no-op outside systemd (no $NOTIFY_SOCKET).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+from collections.abc import Callable
+
+__all__ = ["notify", "watchdog_interval", "watchdog_loop"]
 
 
 def notify(message: str) -> bool:
@@ -35,3 +39,12 @@ def watchdog_interval() -> float | None:
         return int(usec) / 1_000_000 / 2
     except ValueError:
         return None
+
+
+async def watchdog_loop(every: float, alive: Callable[[], bool]) -> None:
+    """WATCHDOG=1 every `every` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(every)
+        # Ping only while the scheduler is alive: a wedged service must get restarted.
+        if alive():
+            notify("WATCHDOG=1")

@@ -1,120 +1,74 @@
-"""The long-running service: scheduled probes, the writer, signals, systemd notification.
+"""The long-running service: building it, starting and stopping it, reloading its config.
 
-Wiring only: measuring lives in probes/, storing in store/, judging in slo.py/rules.py.
+Wiring only: measuring lives in probes/, storing in store/, judging in alerting/. What is
+scheduled when is the job table in jobs.py; spend caps and Retry-After holds are
+accounting.py; the SLO gauges are gauges.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
-import hashlib
-import importlib
 import logging
 import signal
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import SQLAlchemyError
 
 from checker import logs
-from checker.alerting.certs import CHECK_EVERY_S, CertWatch
+from checker.alerting.certs import CertWatch
 from checker.alerting.evaluator import Context as EvalContext
-from checker.alerting.evaluator import EvaluatorTask
+from checker.alerting.evaluator import EvaluatorTask, window_signals
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.alerting.outbox import Deliverer, load_channels, pending_count, route
-from checker.alerting.slo import WindowCounts
+from checker.alerting.outbox import Deliverer, load_channels, pending_count
 from checker.config import load as config_mod
 from checker.config.load import ConfigError
-from checker.config.schema import Config, Target
-from checker.cost.tokens import count_output_tokens
+from checker.config.schema import Config
 from checker.cost.tokens import warm_up as warm_up_tokens
-from checker.probes.base import ErrorKind, ProbeResult
-from checker.probes.registry import is_free
+from checker.probes.base import ProbeResult
 from checker.redact import Redactor
-from checker.service import sdnotify
+from checker.service import jobs, sdnotify
+from checker.service.accounting import Accounting
+from checker.service.clock import SYSTEM_CLOCK, Clock
+from checker.service.gauges import update_slo_gauges
+from checker.service.housekeeping import digest_wanted, prune_old, send_digest
+from checker.service.results import log_transition, settle
+from checker.store import window_cache
 from checker.store.leader import Leadership
-from checker.units import format_duration
+from checker.store.rollup import rollup_due
 from checker.web.metrics import Metrics
+
+__all__ = ["Service"]
 
 log = logging.getLogger("checker.service")
 
-PROBE_JOB_PREFIX = "probe:"
-
-
-def job_id(target: str, probe: str) -> str:
-    return f"{PROBE_JOB_PREFIX}{target}:{probe}"
-
-
-def spread_offset(key: str, interval: float) -> float:
-    """A stable start offset within the interval, so 500 targets never fire at once.
-
-    Stable across restarts (a hash, not random), so a restart does not bunch probes up.
-    """
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-    return (int.from_bytes(digest, "big") / 2**64) * interval
-
-
-def finish_before_stop(
-    job: Callable[[Service], Awaitable[None]],
-) -> Callable[[Service], Awaitable[None]]:
-    """A scheduled job that stop() lets finish within the shutdown grace, like a probe.
-
-    APScheduler's shutdown cancels running jobs and logs each as failed: an evaluation
-    round cut short by a routine stop would leave an ERROR line and a half-judged round.
-    """
-
-    @functools.wraps(job)
-    async def tracked(self: Service) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._jobs_running.add(task)
-        try:
-            await job(self)
-        finally:
-            if task is not None:
-                self._jobs_running.discard(task)
-
-    return tracked
-
-
-@dataclass
-class TargetState:
-    """What the scheduler remembers about a target between probes (in memory)."""
-
-    hold_until: float = 0.0  # monotonic; a 429 Retry-After holds the target until then
-    spend_day: str = ""
-    spend_usd: float = 0.0
-    last_ok: dict[str, bool] = field(default_factory=dict)
-
 
 class Service:
+    """One process's probes, writer, evaluator, deliverer and web server, started together."""
+
     def __init__(
         self,
         config_path: Path | None,
         cfg: Config,
         *,
         on_result: Callable[[ProbeResult], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.config_path = config_path
         self.cfg = cfg
         # Config.target() scans the list: at 500 targets that was a measurable part of each
         # probe job (py-spy at 5,000 probes/min). Rebuilt on reload.
         self._targets = {t.name: t for t in cfg.targets}
         self.redactor = Redactor(cfg.secrets())
-        self.states: dict[str, TargetState] = {}
+        self.accounting = Accounting(clock)
         self.inflight: set[asyncio.Task[Any]] = set()
-        self._jobs_running: set[asyncio.Task[Any]] = set()  # see finish_before_stop
+        self._jobs_running: set[asyncio.Task[Any]] = set()  # see jobs.schedule
         self.scheduler_lag_s: list[float] = []  # recent lags, for metrics and the bench
         self.skipped: dict[str, int] = {"retry_after": 0, "spend_cap": 0, "max_instances": 0}
         self._on_result = on_result
@@ -148,7 +102,7 @@ class Service:
         await asyncio.to_thread(warm_up_tokens, [t.model for t in self.cfg.targets])
         self.writer = ResultWriter(self.engine, self.cfg.storage, on_flush=self._after_flush)
         await self.writer.start()
-        await self._load_spend_today()
+        await self.accounting.load_spend_today(self.engine)
         self.pool = ClientPool(self.cfg)
         self.leadership = Leadership(self.engine)
         self.channels = load_channels(self.cfg)
@@ -162,12 +116,9 @@ class Service:
         self.deliverer.start()
         self.metrics.bind_queue(lambda: self.writer.queue_depth, lambda: self.writer.dropped)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.scheduler.add_listener(
-            self._on_job_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES
-        )
-        self._schedule_probes(self.cfg)
-        self._schedule_housekeeping()
-        self._schedule_leader_jobs(self.cfg)
+        jobs.watch_lag(self.scheduler, self.metrics, self.scheduler_lag_s, self.skipped)
+        jobs.schedule_probes(self.scheduler, self.cfg, self._probe_job)
+        self._schedule(self._job_table(self.cfg))
         self.scheduler.start()
         self._started = True
         if self.cfg.server is not None:
@@ -186,7 +137,9 @@ class Service:
         _freeze_startup_objects()
         sdnotify.notify("READY=1\nSTATUS=probing")
         if (every := sdnotify.watchdog_interval()) is not None:
-            self._watchdog = asyncio.create_task(self._watchdog_loop(every))
+            self._watchdog = asyncio.create_task(
+                sdnotify.watchdog_loop(every, lambda: self.scheduler.running)
+            )
         log.info(
             "service started: %d targets, %d probe jobs, storage %s",
             len(self.cfg.targets),
@@ -290,8 +243,8 @@ class Service:
         self.prices = await asyncio.to_thread(PriceBook, new)
         self.channels = channels
         await asyncio.to_thread(sync_targets, self.engine, new)
-        added, changed, removed = self._schedule_probes(new, old)
-        self._schedule_leader_jobs(new)
+        added, changed, removed = jobs.schedule_probes(self.scheduler, new, self._probe_job)
+        self._schedule([job for job in self._job_table(new) if job.reschedule])
         # New or moved https targets: read their certificates now, not in up to 6 hours.
         self.scheduler.modify_job("housekeeping:certs", next_run_time=datetime.now(UTC))
         for gone in {t.name for t in old.targets} - {t.name for t in new.targets}:
@@ -302,97 +255,25 @@ class Service:
 
     # --- scheduling -------------------------------------------------------------------------
 
-    def _schedule_probes(self, cfg: Config, old: Config | None = None) -> tuple[int, int, int]:
-        wanted: dict[str, tuple[Target, str, float]] = {}
-        for t in cfg.targets:
-            for p in t.probe_names:
-                wanted[job_id(t.name, p)] = (t, p, cfg.interval(t))
-        existing = {j.id: j for j in self.scheduler.get_jobs() if j.id.startswith(PROBE_JOB_PREFIX)}
-        removed = 0
-        for jid in set(existing) - set(wanted):
-            self.scheduler.remove_job(jid)
-            removed += 1
-        added = changed = 0
-        now = datetime.now(UTC)
-        for jid, (t, p, interval) in wanted.items():
-            job = existing.get(jid)
-            if job is not None:
-                old_interval = job.trigger.interval.total_seconds()
-                if old_interval == interval:
-                    continue
-                changed += 1
-            else:
-                added += 1
-            start = now + timedelta(seconds=spread_offset(jid, interval))
-            self.scheduler.add_job(
-                self._probe_job,
-                trigger=IntervalTrigger(seconds=interval, start_date=start, timezone=UTC),
-                args=[t.name, p],
-                id=jid,
-                name=jid,
-                replace_existing=True,
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(cfg.scheduler.misfire_grace)),
-            )
-        return added, changed, removed
-
-    def _schedule_housekeeping(self) -> None:
-        self.scheduler.add_job(
-            self._rollup_job,
-            trigger=IntervalTrigger(minutes=5, timezone=UTC),
-            id="housekeeping:rollup",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=30),
-        )
-        self.scheduler.add_job(
-            self._prune_job,
-            trigger=IntervalTrigger(hours=6, timezone=UTC),
-            id="housekeeping:prune",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC) + timedelta(minutes=1),
-        )
-        # Every node reads certificates (one handshake per https target every few hours), so
-        # a node that becomes the leader already knows them.
-        self.scheduler.add_job(
-            self._cert_job,
-            trigger=IntervalTrigger(seconds=CHECK_EVERY_S, timezone=UTC),
-            id="housekeeping:certs",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
+    def _job_table(self, cfg: Config) -> list[jobs.JobSpec]:
+        return jobs.service_jobs(
+            cfg,
+            evaluate=self._evaluate_job,
+            digest=lambda: send_digest(
+                self.engine, self.cfg, self.prices, self.redactor, self.clock.now()
+            ),
+            digest_wanted=lambda: digest_wanted(self.channels, self.cfg),
+            rollup=self._rollup_job,
+            prune=lambda: prune_old(self.engine, self.cfg.storage, self.clock.now()),
+            certs=lambda: self.certs.refresh(self.cfg),
         )
 
-    def _on_job_event(self, event: Any) -> None:
-        if event.code == EVENT_JOB_MAX_INSTANCES:
-            self.skipped["max_instances"] += 1
-            return
-        if isinstance(event, JobSubmissionEvent) and event.job_id.startswith(PROBE_JOB_PREFIX):
-            planned = event.scheduled_run_times[-1]
-            lag = (datetime.now(UTC) - planned).total_seconds()
-            self.scheduler_lag_s.append(lag)
-            self.metrics.lag.observe(max(0.0, lag))
-            if len(self.scheduler_lag_s) > 10_000:
-                del self.scheduler_lag_s[:5_000]
+    def _schedule(self, specs: list[jobs.JobSpec]) -> None:
+        jobs.schedule(
+            self.scheduler, specs, leads=self.leadership.check, running=self._jobs_running
+        )
 
     # --- the probe job ----------------------------------------------------------------------
-
-    def _state(self, name: str) -> TargetState:
-        return self.states.setdefault(name, TargetState())
-
-    def _allowed(self, target: Target, probe: str) -> str | None:
-        """Why this probe must not run now, or None."""
-        state = self._state(target.name)
-        if time.monotonic() < state.hold_until:
-            return "retry_after"
-        cap = target.spend_cap_usd_per_day
-        if cap is not None and not is_free(target.kind, probe):
-            self._roll_spend_day(state)
-            if state.spend_usd >= cap:
-                return "spend_cap"
-        return None
 
     async def _probe_job(self, target_name: str, probe: str) -> None:
         from checker.probes.runner import run_probe
@@ -400,7 +281,7 @@ class Service:
         target = self._targets.get(target_name)
         if target is None:  # removed by a reload while this run was queued
             return
-        if (why := self._allowed(target, probe)) is not None:
+        if (why := self.accounting.why_not(target, probe)) is not None:
             self.skipped[why] += 1
             return
         task = asyncio.current_task()
@@ -409,78 +290,23 @@ class Service:
         try:
             async with self._semaphore:
                 result = await run_probe(self.cfg, target, probe, self.pool, self.redactor)
-            self._account(target, result)
-            maintenance = self._in_maintenance(target, result.started_at)
+            settle(
+                target,
+                result,
+                prices=self.prices,
+                accounting=self.accounting,
+                metrics=self.metrics,
+                usage_ratio_band=self.cfg.digest.usage_ratio_band,
+            )
+            maintenance = self._calendar.active(target.name, result.started_at)
             self.writer.submit(result, maintenance=maintenance)
             self.metrics.observe(result)
-            self._log_transition(target, result)
+            log_transition(self.accounting.runtime(target.name), target, result)
             if self._on_result is not None:
                 self._on_result(result)
         finally:
             if task is not None:
                 self.inflight.discard(task)
-
-    def _account(self, target: Target, result: ProbeResult) -> None:
-        if result.cost_usd is None and result.prompt_tokens is not None:
-            result.cost_usd = self.prices.cost_of_result(target, result)
-        count_output_tokens(result, target)
-        if self._usage_mismatch(result):
-            self.metrics.usage_mismatch.labels(target.name).inc()
-        state = self._state(target.name)
-        if result.cost_usd:
-            self._roll_spend_day(state)
-            state.spend_usd += result.cost_usd
-        if result.error == ErrorKind.rate_limited and result.retry_after_s:
-            state.hold_until = time.monotonic() + result.retry_after_s
-
-    def _usage_mismatch(self, result: ProbeResult) -> bool:
-        from checker.cost.counting import counted_usage_mismatch
-
-        return bool(
-            counted_usage_mismatch(
-                result.completion_tokens,
-                result.reasoning_tokens,
-                result.counted_tokens,
-                self.cfg.digest.usage_ratio_band,
-            )
-        )
-
-    def _roll_spend_day(self, state: TargetState) -> None:
-        today = datetime.now(UTC).date().isoformat()
-        if state.spend_day != today:
-            state.spend_day, state.spend_usd = today, 0.0
-
-    async def _load_spend_today(self) -> None:
-        """Spend caps survive restarts: start from what today's stored results cost."""
-        from checker.store.queries.status import spend_since
-
-        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        spent = await asyncio.to_thread(spend_since, self.engine, midnight)
-        today = midnight.date().isoformat()
-        for name, usd in spent.items():
-            state = self._state(name)
-            state.spend_day, state.spend_usd = today, usd
-
-    def _in_maintenance(self, target: Target, at: datetime) -> bool:
-        return self._calendar.active(target.name, at)
-
-    def _log_transition(self, target: Target, result: ProbeResult) -> None:
-        """One line per state change, not per probe."""
-        state = self._state(target.name)
-        before = state.last_ok.get(result.probe)
-        state.last_ok[result.probe] = result.ok
-        if before is None and result.ok:
-            return
-        if before is not False and not result.ok:
-            log.warning(
-                "%s %s: failing: %s%s",
-                target.name,
-                result.probe,
-                result.error,
-                f" ({result.detail})" if result.detail else "",
-            )
-        elif before is False and result.ok:
-            log.info("%s %s: recovered", target.name, result.probe)
 
     def _after_flush(self, rows: list[ProbeResult]) -> None:
         """Results count only once committed, so `down` is judged right after each flush.
@@ -500,14 +326,9 @@ class Service:
             self._confirm(confirms)
             self.deliverer.wake()
 
-    @finish_before_stop
     async def _evaluate_job(self) -> None:
         """The periodic round: every rule with every window, and the SLO gauges."""
-        from checker.alerting.evaluator import window_signals
-
-        if not await asyncio.to_thread(self.leadership.check):
-            return
-        cfg, now = self.cfg, datetime.now(UTC)
+        cfg, now = self.cfg, self.clock.now()
         # Read once for both: the rules and the gauges need the same window counts.
         try:
             counts = await asyncio.to_thread(window_signals, self.engine, cfg, cfg.targets, now)
@@ -517,7 +338,7 @@ class Service:
         confirms = await self.evaluator.run(counts=counts, now=now)
         self._confirm(confirms)
         self.deliverer.wake()
-        await self._update_slo_gauges(cfg, counts, now)
+        await update_slo_gauges(self.engine, self.metrics, cfg, counts, now)
         self.metrics.outbox.set(await asyncio.to_thread(pending_count, self.engine))
 
     def _confirm(self, requests: list[Any]) -> None:
@@ -536,137 +357,24 @@ class Service:
             calendar=self._calendar,
             channels=self.channels,
             redactor=self.redactor,
-            spend_today=self._spend_today,
+            spend_today=self.accounting.spend_today,
             cert_days_left=self.certs.days_left,
         )
-
-    def _spend_today(self, name: str) -> float | None:
-        state = self._state(name)
-        self._roll_spend_day(state)
-        return state.spend_usd
 
     def _on_delivery(self, outcome: str) -> None:
         if outcome != "delivered":
             self.metrics.delivery_failures.inc()
 
-    async def _update_slo_gauges(
-        self, cfg: Config, counts: dict[str, dict[float, WindowCounts]], now: datetime
-    ) -> None:
-        from checker.alerting.slo import budget_remaining, burn_rate
-
-        uptime_windows = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
-        up = await asyncio.to_thread(self._uptime_counts, uptime_windows, now)
-        for t in cfg.targets:
-            slo = cfg.slo(t)
-            mine = counts.get(t.name, {})
-            if (total := mine.get(slo.window)) is not None:
-                remaining = budget_remaining(total, slo.availability)
-                if remaining is not None:
-                    self.metrics.budget.labels(t.name).set(remaining)
-            for length, c in mine.items():
-                rate = burn_rate(c, slo.availability)
-                if rate is not None and length != slo.window:
-                    self.metrics.burn.labels(t.name, format_duration(length)).set(rate)
-            for label in uptime_windows:
-                valid, bad = up[label].get(t.name, (0, 0))
-                if valid:
-                    self.metrics.uptime.labels(t.name, label).set((valid - bad) / valid)
-
-    def _uptime_counts(
-        self, windows: dict[str, float], now: datetime
-    ) -> dict[str, dict[str, tuple[int, int]]]:
-        from checker.store.queries.status import window_counts_many
-
-        names = [t.name for t in self.cfg.targets]
-        return {
-            label: window_counts_many(self.engine, names, now - timedelta(seconds=s), now)
-            for label, s in windows.items()
-        }
-
-    @finish_before_stop
-    async def _digest_job(self) -> None:
-        if not route(self.channels, self.cfg.digest.tags, "digest"):
-            # Nowhere to send it: say so as digest.run_scheduled would, without loading the
-            # digest (Jinja, css-inline: ~5 MB resident) into the service.
-            log.warning("digest: no notify channel is tagged %s", ", ".join(self.cfg.digest.tags))
-            return
-        if not await asyncio.to_thread(self.leadership.check):
-            return
-        # Imported in a worker thread: ~70 ms of module loading would stall every probe.
-        digest = await asyncio.to_thread(importlib.import_module, "checker.digest.send")
-        try:
-            await digest.run_scheduled(self.engine, self.cfg, datetime.now(UTC), prices=self.prices)
-        except Exception as exc:  # the next run retries; the service keeps probing
-            log.error("digest failed: %s", self.redactor.text(f"{type(exc).__name__}: {exc}"))
-
-    def _schedule_leader_jobs(self, cfg: Config) -> None:
-        """The evaluator and the digest: they run where leadership.check() says so."""
-        self.scheduler.add_job(
-            self._evaluate_job,
-            trigger=IntervalTrigger(seconds=cfg.scheduler.evaluate_every, timezone=UTC),
-            id="leader:evaluate",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=2),
-        )
-        hour, minute = (int(x) for x in cfg.digest.at.split(":"))
-        self.scheduler.add_job(
-            self._digest_job,
-            trigger=CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(cfg.digest.timezone)),
-            id="leader:digest",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=3600,
-        )
-        # A digest missed while the service was down goes out at start (once per day).
-        self.scheduler.add_job(
-            self._digest_job,
-            id="leader:digest-catch-up",
-            replace_existing=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=20),
-        )
-
     # --- housekeeping -----------------------------------------------------------------------
 
-    @finish_before_stop
     async def _rollup_job(self) -> None:
-        from checker.store import window_cache
-        from checker.store.rollup import rollup_due
-
-        # Leader only: nodes rolling up the same hours at once would race on the same rows.
-        if not await asyncio.to_thread(self.leadership.check):
-            return
-
         # Every hour since the newest rolled one (hours missed while the service was down
         # included), the last two again for late results, and hours rolled before the
-        # digest's rollup columns existed (migration 0005).
-        await asyncio.to_thread(rollup_due, self.engine, now := datetime.now(UTC))
-        await asyncio.to_thread(window_cache.refresh, self.engine, now)  # reads the rollups
-
-    @finish_before_stop
-    async def _cert_job(self) -> None:
-        await self.certs.refresh(self.cfg)
-
-    @finish_before_stop
-    async def _prune_job(self) -> None:
-        from checker.store.prune import prune
-
-        if not await asyncio.to_thread(self.leadership.check):
-            return
-
-        s = self.cfg.storage
-        await asyncio.to_thread(
-            prune, self.engine, s.raw_retention, s.rollup_retention, datetime.now(UTC)
-        )
-
-    async def _watchdog_loop(self, every: float) -> None:
-        while True:
-            await asyncio.sleep(every)
-            # Ping only while the scheduler is alive: a wedged service must get restarted.
-            if self.scheduler.running:
-                sdnotify.notify("WATCHDOG=1")
+        # digest's rollup columns existed (migration 0005); then the window cache catches up
+        # with whatever was rolled (rollup itself knows nothing of the cache).
+        now = self.clock.now()
+        await asyncio.to_thread(rollup_due, self.engine, now)
+        await asyncio.to_thread(window_cache.refresh, self.engine, now)
 
 
 def _freeze_startup_objects() -> None:

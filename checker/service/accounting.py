@@ -1,0 +1,84 @@
+"""Spend caps and rate-limit holds: what the scheduler remembers about a target between probes.
+
+In memory only, except today's spend: `load_spend_today()` reads it back from the stored
+results at start, so a restart does not reopen a target's daily budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from checker.config.schema import Target
+from checker.probes.base import ErrorKind, ProbeResult
+from checker.probes.registry import is_free
+from checker.service.clock import Clock
+from checker.store.queries.status import spend_since
+
+__all__ = ["Accounting", "TargetRuntime"]
+
+
+@dataclass
+class TargetRuntime:
+    """A target's run-time memory between probes: its hold, today's spend, its last outcomes.
+
+    Not alerting.rules.TargetState (the alert rules' persisted state of a target).
+    """
+
+    hold_until: float = 0.0  # monotonic; a 429 Retry-After holds the target until then
+    spend_day: str = ""
+    spend_usd: float = 0.0
+    last_ok: dict[str, bool] = field(default_factory=dict)
+
+
+class Accounting:
+    """Every target's spend today and Retry-After hold, and whether a probe may run now."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.runtimes: dict[str, TargetRuntime] = {}
+
+    def runtime(self, name: str) -> TargetRuntime:
+        return self.runtimes.setdefault(name, TargetRuntime())
+
+    def why_not(self, target: Target, probe: str) -> str | None:
+        """Why this probe must not run now ("retry_after", "spend_cap"), or None."""
+        state = self.runtime(target.name)
+        if self.clock.monotonic() < state.hold_until:
+            return "retry_after"
+        cap = target.spend_cap_usd_per_day
+        if cap is not None and not is_free(target.kind, probe):
+            self._roll_spend_day(state)
+            if state.spend_usd >= cap:
+                return "spend_cap"
+        return None
+
+    def charge(self, target: Target, result: ProbeResult) -> None:
+        """Add the result's cost to today's spend; a 429 with Retry-After starts a hold."""
+        state = self.runtime(target.name)
+        if result.cost_usd:
+            self._roll_spend_day(state)
+            state.spend_usd += result.cost_usd
+        if result.error == ErrorKind.rate_limited and result.retry_after_s:
+            state.hold_until = self.clock.monotonic() + result.retry_after_s
+
+    def spend_today(self, name: str) -> float | None:
+        state = self.runtime(name)
+        self._roll_spend_day(state)
+        return state.spend_usd
+
+    def _roll_spend_day(self, state: TargetRuntime) -> None:
+        today = self.clock.now().date().isoformat()
+        if state.spend_day != today:
+            state.spend_day, state.spend_usd = today, 0.0
+
+    async def load_spend_today(self, engine: Engine) -> None:
+        """Spend caps survive restarts: start from what today's stored results cost."""
+        midnight = self.clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        spent = await asyncio.to_thread(spend_since, engine, midnight)
+        today = midnight.date().isoformat()
+        for name, usd in spent.items():
+            state = self.runtime(name)
+            state.spend_day, state.spend_usd = today, usd

@@ -1,0 +1,263 @@
+"""The job table: every job the service schedules, its trigger, and who runs it.
+
+    id                        trigger                           leader only  first run
+    probe:<target>:<probe>    every target interval             no           a stable offset
+    housekeeping:rollup       every 5 min                       yes          start + 30 s
+    housekeeping:prune        every 6 h                         yes          start + 1 min
+    housekeeping:certs        every alerting.certs.CHECK_EVERY_S no          at start
+    leader:evaluate           every scheduler.evaluate_every    yes          start + 2 s
+    leader:digest             cron digest.at in digest.timezone yes          its cron time
+    leader:digest-catch-up    once                              yes          start + 20 s
+
+`service_jobs()` is that table in code (all but the probe jobs, one per target x probe,
+which `schedule_probes()` keeps in step with the config). Leader-only jobs ask
+`Leadership.check()` before each run, so across nodes exactly one runs them. The
+`reschedule` jobs depend on the config and are scheduled again on every reload.
+APScheduler keeps real time: the times given to it are the system clock's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from checker.alerting.certs import CHECK_EVERY_S
+from checker.config.schema import Config, Target
+from checker.web.metrics import Metrics
+
+__all__ = [
+    "PROBE_JOB_PREFIX",
+    "Job",
+    "JobSpec",
+    "job_id",
+    "schedule",
+    "schedule_probes",
+    "service_jobs",
+    "spread_offset",
+    "watch_lag",
+]
+
+PROBE_JOB_PREFIX = "probe:"
+
+Job = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One row of the job table."""
+
+    id: str
+    run: Job
+    trigger: BaseTrigger | None  # None: runs once, at first_run
+    leader_only: bool
+    first_run: timedelta | None = None  # after scheduling; None: when the trigger says
+    misfire_grace_time: int | None = None  # None: APScheduler's default
+    reschedule: bool = False  # scheduled again on a reload (the trigger reads the config)
+    # A cheap local test run before the leadership round trip; False skips this run.
+    precheck: Callable[[], bool] | None = None
+
+
+def service_jobs(
+    cfg: Config,
+    *,
+    evaluate: Job,
+    digest: Job,
+    digest_wanted: Callable[[], bool],
+    rollup: Job,
+    prune: Job,
+    certs: Job,
+) -> list[JobSpec]:
+    """Every job but the probes, for this config."""
+    hour, minute = (int(x) for x in cfg.digest.at.split(":"))
+    return [
+        JobSpec(
+            "housekeeping:rollup",
+            rollup,
+            IntervalTrigger(minutes=5, timezone=UTC),
+            # Nodes rolling up the same hours at once would race on the same rows.
+            leader_only=True,
+            first_run=timedelta(seconds=30),
+        ),
+        JobSpec(
+            "housekeeping:prune",
+            prune,
+            IntervalTrigger(hours=6, timezone=UTC),
+            leader_only=True,
+            first_run=timedelta(minutes=1),
+        ),
+        # Every node reads certificates (one handshake per https target every few hours), so
+        # a node that becomes the leader already knows them.
+        JobSpec(
+            "housekeeping:certs",
+            certs,
+            IntervalTrigger(seconds=CHECK_EVERY_S, timezone=UTC),
+            leader_only=False,
+            first_run=timedelta(0),
+        ),
+        JobSpec(
+            "leader:evaluate",
+            evaluate,
+            IntervalTrigger(seconds=cfg.scheduler.evaluate_every, timezone=UTC),
+            leader_only=True,
+            first_run=timedelta(seconds=2),
+            reschedule=True,
+        ),
+        JobSpec(
+            "leader:digest",
+            digest,
+            CronTrigger(hour=hour, minute=minute, timezone=ZoneInfo(cfg.digest.timezone)),
+            leader_only=True,
+            misfire_grace_time=3600,
+            reschedule=True,
+            precheck=digest_wanted,
+        ),
+        # A digest missed while the service was down goes out at start (once per day).
+        JobSpec(
+            "leader:digest-catch-up",
+            digest,
+            None,
+            leader_only=True,
+            first_run=timedelta(seconds=20),
+            reschedule=True,
+            precheck=digest_wanted,
+        ),
+    ]
+
+
+def schedule(
+    scheduler: AsyncIOScheduler,
+    specs: list[JobSpec],
+    *,
+    leads: Callable[[], bool],
+    running: set[asyncio.Task[Any]],
+) -> None:
+    """Add (or replace) the jobs. `leads` blocks (it is called in a thread).
+
+    A running job registers in `running`, so stop() lets it finish within the shutdown
+    grace, like a probe: APScheduler's shutdown cancels running jobs and logs each as
+    failed, so an evaluation round cut short by a routine stop would leave an ERROR line
+    and a half-judged round.
+    """
+    now = datetime.now(UTC)
+    for spec in specs:
+        options: dict[str, Any] = {}
+        if spec.first_run is not None:
+            options["next_run_time"] = now + spec.first_run
+        if spec.misfire_grace_time is not None:
+            options["misfire_grace_time"] = spec.misfire_grace_time
+        scheduler.add_job(
+            _tracked(spec, leads, running),
+            trigger=spec.trigger,
+            id=spec.id,
+            name=spec.id,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            **options,
+        )
+
+
+def _tracked(spec: JobSpec, leads: Callable[[], bool], running: set[asyncio.Task[Any]]) -> Job:
+    async def run() -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            running.add(task)
+        try:
+            if spec.precheck is not None and not spec.precheck():
+                return
+            if spec.leader_only and not await asyncio.to_thread(leads):
+                return
+            await spec.run()
+        finally:
+            if task is not None:
+                running.discard(task)
+
+    return run
+
+
+def job_id(target: str, probe: str) -> str:
+    return f"{PROBE_JOB_PREFIX}{target}:{probe}"
+
+
+def spread_offset(key: str, interval: float) -> float:
+    """A stable start offset within the interval, so 500 targets never fire at once.
+
+    Stable across restarts (a hash, not random), so a restart does not bunch probes up.
+    """
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") / 2**64) * interval
+
+
+def schedule_probes(
+    scheduler: AsyncIOScheduler,
+    cfg: Config,
+    probe: Callable[[str, str], Awaitable[None]],
+) -> tuple[int, int, int]:
+    """One job per target x probe; returns how many were added, changed and removed.
+
+    A job whose interval is unchanged keeps its place in time.
+    """
+    wanted: dict[str, tuple[Target, str, float]] = {}
+    for t in cfg.targets:
+        for p in t.probe_names:
+            wanted[job_id(t.name, p)] = (t, p, cfg.interval(t))
+    existing = {j.id: j for j in scheduler.get_jobs() if j.id.startswith(PROBE_JOB_PREFIX)}
+    removed = 0
+    for jid in set(existing) - set(wanted):
+        scheduler.remove_job(jid)
+        removed += 1
+    added = changed = 0
+    now = datetime.now(UTC)
+    for jid, (t, p, interval) in wanted.items():
+        job = existing.get(jid)
+        if job is not None:
+            old_interval = job.trigger.interval.total_seconds()
+            if old_interval == interval:
+                continue
+            changed += 1
+        else:
+            added += 1
+        start = now + timedelta(seconds=spread_offset(jid, interval))
+        scheduler.add_job(
+            probe,
+            trigger=IntervalTrigger(seconds=interval, start_date=start, timezone=UTC),
+            args=[t.name, p],
+            id=jid,
+            name=jid,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(cfg.scheduler.misfire_grace)),
+        )
+    return added, changed, removed
+
+
+def watch_lag(
+    scheduler: AsyncIOScheduler, metrics: Metrics, lags: list[float], skipped: dict[str, int]
+) -> None:
+    """Record each probe job's start lag in `lags` and the metric; count overlapping runs."""
+
+    def on_event(event: Any) -> None:
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            skipped["max_instances"] += 1
+            return
+        if isinstance(event, JobSubmissionEvent) and event.job_id.startswith(PROBE_JOB_PREFIX):
+            planned = event.scheduled_run_times[-1]
+            lag = (datetime.now(UTC) - planned).total_seconds()
+            lags.append(lag)
+            metrics.lag.observe(max(0.0, lag))
+            if len(lags) > 10_000:
+                del lags[:5_000]
+
+    scheduler.add_listener(on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)

@@ -126,7 +126,8 @@ def rollup_everything(url: str) -> None:
     """Fold the stored hours into rollups, as the service's rollup job would."""
     from datetime import UTC, datetime, timedelta
 
-    from checker.store import db, window_cache
+    from checker.store import db
+    from checker.store.queries import window_cache
     from checker.store.rollup import rollup_hours
 
     engine = db.make_engine(url)

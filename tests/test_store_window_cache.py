@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker.probes.base import ProbeResult
-from checker.store import window_cache
+from checker.store.queries import window_cache
 from checker.store.plan import floor_hour
 from checker.store.queries.status import status
 from checker.store.rollup import rollup_hours

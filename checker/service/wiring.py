@@ -38,7 +38,7 @@ from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.gauges import update_slo_gauges
 from checker.service.housekeeping import digest_wanted, prune_old, send_digest
 from checker.service.results import log_transition, settle
-from checker.store import window_cache
+from checker.store.queries import window_cache
 from checker.store.leader import Leadership
 from checker.store.rollup import rollup_due
 from checker.web.metrics import Metrics

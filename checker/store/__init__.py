@@ -1,7 +1,7 @@
 """Storage: tables, engines, migrations, the batched result writer, rollups, window
 planning and every SQL read (checker.store.queries).
 
-Data flow: writer (raw results) -> rollup (hourly and daily rows) -> window_cache
+Data flow: writer (raw results) -> rollup (hourly and daily rows) -> queries.window_cache
 (pre-merged runs) -> queries (plan.plan_window splits each window between them).
 
 Import the submodules directly (`checker.store.queries.status`, `checker.store.writer`,
@@ -21,6 +21,5 @@ __all__ = [
     "rollup",
     "tables",
     "upsert",
-    "window_cache",
     "writer",
 ]

@@ -8,18 +8,11 @@ from typing import Any
 
 import pytest
 
-from checker.alerting.rules import (
-    Evaluation,
-    Notification,
-    Policy,
-    ProbeOutcome,
-    Signals,
-    TargetState,
-    apprise_notify_type,
-    evaluate,
-    route_tags,
-)
+from checker.alerting.notification import Notification, apprise_notify_type, route_tags
+from checker.alerting.rules import Evaluation, evaluate
+from checker.alerting.signals import Policy, ProbeOutcome, Signals
 from checker.alerting.slo import WindowCounts, required_windows
+from checker.alerting.state import TargetState
 from checker.config.schema import Alerts, Config, Slo
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

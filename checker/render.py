@@ -9,8 +9,6 @@ from typing import Any
 
 import jinja2
 
-from checker.alerting.outbox import Message
-from checker.redact import Redactor
 from checker.units import format_duration
 
 
@@ -80,20 +78,3 @@ def _env(path: str, autoescape: bool) -> jinja2.Environment:
 
 def env(autoescape: bool = True) -> jinja2.Environment:
     return _env(str(templates_dir()), autoescape)
-
-
-def alert_message(n: dict[str, Any], redactor: Redactor, status_url: str | None = None) -> Message:
-    """A rules.Notification (as JSON) -> an outbox Message with title, markdown and HTML."""
-    ctx = {"n": n, "status_url": status_url}
-    title = env(False).get_template("alert_title.j2").render(ctx).strip()
-    markdown = env(False).get_template("alert.md.j2").render(ctx).strip() + "\n"
-    html = env(True).get_template("alert.html.j2").render(ctx)
-    return Message(
-        dedup_key=n["dedup_key"],
-        kind="alert",
-        notify_type=n["notify_type"],
-        title=redactor.text(title),
-        body_markdown=redactor.text(markdown),
-        body_html=redactor.text(html),
-        tags=tuple(n["tags"]),
-    )

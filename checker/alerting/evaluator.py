@@ -18,24 +18,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from checker.alerting.channels import Channel, route
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.alerting.outbox import Channel, enqueue, route
+from checker.alerting.messages import alert_message
+from checker.alerting.outbox import enqueue
 from checker.alerting.rules import evaluate
 from checker.alerting.signals import ConfirmRequest, Policy, ProbeOutcome, Signals
 from checker.alerting.slo import WindowCounts, is_bad, required_windows
 from checker.alerting.state import Incident, TargetState
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
-from checker.render import alert_message
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
 from checker.store.queries import window_counts_many
 from checker.store.upsert import upsert
 
 log = logging.getLogger("checker.evaluator")
 
-RESULTS = ProbeResultRow.__table__
-STATES = AlertStateRow.__table__
-INCIDENTS = IncidentRow.__table__
+# SQLModel sets __table__ at class creation; its stubs do not declare it.
+RESULTS: sa.Table = ProbeResultRow.__table__  # type: ignore[attr-defined]
+STATES: sa.Table = AlertStateRow.__table__  # type: ignore[attr-defined]
+INCIDENTS: sa.Table = IncidentRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -220,8 +222,7 @@ def _evaluate_one(
             upsert(conn, INCIDENTS, _incident_row(incident), ["key"])
         status_url = cfg.server.public_url if cfg.server else None
         for n in result.notifications:
-            doc = n.to_json()
-            message = alert_message(doc, ctx.redactor, status_url)
+            message = alert_message(n, ctx.redactor, status_url)
             channels = route(ctx.channels, n.tags, "alert")
             inserted = enqueue(conn, message, channels)
             if inserted:

@@ -40,7 +40,8 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from checker.alerting.outbox import Channel, load_channels, route, send
+from checker.alerting.channels import Channel, load_channels, route
+from checker.alerting.deliver import send
 from checker.alerting.slo import WindowCounts
 from checker.config.schema import Config, Target
 from checker.cost.prices import PriceBook, month_window, project_month_end

@@ -29,10 +29,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from checker import logs
 from checker.alerting.certs import CHECK_EVERY_S, CertWatch
+from checker.alerting.channels import load_channels, route
+from checker.alerting.deliver import Deliverer
 from checker.alerting.evaluator import Context as EvalContext
 from checker.alerting.evaluator import EvaluatorTask
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.alerting.outbox import Deliverer, load_channels, pending_count, route
+from checker.alerting.outbox import pending_count
 from checker.alerting.slo import WindowCounts
 from checker.config import schema as config_mod
 from checker.config.schema import FREE_PROBES, Config, ConfigError, Target

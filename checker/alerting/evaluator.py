@@ -32,6 +32,13 @@ from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
 from checker.store.queries import window_counts_many
 from checker.store.upsert import upsert
 
+__all__ = [
+    "Context",
+    "EvaluatorTask",
+    "evaluate_targets",
+    "window_signals",
+]
+
 log = logging.getLogger("checker.evaluator")
 
 # SQLModel sets __table__ at class creation; its stubs do not declare it.

@@ -17,7 +17,7 @@ from checker.alerting.signals import (
     RuleStatus,
     Signals,
 )
-from checker.alerting.state import ProbeDownState, TargetState, as_utc, iso
+from checker.alerting.state import AlertState, ProbeDownState, as_utc, iso
 from checker.config.schema import DownRule
 
 __all__ = ["down_status", "streaks"]
@@ -59,7 +59,7 @@ def _step_probe(
 
 
 def down_status(
-    state: TargetState, signals: Signals, policy: Policy
+    state: AlertState, signals: Signals, policy: Policy
 ) -> tuple[RuleStatus, list[ConfirmRequest]]:
     if signals.recent is None:
         return RuleStatus("down", None), []

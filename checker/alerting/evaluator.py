@@ -25,7 +25,7 @@ from checker.alerting.outbox import enqueue
 from checker.alerting.rules import evaluate
 from checker.alerting.signals import ConfirmRequest, Policy, ProbeOutcome, Signals
 from checker.alerting.slo import WindowCounts, is_bad, required_windows
-from checker.alerting.state import Incident, TargetState
+from checker.alerting.state import AlertState, Incident
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
@@ -168,10 +168,10 @@ def _read_signals(
     targets: Sequence[Target],
     now: datetime,
     counts: dict[str, dict[float, WindowCounts]] | None,
-) -> dict[str, tuple[TargetState, Any, Signals]]:
+) -> dict[str, tuple[AlertState, Any, Signals]]:
     """Each target's stored state and its signals, read on one connection."""
     cfg = ctx.cfg
-    out: dict[str, tuple[TargetState, Any, Signals]] = {}
+    out: dict[str, tuple[AlertState, Any, Signals]] = {}
     with engine.connect() as conn:
         stored_states = _stored_states(conn, [t.name for t in targets])
         for target in targets:
@@ -180,9 +180,9 @@ def _read_signals(
             windows = counts.get(target.name, {}) if counts is not None else None
             stored = stored_states.get(target.name)
             state = (
-                TargetState.from_json(stored)
+                AlertState.from_json(stored)
                 if stored is not None
-                else TargetState(target=target.name)
+                else AlertState(target=target.name)
             )
             signals = Signals(
                 recent={
@@ -204,7 +204,7 @@ def _evaluate_one(
     ctx: Context,
     target: Target,
     now: datetime,
-    state: TargetState,
+    state: AlertState,
     stored: Any,
     signals: Signals,
 ) -> list[ConfirmRequest]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from checker.alerting.notification import Kind, Notification, route_tags
 from checker.alerting.signals import Measurement, Policy, RuleStatus, rules_of, severity_of
-from checker.alerting.state import GroupState, Incident, TargetState
+from checker.alerting.state import AlertState, GroupState, Incident
 
 __all__ = ["FLAP_WINDOW", "IncidentRun"]
 
@@ -23,7 +23,7 @@ class IncidentRun:
 
     def __init__(
         self,
-        state: TargetState,
+        state: AlertState,
         statuses: dict[str, RuleStatus],
         policy: Policy,
         now: datetime,

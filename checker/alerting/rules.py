@@ -3,7 +3,7 @@
 The evaluator reads one target's signals from the store, calls `evaluate(state, signals,
 policy, now)`, and writes the returned state, incidents and notifications in one
 transaction. Nothing here reads a clock or does I/O; the state is plain data that
-round-trips through JSON (`TargetState.to_json()` / `TargetState.from_json()`), so a
+round-trips through JSON (`AlertState.to_json()` / `AlertState.from_json()`), so a
 restart continues exactly where the last evaluation stopped.
 
 Where things live: rule names, signals and verdicts in `signals`; the remembered state in
@@ -72,7 +72,7 @@ from checker.alerting.down_rule import down_status
 from checker.alerting.incidents import IncidentRun
 from checker.alerting.notification import Notification
 from checker.alerting.signals import GROUPS, ConfirmRequest, Policy, RuleStatus, Signals
-from checker.alerting.state import Incident, TargetState, as_utc
+from checker.alerting.state import AlertState, Incident, as_utc
 from checker.alerting.threshold_rules import (
     budget_status,
     burn_statuses,
@@ -86,7 +86,7 @@ __all__ = ["Evaluation", "evaluate", "rule_statuses"]
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    state: TargetState
+    state: AlertState
     notifications: list[Notification]
     confirmations: list[ConfirmRequest]
     # Incidents opened, changed (rules joined or left, announced) or resolved in this run,
@@ -96,7 +96,7 @@ class Evaluation:
 
 
 def rule_statuses(
-    state: TargetState, signals: Signals, policy: Policy
+    state: AlertState, signals: Signals, policy: Policy
 ) -> tuple[dict[str, RuleStatus], list[ConfirmRequest]]:
     """Every rule's verdict for this evaluation (updates the down hysteresis in `state`)."""
     down, confirmations = down_status(state, signals, policy)
@@ -111,12 +111,12 @@ def rule_statuses(
     return {s.rule: s for s in statuses}, confirmations
 
 
-def evaluate(state: TargetState, signals: Signals, policy: Policy, now: datetime) -> Evaluation:
+def evaluate(state: AlertState, signals: Signals, policy: Policy, now: datetime) -> Evaluation:
     """One evaluation of one target. The given state is not modified; use the returned one."""
     now = as_utc(now)
     # Working on a JSON copy keeps the caller's state intact and proves that everything the
     # machine depends on survives persistence.
-    state = TargetState.from_json(state.to_json())
+    state = AlertState.from_json(state.to_json())
     statuses, confirmations = rule_statuses(state, signals, policy)
     run = IncidentRun(state, statuses, policy, now, signals.in_maintenance)
     for name in GROUPS:

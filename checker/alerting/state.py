@@ -1,8 +1,8 @@
 """What the rules remember about a target between evaluations, as JSON-round-trippable data.
 
-`TargetState` holds each probe's down/up hysteresis and, per rule group, the open
-`Incident` and the flapping bookkeeping. The evaluator stores `TargetState.to_json()` and
-reads it back with `TargetState.from_json()`, so a restart continues where it stopped.
+`AlertState` holds each probe's down/up hysteresis and, per rule group, the open
+`Incident` and the flapping bookkeeping. The evaluator stores `AlertState.to_json()` and
+reads it back with `AlertState.from_json()`, so a restart continues where it stopped.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from checker.alerting.signals import Measurement, Severity
 
 __all__ = [
     "STATE_VERSION",
+    "AlertState",
     "GroupState",
     "Incident",
     "ProbeDownState",
-    "TargetState",
     "as_utc",
     "iso",
     "parse_iso",
@@ -156,7 +156,7 @@ class GroupState:
 
 
 @dataclass(slots=True)
-class TargetState:
+class AlertState:
     """Everything the rules remember about one target between evaluations."""
 
     target: str
@@ -180,7 +180,7 @@ class TargetState:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> TargetState:
+    def from_json(cls, d: Mapping[str, Any]) -> AlertState:
         if d.get("version") != STATE_VERSION:
             raise ValueError(f"unknown rules state version {d.get('version')!r}")
         return cls(

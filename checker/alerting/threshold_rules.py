@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from checker.alerting.signals import Measurement, Policy, RuleStatus, Signals
 from checker.alerting.slo import budget_remaining, burn_rate, burn_windows, evaluate_burn
-from checker.alerting.state import TargetState
+from checker.alerting.state import AlertState
 
 __all__ = [
     "budget_status",
@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-def burn_statuses(state: TargetState, signals: Signals, policy: Policy) -> list[RuleStatus]:
+def burn_statuses(state: AlertState, signals: Signals, policy: Policy) -> list[RuleStatus]:
     slo = policy.slo
     windows = burn_windows(slo.window)
     if not policy.alerts.burn or not windows:

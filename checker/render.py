@@ -18,12 +18,9 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from checker.alerting.outbox import Message
-from checker.redact import Redactor
 from checker.units import format_duration
 
 __all__ = [
-    "alert_message",
     "env",
     "fmt_change",
     "fmt_local",
@@ -239,20 +236,3 @@ def env() -> jinja2.Environment:
     )
     environment.filters.update(_FILTERS)
     return environment
-
-
-def alert_message(n: dict[str, Any], redactor: Redactor, status_url: str | None = None) -> Message:
-    """A rules.Notification (as JSON) -> an outbox Message with title, markdown and HTML."""
-    ctx = {"n": n, "status_url": status_url}
-    title = env().get_template("alert_title.j2").render(ctx).strip()
-    markdown = env().get_template("alert.md.j2").render(ctx).strip() + "\n"
-    html = env().get_template("alert.html.j2").render(ctx)
-    return Message(
-        dedup_key=n["dedup_key"],
-        kind="alert",
-        notify_type=n["notify_type"],
-        title=redactor.text(title),
-        body_markdown=redactor.text(markdown),
-        body_html=redactor.text(html),
-        tags=tuple(n["tags"]),
-    )

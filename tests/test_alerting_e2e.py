@@ -21,7 +21,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.alerting import outbox as notify
+from checker.alerting import outbox
+from checker.alerting.channels import load_channels
 from checker.alerting.evaluator import window_signals
 from checker.config.load import load, parse
 from checker.config.schema import Config
@@ -197,10 +198,10 @@ async def test_the_smtp_server_is_down_when_the_alert_fires(
     db: tuple[str, Engine],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(notify, "BACKOFF_FIRST_S", 0.2)
+    monkeypatch.setattr(outbox, "BACKOFF_FIRST_S", 0.2)
     url, engine = db
     cfg = parse(config_text(sim, url, [webhook.url("hook"), smtp_down.url()]))
-    mail_channel = next(c for c in notify.load_channels(cfg) if c.is_email)
+    mail_channel = next(c for c in load_channels(cfg) if c.is_email)
 
     def mail_rows() -> list[dict]:
         return [r for r in rows(engine, OUTBOX) if r["channel"] == mail_channel.id]
@@ -233,7 +234,7 @@ async def test_the_smtp_server_is_down_when_the_alert_fires(
         assert smtp_down.subjects()[1].startswith(RESOLVED_PREFIX)
     finally:
         await service.stop()
-    assert notify.pending_count(engine) == 0
+    assert outbox.pending_count(engine) == 0
 
 
 async def test_a_restart_mid_incident_neither_pages_again_nor_forgets(

@@ -9,9 +9,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from checker.alerting.channels import load_channels
 from checker.alerting.evaluator import Context, EvaluatorTask, evaluate_targets, window_signals
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.alerting.outbox import load_channels
 from checker.config.load import parse
 from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult

@@ -16,16 +16,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from checker.alerting import deliver
 from checker.alerting import outbox as notify
-from checker.alerting.outbox import (
-    Channel,
-    Deliverer,
-    Message,
-    channel_id,
-    enqueue,
-    load_channels,
-    route,
-)
+from checker.alerting.channels import Channel, channel_id, load_channels, route
+from checker.alerting.deliver import Deliverer
+from checker.alerting.outbox import Message, enqueue
 from checker.config.load import ConfigError, parse
 from checker.config.schema import Config
 from checker.redact import Redactor
@@ -315,7 +310,7 @@ async def test_errors_of_channels_sent_at_once_stay_apart(smtp_down: SmtpInbox) 
     mail = Channel("m", smtp_down.url(), frozenset())
     hook = Channel("h", f"json://127.0.0.1:{free_port()}/hook", frozenset())
     errors = await asyncio.gather(
-        *(notify.send(c, "t", "b", "markdown", "info") for c in (mail, hook, mail, hook))
+        *(deliver.send(c, "t", "b", "markdown", "info") for c in (mail, hook, mail, hook))
     )
     assert all(errors)
     for channel, error in zip((mail, hook, mail, hook), errors, strict=True):
@@ -325,7 +320,8 @@ async def test_errors_of_channels_sent_at_once_stay_apart(smtp_down: SmtpInbox) 
 STALL_PROBE = """
 import asyncio, sys
 import sqlalchemy as sa
-from checker.alerting.outbox import Channel, Deliverer, send
+from checker.alerting.channels import Channel
+from checker.alerting.deliver import Deliverer, send
 from checker.redact import Redactor
 from checker.store import migrate
 

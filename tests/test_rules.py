@@ -8,18 +8,11 @@ from typing import Any
 
 import pytest
 
-from checker.alerting.rules import (
-    Evaluation,
-    Notification,
-    Policy,
-    ProbeOutcome,
-    Signals,
-    TargetState,
-    apprise_notify_type,
-    evaluate,
-    route_tags,
-)
+from checker.alerting.notification import Notification, apprise_notify_type, route_tags
+from checker.alerting.rules import Evaluation, evaluate
+from checker.alerting.signals import Policy, ProbeOutcome, Signals
 from checker.alerting.slo import WindowCounts, required_windows
+from checker.alerting.state import AlertState
 from checker.config.schema import Alerts, Config, Slo
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -56,7 +49,7 @@ class Sim:
 
     def __init__(self, pol: Policy, target: str = "api", roundtrip: bool = True) -> None:
         self.policy = pol
-        self.state = TargetState(target)
+        self.state = AlertState(target)
         self.now = T0
         self.roundtrip = roundtrip
         self.results: dict[str, list[ProbeOutcome]] = {"stream": []}
@@ -94,7 +87,7 @@ class Sim:
             json.dumps(n.to_json())  # the outbox stores it as JSON
         self.sent += ev.notifications
         if self.roundtrip:
-            self.state = TargetState.from_json(json.loads(json.dumps(ev.state.to_json())))
+            self.state = AlertState.from_json(json.loads(json.dumps(ev.state.to_json())))
         else:
             self.state = ev.state
         return ev.notifications
@@ -510,7 +503,7 @@ def _scenario(sim: Sim, rebuild_at: set[int]) -> list[dict[str, Any]]:
     for i, step in enumerate(steps):
         if i in rebuild_at:  # a restart: only the JSON text survives
             text = json.dumps(sim.state.to_json())
-            sim.state = TargetState.from_json(json.loads(text))
+            sim.state = AlertState.from_json(json.loads(text))
         step()
     return [n.to_json() for n in sim.sent]
 
@@ -588,15 +581,15 @@ def test_incident_ids_keep_counting_across_incidents() -> None:
 
 
 def test_unknown_state_version_is_refused() -> None:
-    data = TargetState("api").to_json()
-    assert TargetState.from_json(data).target == "api"
+    data = AlertState("api").to_json()
+    assert AlertState.from_json(data).target == "api"
     with pytest.raises(ValueError, match="version"):
-        TargetState.from_json(data | {"version": 99})
+        AlertState.from_json(data | {"version": 99})
 
 
 def test_naive_time_is_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
-        evaluate(TargetState("api"), Signals(), policy(), datetime(2024, 5, 1))
+        evaluate(AlertState("api"), Signals(), policy(), datetime(2024, 5, 1))
 
 
 # --- routing ------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker.probes.base import ProbeResult
-from checker.store.queries import window_cache
 from checker.store.plan import floor_hour
+from checker.store.queries import window_cache
 from checker.store.queries.status import status
 from checker.store.rollup import rollup_hours
 from tests.fixtures_db import generate_results, store_results

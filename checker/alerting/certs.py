@@ -24,6 +24,17 @@ from checker.config.schema import Config, Target
 
 log = logging.getLogger("checker.certs")
 
+__all__ = [
+    "CHECK_EVERY_S",
+    "MAX_PARALLEL",
+    "CertError",
+    "CertWatch",
+    "days_left",
+    "fetch_not_after",
+    "host_port",
+    "not_after",
+]
+
 CHECK_EVERY_S = 6 * 3600.0
 # Certificate checks of many targets at once: enough in parallel, never a burst of hundreds.
 MAX_PARALLEL = 20

@@ -18,23 +18,34 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from checker.alerting import rules
+from checker.alerting.channels import Channel, route
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.alerting.outbox import Channel, enqueue, route
+from checker.alerting.messages import alert_message
+from checker.alerting.outbox import enqueue
+from checker.alerting.rules import evaluate
+from checker.alerting.signals import ConfirmRequest, Policy, ProbeOutcome, Signals
 from checker.alerting.slo import WindowCounts, is_bad, required_windows
+from checker.alerting.state import AlertState, Incident
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
-from checker.render import alert_message
 from checker.store.db import one_of_param
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
 from checker.store.queries.status import window_counts_many
 from checker.store.upsert import upsert
 
+__all__ = [
+    "Context",
+    "EvaluatorTask",
+    "evaluate_targets",
+    "window_signals",
+]
+
 log = logging.getLogger("checker.evaluator")
 
-RESULTS = ProbeResultRow.__table__
-STATES = AlertStateRow.__table__
-INCIDENTS = IncidentRow.__table__
+# SQLModel sets __table__ at class creation; its stubs do not declare it.
+RESULTS: sa.Table = ProbeResultRow.__table__  # type: ignore[attr-defined]
+STATES: sa.Table = AlertStateRow.__table__  # type: ignore[attr-defined]
+INCIDENTS: sa.Table = IncidentRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -78,7 +89,7 @@ def _recent(
         # Details are redacted when probed; again here, as they go on into the rule state,
         # the incidents table and messages.
         detail = redactor(r.detail)
-        out.append(rules.ProbeOutcome(at=r.started_at, bad=bad, error=r.error, detail=detail))
+        out.append(ProbeOutcome(at=r.started_at, bad=bad, error=r.error, detail=detail))
     return out
 
 
@@ -131,7 +142,7 @@ def evaluate_targets(
     *,
     windows: bool = True,
     counts: dict[str, dict[float, WindowCounts]] | None = None,
-) -> list[rules.ConfirmRequest]:
+) -> list[ConfirmRequest]:
     """Evaluate targets and persist the outcome; returns probes to re-run for confirmation.
 
     With windows=False only the result-driven rules get data (the fast path after a flush);
@@ -145,7 +156,7 @@ def evaluate_targets(
     if windows and counts is None:
         counts = window_signals(engine, ctx.cfg, targets, now)
     signals = _read_signals(engine, ctx, targets, now, counts if windows else None)
-    confirmations: list[rules.ConfirmRequest] = []
+    confirmations: list[ConfirmRequest] = []
     for target in targets:
         state, stored, target_signals = signals[target.name]
         confirmations += _evaluate_one(engine, ctx, target, now, state, stored, target_signals)
@@ -158,10 +169,10 @@ def _read_signals(
     targets: Sequence[Target],
     now: datetime,
     counts: dict[str, dict[float, WindowCounts]] | None,
-) -> dict[str, tuple[rules.TargetState, Any, rules.Signals]]:
+) -> dict[str, tuple[AlertState, Any, Signals]]:
     """Each target's stored state and its signals, read on one connection."""
     cfg = ctx.cfg
-    out: dict[str, tuple[rules.TargetState, Any, rules.Signals]] = {}
+    out: dict[str, tuple[AlertState, Any, Signals]] = {}
     with engine.connect() as conn:
         stored_states = _stored_states(conn, [t.name for t in targets])
         for target in targets:
@@ -170,11 +181,11 @@ def _read_signals(
             windows = counts.get(target.name, {}) if counts is not None else None
             stored = stored_states.get(target.name)
             state = (
-                rules.TargetState.from_json(stored)
+                AlertState.from_json(stored)
                 if stored is not None
-                else rules.TargetState(target=target.name)
+                else AlertState(target=target.name)
             )
-            signals = rules.Signals(
+            signals = Signals(
                 recent={
                     p: _recent(conn, target, p, depth, cfg, ctx.redactor)
                     for p in target.probe_names
@@ -194,13 +205,13 @@ def _evaluate_one(
     ctx: Context,
     target: Target,
     now: datetime,
-    state: rules.TargetState,
+    state: AlertState,
     stored: Any,
-    signals: rules.Signals,
-) -> list[rules.ConfirmRequest]:
+    signals: Signals,
+) -> list[ConfirmRequest]:
     cfg = ctx.cfg
-    policy = rules.Policy.for_target(cfg, target)
-    result = rules.evaluate(state, signals, policy, now)
+    policy = Policy.for_target(cfg, target)
+    result = evaluate(state, signals, policy, now)
     new_state = result.state.to_json()
     # Most rounds change nothing; rewriting the row anyway was a third of an evaluation's
     # cost at 5,000 probes/min (bench/capacity.py). updated_at is thus when the state last
@@ -219,8 +230,7 @@ def _evaluate_one(
             upsert(conn, INCIDENTS, _incident_row(incident), ["key"])
         status_url = cfg.server.public_url if cfg.server else None
         for n in result.notifications:
-            doc = n.to_json()
-            message = alert_message(doc, ctx.redactor, status_url)
+            message = alert_message(n, ctx.redactor, status_url)
             channels = route(ctx.channels, n.tags, "alert")
             inserted = enqueue(conn, message, channels)
             if inserted:
@@ -230,7 +240,7 @@ def _evaluate_one(
     return list(result.confirmations)
 
 
-def _incident_row(i: rules.Incident) -> dict[str, Any]:
+def _incident_row(i: Incident) -> dict[str, Any]:
     doc = i.to_json()
     return {
         "key": i.id,
@@ -263,7 +273,7 @@ class EvaluatorTask:
         windows: bool = True,
         counts: dict[str, dict[float, WindowCounts]] | None = None,
         now: datetime | None = None,
-    ) -> list[rules.ConfirmRequest]:
+    ) -> list[ConfirmRequest]:
         """One round; `counts` are window_signals already read at `now` (else read here)."""
         ctx = self._context()
         wanted = None if targets is None else set(targets)

@@ -33,6 +33,30 @@ from checker.units import format_duration
 
 Severity = Literal["page", "ticket"]
 
+__all__ = [
+    "DAY",
+    "HOUR",
+    "BurnAlert",
+    "BurnWindow",
+    "WindowCounts",
+    "budget_remaining",
+    "burn_rate",
+    "burn_windows",
+    "count_events",
+    "detection_time_s",
+    "error_rate",
+    "evaluate_burn",
+    "exceeds",
+    "explain_page_sensitivity",
+    "fewest_bad_to_page",
+    "is_bad",
+    "latency_sli",
+    "required_windows",
+    "single_failure_pages",
+    "sli",
+    "time_to_exhaust_s",
+]
+
 HOUR = 3600.0
 DAY = 86400.0
 # The workbook's table for a 30-day period: (severity, budget fraction, long, short window).

@@ -282,7 +282,8 @@ def notify_test(
     tag: Annotated[str | None, typer.Option(help="Only channels with this tag.")] = None,
 ) -> None:
     """Send a test notification to each channel; report delivered or the error per channel."""
-    from checker.alerting.outbox import load_channels, send
+    from checker.alerting.channels import load_channels
+    from checker.alerting.deliver import send
     from checker.redact import Redactor
 
     cfg = load_config(config)

@@ -30,7 +30,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy.engine import Engine
 
-from checker.alerting.outbox import Channel, load_channels, route, send
+from checker.alerting.channels import Channel, load_channels, route
+from checker.alerting.deliver import send
 from checker.config.schema import Config
 from checker.cost.prices import PriceBook
 from checker.digest.build import build_period

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
-from checker.alerting.outbox import Channel, route
+from checker.alerting.channels import Channel, route
 from checker.config.schema import Config, Storage
 from checker.redact import Redactor
 from checker.store.prune import prune

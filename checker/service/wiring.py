@@ -22,10 +22,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from checker import logs
 from checker.alerting.certs import CertWatch
+from checker.alerting.channels import load_channels
+from checker.alerting.deliver import Deliverer
 from checker.alerting.evaluator import Context as EvalContext
 from checker.alerting.evaluator import EvaluatorTask, window_signals
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.alerting.outbox import Deliverer, load_channels, pending_count
+from checker.alerting.outbox import pending_count
 from checker.config import load as config_mod
 from checker.config.load import ConfigError
 from checker.config.schema import Config
@@ -38,8 +40,8 @@ from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.gauges import update_slo_gauges
 from checker.service.housekeeping import digest_wanted, prune_old, send_digest
 from checker.service.results import log_transition, settle
-from checker.store.queries import window_cache
 from checker.store.leader import Leadership
+from checker.store.queries import window_cache
 from checker.store.rollup import rollup_due
 from checker.web.metrics import Metrics
 

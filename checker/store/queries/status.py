@@ -27,10 +27,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from checker.store.queries import window_cache
 from checker.store.db import one_of
 from checker.store.models import row_to_result
 from checker.store.plan import DAY, Range, WindowPlan, as_utc, plan_window
+from checker.store.queries import window_cache
 from checker.store.queries.window import (
     RAW_ROWS,
     Counts,

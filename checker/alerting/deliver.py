@@ -1,0 +1,175 @@
+"""Delivery: sends claimed outbox rows through Apprise and records each attempt.
+
+`Deliverer` is the worker of the service (database work in threads, so probes never wait
+on it); `send` is the one Apprise call, also used for digests and `checker notify-test`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import apprise
+from sqlalchemy.engine import Engine
+
+from checker.alerting.channels import Channel
+from checker.alerting.outbox import claim, finish
+from checker.config.schema import _url_secrets
+from checker.redact import Redactor
+
+__all__ = ["CLOSE_GRACE_S", "Deliverer", "load_plugins", "send"]
+
+log = logging.getLogger("checker.notify")
+
+# How long close() lets sends in flight finish, so that a restart does not repeat them.
+CLOSE_GRACE_S = 5.0
+
+
+def load_plugins() -> None:
+    """Let Apprise discover its plugins now: half a second of imports, once per process.
+
+    Done at start, before probes run; done at the first alert, it would stall every probe in
+    flight (even from a thread: much of it holds the GIL)."""
+    apprise.Apprise().add("json://localhost")
+
+
+def _apprise_for(url: str) -> apprise.Apprise | None:
+    a = apprise.Apprise()
+    return a if a.add(url) else None
+
+
+async def send(
+    channel: Channel, title: str, body: str, body_format: str, notify_type: str
+) -> str | None:
+    """Deliver through Apprise; None on success, else the reason (this channel's URL secrets
+    are masked; redact the rest with the config's Redactor)."""
+    # Parsing a URL can import a plugin (when load_plugins() did not run): not on the loop.
+    a = await asyncio.to_thread(_apprise_for, channel.url)
+    if a is None:
+        return "Apprise cannot parse this channel URL"
+    with apprise.LogCapture(level=logging.WARNING) as captured:
+        result = await a.async_notify(
+            body=body,
+            title=title,
+            notify_type=notify_type,
+            body_format=body_format,
+        )
+        shared = captured.getvalue().splitlines()
+    if result:
+        return None
+    # Apprise 2 keeps each call's own log; the global capture also holds lines of channels
+    # sent at the same time, so it is only the fallback for older versions.
+    own = getattr(result, "logs", None)
+    lines = [str(e.message) for e in own()] if callable(own) else shared
+    errors = [line for line in lines if line.strip()]
+    # Channels from an Apprise config file are not among the config's secrets: mask this
+    # channel's own credentials here, whoever reports the error.
+    own_secrets = Redactor(_url_secrets(channel.url))
+    return own_secrets.text("; ".join(errors[-3:]) or "Apprise reported failure")
+
+
+class Deliverer:
+    """Sends due outbox rows; database work runs in threads, so probes never wait on it."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        channels: Callable[[], list[Channel]],
+        redactor: Callable[[], Redactor],
+        *,
+        poll_s: float = 1.0,
+        on_attempt: Callable[[str], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self._channels = channels
+        self._redactor = redactor
+        self.poll_s = poll_s
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._on_attempt = on_attempt
+        self.delivered = 0
+        self.failures = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        load_plugins()
+        self._task = asyncio.create_task(self._loop())
+
+    async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Stop after the sends in flight, within `grace_s`.
+
+        Cancelling a send does not stop Apprise's worker thread: the receiver may get the
+        message while the row stays unrecorded, to be sent again when its lease runs out.
+        """
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()  # out of the idle wait at once
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+        except TimeoutError:
+            log.warning("outbox: stopping with a delivery still in flight")
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while not self._closing:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be down: try again next round
+                log.warning("outbox: cannot read the queue: %s", type(exc).__name__)
+            if self._closing:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def run_once(self, limit: int = 50) -> int:
+        rows = await asyncio.to_thread(claim, self.engine, self.worker, datetime.now(UTC), limit)
+        if not rows:
+            return 0
+        by_id = {c.id: c for c in self._channels()}
+        results = await asyncio.gather(*(self._deliver(row, by_id) for row in rows))
+        return sum(1 for r in results if r == "delivered")
+
+    async def _deliver(self, row: dict[str, Any], by_id: dict[str, Channel]) -> str:
+        channel = by_id.get(row["channel"])
+        if channel is None:
+            error: str | None = "channel is no longer configured"
+        else:
+            try:
+                error = await send(
+                    channel, row["title"], row["body"], row["body_format"], row["notify_type"]
+                )
+            except Exception as exc:  # a plugin bug must not kill the worker
+                error = f"{type(exc).__name__}: {exc}"
+        if error is not None:
+            error = self._redactor().text(error)
+        outcome = await asyncio.to_thread(
+            finish, self.engine, row, self.worker, error is None, error
+        )
+        label = channel.label if channel else row["channel"]
+        if outcome == "delivered":
+            self.delivered += 1
+            log.info("notification delivered: %s to %s", row["title"], label)
+        else:
+            self.failures += 1
+            level = logging.ERROR if outcome == "failed" else logging.WARNING
+            log.log(level, "notification %s to %s: %s (%s)", row["title"], label, outcome, error)
+        if self._on_attempt:
+            self._on_attempt(outcome)
+        return outcome

@@ -1,0 +1,98 @@
+"""The threshold rules: burn rate (page and ticket), latency, error budget, spend, cert.
+
+Each compares one measured signal with its configured threshold; a signal that was not
+measured this time (None) gives `firing=None`, so the rule keeps its previous state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from checker.alerting.signals import Measurement, Policy, RuleStatus, Signals
+from checker.alerting.slo import budget_remaining, burn_rate, burn_windows, evaluate_burn
+from checker.alerting.state import AlertState
+
+__all__ = [
+    "budget_status",
+    "burn_statuses",
+    "cert_status",
+    "latency_status",
+    "spend_status",
+]
+
+
+def burn_statuses(state: AlertState, signals: Signals, policy: Policy) -> list[RuleStatus]:
+    slo = policy.slo
+    windows = burn_windows(slo.window)
+    if not policy.alerts.burn or not windows:
+        return [RuleStatus("burn_page", False), RuleStatus("burn_ticket", False)]
+    counts = signals.windows
+    needed = {length for w in windows for length in (w.long_s, w.short_s)}
+    if counts is None or not needed <= set(counts):
+        return [RuleStatus("burn_page", None), RuleStatus("burn_ticket", None)]
+    alerts = evaluate_burn(counts, slo)
+    per_severity: dict[str, list[Measurement]] = {"page": [], "ticket": []}
+    for w in windows:
+        for length, which in ((w.long_s, "long"), (w.short_s, "short")):
+            rate = burn_rate(counts[length], slo.availability)
+            per_severity[w.severity].append(
+                Measurement(f"burn_rate_{which}", rate, w.factor, ">", "x", w.name)
+            )
+    page = any(a.severity == "page" for a in alerts)
+    ticket = any(a.severity == "ticket" for a in alerts)
+    ticket_open = state.group("burn_ticket").incident is not None
+    return [
+        RuleStatus("burn_page", page, tuple(per_severity["page"])),
+        RuleStatus("burn_ticket", ticket or (page and ticket_open), tuple(per_severity["ticket"])),
+    ]
+
+
+def _p95(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[math.ceil(0.95 * len(ordered)) - 1]
+
+
+def latency_status(signals: Signals, policy: Policy) -> RuleStatus:
+    rule = policy.alerts.latency
+    if rule.p95_above_ms is None:
+        return RuleStatus("latency", False)
+    values = signals.latency_values
+    if values is None or len(values) < rule.last:
+        return RuleStatus("latency", None)
+    p95 = _p95(list(values)[-rule.last :])
+    m = Measurement(f"p95_{rule.metric}", p95, rule.p95_above_ms, ">", "ms", f"last {rule.last}")
+    return RuleStatus("latency", p95 > rule.p95_above_ms, (m,))
+
+
+def budget_status(signals: Signals, policy: Policy) -> RuleStatus:
+    level = policy.alerts.budget_below
+    if level is None:
+        return RuleStatus("budget", False)
+    counts = None if signals.windows is None else signals.windows.get(policy.slo.window)
+    remaining = None if counts is None else budget_remaining(counts, policy.slo.availability)
+    if counts is None or remaining is None:
+        return RuleStatus("budget", None)
+    m = Measurement("budget_remaining", remaining, level, "<", "ratio")
+    firing = remaining < level and counts.bad >= policy.slo.min_bad
+    return RuleStatus("budget", firing, (m,))
+
+
+def spend_status(signals: Signals, policy: Policy) -> RuleStatus:
+    cap = policy.spend_cap_usd_per_day
+    if cap is None:
+        return RuleStatus("spend", False)
+    if signals.spend_today_usd is None:
+        return RuleStatus("spend", None)
+    m = Measurement("spend_today", signals.spend_today_usd, cap, ">=", "USD")
+    return RuleStatus("spend", signals.spend_today_usd >= cap, (m,))
+
+
+def cert_status(signals: Signals, policy: Policy) -> RuleStatus:
+    days = policy.alerts.cert_days
+    if days is None:
+        return RuleStatus("cert", False)
+    if signals.cert_days_left is None:
+        return RuleStatus("cert", None)
+    m = Measurement("cert_days_left", signals.cert_days_left, days, "<=", "days")
+    return RuleStatus("cert", signals.cert_days_left <= days, (m,))

@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+# ruff (style), mypy (types), lint-imports (the package shape: layers, no cycles), file sizes.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python .ci/file_sizes.py
 
 # Tools for tests/test_systemd.py and tests/test_prometheus_rules.py (required when CI=true).
 ops-tools:

@@ -29,7 +29,7 @@ from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from checker.store.db import make_engine
 from tests.fixtures_sim import SIM_API_KEY
-from tests.test_service import (
+from tests.service.test_service import (
     config_yaml,
     count_per_job,
     running_service,

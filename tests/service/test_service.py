@@ -3,7 +3,7 @@
 Each test runs `checker run` as a real subprocess against the simulator over loopback, with
 sub-second intervals, and compares what the simulator served with what the database holds.
 The helpers here (config writing, the service process, database reads) are shared with
-tests/test_service_control.py.
+tests/service/test_control.py.
 """
 
 from __future__ import annotations

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 
 import pytest
 
 from checker.store import migrate
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.tools import ROOT
 
 
 def _setuptools() -> dict:

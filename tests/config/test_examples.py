@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from checker.config import load as config
+from tests.tools import ROOT
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

@@ -9,7 +9,8 @@ import textwrap
 from pathlib import Path
 
 from checker.sim.server import SimServer
-from tests.test_service import config_yaml, sqlite_url, target_yaml
+from tests.service.test_service import config_yaml, sqlite_url, target_yaml
+from tests.tools import ROOT
 
 # Runs in a fresh interpreter: whether checker.digest got imported is then a fact about
 # this service alone, not about other tests in the same process.
@@ -73,7 +74,7 @@ def test_without_a_digest_channel_the_digest_is_never_loaded(
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])

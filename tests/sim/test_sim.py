@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from checker.sim import Behavior, SimServer, split_even
 from tests.fixtures_sim import SIM_API_KEY
+from tests.tools import ROOT
 
 STREAM_BODY = {
     "model": "sim-small",
@@ -531,7 +531,7 @@ def test_run_forever_stops_cleanly_on_sigterm(http: httpx.Client) -> None:
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(__file__)),
+        cwd=ROOT,
     )
     try:
         assert proc.stdout is not None

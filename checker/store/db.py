@@ -22,6 +22,7 @@ __all__ = [
     "normalize_url",
     "one_of",
     "one_of_param",
+    "ping",
 ]
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -77,6 +78,13 @@ def make_engine(url: str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> 
 def describe(engine: Engine) -> str:
     """The URL with any password masked, for logs and messages."""
     return engine.url.render_as_string(hide_password=True)
+
+
+def ping(engine: Engine) -> None:
+    """Round-trip `SELECT 1`: returns when the database answers, raises
+    sqlalchemy.exc.SQLAlchemyError when it does not (health checks)."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
 
 
 def one_of(conn: sa.Connection, column: Any, names: Sequence[str]) -> Any:

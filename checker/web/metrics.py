@@ -11,6 +11,8 @@ from prometheus_client import Info as PromInfo
 from checker import __version__
 from checker.probes.base import ProbeResult
 
+__all__ = ["LAG_BUCKETS", "LATENCY_BUCKETS", "TPS_BUCKETS", "TTFT_BUCKETS", "Metrics"]
+
 # LLM latencies span 50 ms health checks to minute-long reasoning streams.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 60)

@@ -25,8 +25,24 @@ from sqlalchemy.engine import Engine
 
 from checker.config.schema import BasicAuth, Config
 from checker.redact import Redactor
+from checker.render import env
+from checker.store.db import ping
+from checker.store.queries.status import WINDOWS
 from checker.web import status_data
+from checker.web.badges import BADGE_WINDOWS, badge_svg, badge_uptime
 from checker.web.metrics import Metrics
+from checker.web.status_view import level
+
+__all__ = [
+    "OPEN_PATHS",
+    "PAGE_CSP",
+    "HealthCheck",
+    "WebServer",
+    "authorized",
+    "database_health",
+    "human_span",
+    "parse_listen",
+]
 
 log = logging.getLogger("checker.web")
 
@@ -88,8 +104,7 @@ def database_health(engine: Engine, scheduler_running: Callable[[], bool]) -> He
         if not scheduler_running():
             return False, "scheduler is not running"
         try:
-            with engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+            ping(engine)
         except sa.exc.SQLAlchemyError as exc:
             return False, f"database does not answer ({type(exc).__name__})"
         return True, "ok"
@@ -108,56 +123,6 @@ def human_span(seconds: float) -> str:
     if hours < 48:
         return f"{hours}h{minutes:02d}m" if hours < 10 else f"{hours}h"
     return f"{hours // 24} days"
-
-
-# --- badges (pure) --------------------------------------------------------------------------
-
-# Approximate advance widths of Verdana 11px, the shields.io badge font.
-_NARROW = frozenset("ilj.,:;|!'() ")
-_WIDE = frozenset("mwMW%@")
-
-
-def _text_width(text: str) -> float:
-    return sum(3.6 if ch in _NARROW else 10.0 if ch in _WIDE else 6.8 for ch in text)
-
-
-def badge_color(uptime: float | None) -> str:
-    if uptime is None:
-        return "#9f9f9f"
-    for floor, color in (
-        (0.999, "#44cc11"),
-        (0.99, "#97ca00"),
-        (0.98, "#a4a61d"),
-        (0.95, "#dfb317"),
-        (0.90, "#fe7d37"),
-    ):
-        if uptime >= floor:
-            return color
-    return "#e05d44"
-
-
-def badge_value(uptime: float | None) -> str:
-    if uptime is None:
-        return "no data"
-    # Never round a failure up to 100%: 99.9996% shows as 99.999%.
-    if uptime < 1.0:
-        return f"{int(uptime * 100_000) / 1000:.3f}".rstrip("0").rstrip(".") + "%"
-    return "100%"
-
-
-def badge_context(label: str, value: str, color: str) -> dict[str, Any]:
-    left = round(_text_width(label) + 12)
-    right = round(_text_width(value) + 12)
-    return {
-        "label": label,
-        "value": value,
-        "color": color,
-        "left": left,
-        "right": right,
-        "width": left + right,
-        "label_x": left / 2,
-        "value_x": left + right / 2,
-    }
 
 
 # --- the server -----------------------------------------------------------------------------
@@ -279,22 +244,20 @@ class WebServer:
         return web.Response(text=html, content_type="text/html")
 
     def _render_page(self, cfg: Config, now: datetime) -> str:
-        from checker.render import env
-
         page = status_data.build_page(self._engine, cfg, now)
         template = env().get_template("status.html.j2")
         return template.render(
             page=page,
             refresh_s=REFRESH_S,
             public_url=_public_url(cfg),
-            level=status_data.level,
+            level=level,
             span=human_span,
         )
 
     async def _api_status(self, request: web.Request) -> web.Response:
         window = request.query.get("window", "24h")
-        if window not in status_data.WINDOWS:
-            return _json_error(400, f"window: expected one of {', '.join(status_data.WINDOWS)}")
+        if window not in WINDOWS:
+            return _json_error(400, f"window: expected one of {', '.join(WINDOWS)}")
         cfg = self._cfg()
         rows = await asyncio.to_thread(
             status_data.api_status, self._engine, cfg, self._clock(), window
@@ -318,16 +281,12 @@ class WebServer:
             target = cfg.target(request.match_info["target"])
         except KeyError:
             raise web.HTTPNotFound(text="unknown target\n") from None
-        if window not in status_data.BADGE_WINDOWS:
+        if window not in BADGE_WINDOWS:
             raise web.HTTPNotFound(text="unknown window\n")
         uptime = await asyncio.to_thread(
-            status_data.badge_uptime, self._engine, cfg, target, window, self._clock()
+            badge_uptime, self._engine, cfg, target, window, self._clock()
         )
-        from checker.render import env
-
-        ctx = badge_context(f"uptime {window}", badge_value(uptime), badge_color(uptime))
-        svg = env().get_template("badge.svg.j2").render(**ctx)
-        return web.Response(text=svg, content_type="image/svg+xml")
+        return web.Response(text=badge_svg(window, uptime), content_type="image/svg+xml")
 
 
 def _public_url(cfg: Config) -> str | None:

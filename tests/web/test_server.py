@@ -32,9 +32,11 @@ from checker.store.queries.page import daily_uptime, streak_since
 from checker.store.queries.status import status, window_counts
 from checker.store.rollup import rollup_hours
 from checker.store.tables import INCIDENTS, ROLLED, ROLLUPS
+from checker.web.badges import badge_value
 from checker.web.metrics import Metrics
-from checker.web.server import WebServer, authorized, badge_value, database_health, parse_listen
-from checker.web.status_data import DAYS, build_page, sparkline
+from checker.web.server import WebServer, authorized, database_health, parse_listen
+from checker.web.status_data import build_page
+from checker.web.status_view import DAYS, sparkline
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 6, 3, 9, 23, 41, 250000, tzinfo=UTC)

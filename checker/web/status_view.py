@@ -1,0 +1,351 @@
+"""The status page's view model (pure): what the page shows, assembled from data the store
+already read (checker.web.status_data does the reading).
+
+Imports no I/O module: the store's row types reach it through the small Protocols below,
+which name only the attributes this module reads (the template reads the rest). `now` is
+an argument; nothing here looks at the clock.
+
+Definitions follow checker.store.queries: valid = results outside maintenance (minus
+rate-limited ones when the target's SLO does not count them), good = successful valid
+results, uptime = good / valid, None without valid results (no data is not 100 %).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from checker.alerting.slo import WindowCounts, budget_remaining
+from checker.config.schema import Config, Target
+from checker.redact import Redactor
+from checker.units import format_duration
+
+__all__ = [
+    "DAYS",
+    "SPARK_HOURS",
+    "Budget",
+    "BudgetGroups",
+    "DayLike",
+    "Health",
+    "HourLike",
+    "IncidentLike",
+    "Level",
+    "PageLevel",
+    "SparkHour",
+    "Sparkline",
+    "StateLike",
+    "StatusPage",
+    "TargetPage",
+    "assemble_page",
+    "budget_groups",
+    "budgets_from_counts",
+    "count_rate_limited",
+    "level",
+    "redact_tree",
+    "sparkline",
+]
+
+DAYS = 90
+SPARK_HOURS = 24
+
+Health = Literal["up", "degraded", "failing", "down", "unknown"]
+Level = Literal["ok", "minor", "major", "none"]
+PageLevel = Literal["ok", "degraded", "down", "unknown"]
+# (SLO window in seconds, whether rate-limited results count) -> target names.
+BudgetGroups = dict[tuple[float, bool], list[str]]
+
+
+# --- what the view reads of the store's rows ------------------------------------------------
+
+
+class StateLike(Protocol):
+    """The current state of a target (store.queries.page.CurrentState)."""
+
+    @property
+    def ok(self) -> bool | None: ...
+
+
+class DayLike(Protocol):
+    """One UTC day of uptime (store.queries.page.DayUptime)."""
+
+    @property
+    def valid(self) -> int: ...
+
+    @property
+    def good(self) -> int: ...
+
+
+class IncidentLike(Protocol):
+    """An incident (store.queries.page.IncidentView)."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def severity(self) -> str: ...
+
+
+class HourLike(Protocol):
+    """One hour of a series (store.queries.series.HourPoint)."""
+
+    @property
+    def hour(self) -> datetime: ...
+
+    @property
+    def latency_p50(self) -> float | None: ...
+
+    @property
+    def ttft_p50(self) -> float | None: ...
+
+
+# --- redaction ------------------------------------------------------------------------------
+
+
+def redact_tree(value: Any, redactor: Redactor) -> Any:
+    """`value` with every string in it (nested dicts and lists included) redacted."""
+    if isinstance(value, str):
+        return redactor(value)
+    if isinstance(value, dict):
+        return {k: redact_tree(v, redactor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(v, redactor) for v in value]
+    return value
+
+
+# --- SLO budget -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    objective: float
+    window_s: float
+    valid: int
+    bad: int
+
+    @property
+    def remaining(self) -> float | None:
+        return budget_remaining(WindowCounts(self.valid, self.bad), self.objective)
+
+    @property
+    def window(self) -> str:
+        return format_duration(self.window_s)
+
+
+def count_rate_limited(cfg: Config) -> dict[str, bool]:
+    """Per target: whether its SLO counts rate-limited results as valid."""
+    return {t.name: cfg.slo(t).count_rate_limited for t in cfg.targets}
+
+
+def budget_groups(cfg: Config, targets: Iterable[Target]) -> BudgetGroups:
+    """Targets grouped by (SLO window, counting), so the store is read once per group."""
+    groups: BudgetGroups = {}
+    for t in targets:
+        slo = cfg.slo(t)
+        groups.setdefault((slo.window, slo.count_rate_limited), []).append(t.name)
+    return groups
+
+
+def budgets_from_counts(
+    cfg: Config, targets: Iterable[Target], counts: Mapping[str, tuple[int, int]]
+) -> dict[str, Budget]:
+    """Each target's error budget from its (valid, bad) counts over its SLO window."""
+    out: dict[str, Budget] = {}
+    for t in targets:
+        slo = cfg.slo(t)
+        valid, bad = counts.get(t.name, (0, 0))
+        out[t.name] = Budget(slo.availability, slo.window, valid, bad)
+    return out
+
+
+# --- sparklines -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SparkHour:
+    x: float
+    width: float
+    label: str  # tooltip
+
+
+@dataclass(frozen=True)
+class Sparkline:
+    path: str  # SVG path data; gaps where an hour has no value
+    hours: tuple[SparkHour, ...]
+    latest: float | None
+    high: float | None
+    width: float
+    height: float
+
+
+def sparkline(
+    values: Sequence[float | None],
+    labels: Sequence[str],
+    width: float = 300.0,
+    height: float = 44.0,
+    pad: float = 3.0,
+) -> Sparkline:
+    """A line over `values` scaled from 0 to the highest value (a baseline at zero keeps
+    small wobbles small); None values break the line."""
+    n = len(values)
+    present = [v for v in values if v is not None]
+    high = max(present) if present else None
+    step = width / max(n - 1, 1)
+    scale = (height - 2 * pad) / high if high else 0.0
+    segments: list[list[str]] = []
+    previous: float | None = None
+    for i, v in enumerate(values):
+        if v is not None:
+            point = f"{i * step:.1f},{height - pad - v * scale:.1f}"
+            if previous is None:
+                segments.append([point])
+            else:
+                segments[-1].append(point)
+        previous = v
+    # A lone hour between gaps becomes a dot (a zero-length stroke with round caps).
+    path = " ".join(
+        f"M{seg[0]} h0.1" if len(seg) == 1 else "M" + " L".join(seg) for seg in segments
+    )
+    hours = tuple(
+        SparkHour(x=max(0.0, i * step - step / 2), width=step, label=labels[i]) for i in range(n)
+    )
+    latest = next((v for v in reversed(values) if v is not None), None)
+    return Sparkline(path, hours, latest, high, width, height)
+
+
+def _spark_labels(
+    points: Sequence[HourLike], values: Sequence[float | None], what: str
+) -> list[str]:
+    labels = []
+    for p, value in zip(points, values, strict=True):
+        shown = "no data" if value is None else f"{value:,.0f} ms"
+        labels.append(f"{p.hour:%H:00} UTC · {what} {shown}")
+    return labels
+
+
+def _spark(points: Sequence[HourLike], values: Sequence[float | None], what: str) -> Sparkline:
+    return sparkline(values, _spark_labels(points, values, what))
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def level(uptime: float | None, objective: float) -> Level:
+    """ok: met the objective; minor: within ten budgets of it; major: worse; none: no data."""
+    if uptime is None:
+        return "none"
+    if uptime >= objective:
+        return "ok"
+    if uptime >= 1 - 10 * (1 - objective):
+        return "minor"
+    return "major"
+
+
+@dataclass(frozen=True)
+class TargetPage:
+    name: str
+    kind: str
+    model: str | None
+    health: Health
+    state: StateLike
+    uptime: dict[str, float | None]
+    objective: float
+    days: Sequence[DayLike]
+    days_uptime: float | None  # over the whole bar chart
+    latency: Sparkline
+    ttft: Sparkline | None  # None for targets without a streaming probe
+    incidents: Sequence[IncidentLike]
+    budget: Budget
+
+
+@dataclass(frozen=True)
+class StatusPage:
+    generated_at: datetime
+    location: str
+    level: PageLevel
+    verdict: str
+    targets: list[TargetPage]
+    days: int
+
+
+def _health(state: StateLike, open_incidents: Sequence[IncidentLike]) -> Health:
+    if state.ok is None:
+        return "unknown"
+    if any(i.severity == "page" for i in open_incidents):
+        return "down"
+    if not state.ok:
+        return "failing"
+    if open_incidents:
+        return "degraded"
+    return "up"
+
+
+def _verdict(targets: Sequence[TargetPage]) -> tuple[PageLevel, str]:
+    known = [t for t in targets if t.health != "unknown"]
+    if not known:
+        return "unknown", "Waiting for the first probe results"
+    down = [t for t in known if t.health in ("down", "failing")]
+    degraded = [t for t in known if t.health == "degraded"]
+    total = len(targets)
+    if down:
+        return "down", f"{len(down)} of {total} {_plural(total, 'target')} failing"
+    if degraded:
+        return "degraded", f"{len(degraded)} of {total} {_plural(total, 'target')} degraded"
+    return "ok", "All systems operational"
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
+def _streams(t: Target) -> bool:
+    """Whether the target has a probe that measures time to first token."""
+    return t.kind != "http" and bool(set(t.probe_names) - {"models"})
+
+
+def assemble_page(
+    cfg: Config,
+    now: datetime,
+    days: int,
+    *,
+    uptime: Mapping[str, Mapping[str, float | None]],
+    states: Mapping[str, StateLike],
+    bars: Mapping[str, Sequence[DayLike]],
+    open_incidents: Iterable[IncidentLike],
+    budgets: Mapping[str, Budget],
+    sparks: Mapping[str, Sequence[HourLike]],
+) -> StatusPage:
+    """Everything the status page shows, for every configured target, from what the store
+    read: uptime per window, current states, daily bars, open incidents (oldest first),
+    budgets and the hourly series, each keyed by target name."""
+    open_by_target: dict[str, list[IncidentLike]] = {t.name: [] for t in cfg.targets}
+    for incident in open_incidents:
+        if incident.target in open_by_target:
+            open_by_target[incident.target].append(incident)
+    pages: list[TargetPage] = []
+    for t in cfg.targets:
+        series = sparks[t.name]
+        day_rows = bars[t.name]
+        valid = sum(d.valid for d in day_rows)
+        pages.append(
+            TargetPage(
+                name=t.name,
+                kind=t.kind,
+                model=t.model,
+                health=_health(states[t.name], open_by_target[t.name]),
+                state=states[t.name],
+                uptime=dict(uptime[t.name]),
+                objective=cfg.slo(t).availability,
+                days=day_rows,
+                days_uptime=sum(d.good for d in day_rows) / valid if valid else None,
+                latency=_spark(series, [p.latency_p50 for p in series], "latency p50"),
+                ttft=_spark(series, [p.ttft_p50 for p in series], "TTFT p50")
+                if _streams(t)
+                else None,
+                incidents=open_by_target[t.name],
+                budget=budgets[t.name],
+            )
+        )
+    page_level, verdict = _verdict(pages)
+    return StatusPage(now, cfg.location, page_level, verdict, pages, days)

@@ -1,27 +1,15 @@
-"""Every probe there is, once: which kind it belongs to, the function that runs it, whether
-it is free (costs no tokens) and whether a target runs it by default.
+"""Every probe there is, once: which kind it belongs to, whether it is free (costs no
+tokens) and whether a target runs it by default.
 
-The config validates a target's `probes:` list against this table, the runner looks the
-function up here, and the service lets only free probes run past a spend cap.
+The config validates a target's `probes:` list against this table, the runner runs it
+(`probe_<name>` of the kind's module: checker.probes.openai.probe_stream, ...), and the
+service lets only free probes run past a spend cap. The table names probes without importing
+them, so loading a config (every command does) does not load httpx and the probe code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import httpx
-
-from checker.probes import anthropic, http, openai
-from checker.probes.base import ProbeResult
-
-if TYPE_CHECKING:
-    from checker.config.schema import Target
-
-ProbeFn = Callable[
-    ["Target", httpx.AsyncClient, ProbeResult, Callable[[str], str]], Awaitable[None]
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,21 +18,25 @@ class ProbeSpec:
 
     kind: str
     name: str
-    run: ProbeFn
     free: bool  # sends no prompt: what a target falls back to once its spend cap is reached
     default: bool  # run when a target lists no `probes:`
 
+    @property
+    def function(self) -> str:
+        """The name of the function that runs it, in the kind's module."""
+        return f"probe_{self.name}"
+
 
 _ALL: tuple[ProbeSpec, ...] = (
-    ProbeSpec("openai", "models", openai.probe_models, free=True, default=True),
-    ProbeSpec("openai", "chat", openai.probe_chat, free=False, default=False),
-    ProbeSpec("openai", "stream", openai.probe_stream, free=False, default=True),
-    ProbeSpec("openai", "known_answer", openai.probe_known_answer, free=False, default=False),
-    ProbeSpec("anthropic", "models", anthropic.probe_models, free=True, default=False),
-    ProbeSpec("anthropic", "chat", anthropic.probe_chat, free=False, default=False),
-    ProbeSpec("anthropic", "stream", anthropic.probe_stream, free=False, default=True),
-    ProbeSpec("anthropic", "known_answer", anthropic.probe_known_answer, free=False, default=False),
-    ProbeSpec("http", "http", http.probe_http, free=True, default=True),
+    ProbeSpec("openai", "models", free=True, default=True),
+    ProbeSpec("openai", "chat", free=False, default=False),
+    ProbeSpec("openai", "stream", free=False, default=True),
+    ProbeSpec("openai", "known_answer", free=False, default=False),
+    ProbeSpec("anthropic", "models", free=True, default=False),
+    ProbeSpec("anthropic", "chat", free=False, default=False),
+    ProbeSpec("anthropic", "stream", free=False, default=True),
+    ProbeSpec("anthropic", "known_answer", free=False, default=False),
+    ProbeSpec("http", "http", free=True, default=True),
 )
 
 SPECS: dict[str, dict[str, ProbeSpec]] = {}
@@ -74,4 +66,4 @@ def is_free(kind: str, name: str) -> bool:
     return found is not None and found.free
 
 
-__all__ = ["SPECS", "ProbeFn", "ProbeSpec", "default_probes", "is_free", "probe_names", "spec"]
+__all__ = ["SPECS", "ProbeSpec", "default_probes", "is_free", "probe_names", "spec"]

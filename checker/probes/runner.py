@@ -8,9 +8,13 @@ result carries as text, and the location label.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from types import ModuleType
 from typing import TYPE_CHECKING
 
-from checker.probes import registry
+import httpx
+
+from checker.probes import anthropic, http, openai, registry
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import classify_exception, short_detail
 from checker.probes.transport.pool import ClientPool
@@ -19,6 +23,19 @@ from checker.units import format_duration
 
 if TYPE_CHECKING:
     from checker.config.schema import Config, Target
+
+ProbeFn = Callable[
+    ["Target", httpx.AsyncClient, ProbeResult, Callable[[str], str]], Awaitable[None]
+]
+
+# Where each kind's probes live: the registry's `probe_<name>` functions of these modules.
+MODULES: dict[str, ModuleType] = {"openai": openai, "anthropic": anthropic, "http": http}
+
+
+def probe_function(spec: registry.ProbeSpec) -> ProbeFn:
+    """The function that runs `spec` (looked up when it runs, so a test may replace it)."""
+    fn: ProbeFn = getattr(MODULES[spec.kind], spec.function)
+    return fn
 
 
 async def run_probe(
@@ -35,7 +52,7 @@ async def run_probe(
             scope = asyncio.timeout(deadline)
             try:
                 async with scope:
-                    await spec.run(target, client, result, redactor.text)
+                    await probe_function(spec)(target, client, result, redactor.text)
             except TimeoutError:
                 if not scope.expired():
                     raise
@@ -75,4 +92,4 @@ async def run_all(
     )
 
 
-__all__ = ["run_all", "run_probe"]
+__all__ = ["ProbeFn", "probe_function", "run_all", "run_probe"]

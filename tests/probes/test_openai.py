@@ -4,7 +4,6 @@ ErrorKind a server (or the network path) can cause, usage parsing, and secrecy."
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import socket
 import time
@@ -382,13 +381,12 @@ async def test_run_all_runs_concurrently_in_order(sim: SimServer) -> None:
 async def test_unexpected_exception_becomes_a_result(
     sim: SimServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from checker.probes import registry
+    from checker.probes import openai
 
     async def broken(*args: object) -> None:
         raise RuntimeError(f"boom with {SIM_API_KEY}")
 
-    chat = dataclasses.replace(registry.SPECS["openai"]["chat"], run=broken)
-    monkeypatch.setitem(registry.SPECS["openai"], "chat", chat)
+    monkeypatch.setattr(openai, "probe_chat", broken)
     result = await probe(make_config(sim.url(), api_key=SIM_API_KEY), "chat")
     assert not result.ok
     assert result.detail == "internal error: RuntimeError"

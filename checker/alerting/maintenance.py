@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from checker.alerting.state import as_utc
 from checker.config.schema import Maintenance
 from checker.cron import crontab_trigger
 
@@ -29,12 +30,6 @@ __all__ = ["Interval", "MaintenanceCalendar"]
 _TINY = timedelta(microseconds=1)
 
 Interval = tuple[datetime, datetime]
-
-
-def _utc(at: datetime) -> datetime:
-    if at.tzinfo is None:
-        raise ValueError("naive datetime: pass an aware datetime (UTC)")
-    return at.astimezone(UTC)
 
 
 class _Window:
@@ -100,7 +95,7 @@ class MaintenanceCalendar:
         return [w for w in self._windows if w.applies_to(target)]
 
     def active(self, target: str, at: datetime) -> bool:
-        at = _utc(at)
+        at = as_utc(at)
         return any(True for w in self._for(target) for _ in w.intervals(at, at + _TINY))
 
     def intervals(self, target: str, since: datetime, until: datetime) -> list[Interval]:
@@ -108,7 +103,7 @@ class MaintenanceCalendar:
 
         The store uses these to leave maintenance out of SLO counts.
         """
-        since, until = _utc(since), _utc(until)
+        since, until = as_utc(since), as_utc(until)
         if until <= since:
             return []
         return _merge([iv for w in self._for(target) for iv in w.intervals(since, until)])
@@ -119,7 +114,7 @@ class MaintenanceCalendar:
 
     def ends_at(self, target: str, at: datetime) -> datetime | None:
         """When the maintenance active at `at` ends (merged windows), None if not active."""
-        at = _utc(at)
+        at = as_utc(at)
         step = max((w.duration for w in self._for(target)), default=timedelta(0)) + _TINY
         cursor = at
         # Chained windows extend each other; look one window length ahead at a time, with a

@@ -14,8 +14,7 @@ import email.policy
 import json
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -35,24 +34,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], bool], within: float = 10.0, every: float = 0.05) -> None:
-    """Poll a condition from synchronous code; fail the test with a clear line on timeout."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        time.sleep(every)
-
-
-async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll a condition without blocking the event loop (the service under test runs on it)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 # --- webhook -----------------------------------------------------------------------------------

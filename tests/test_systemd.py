@@ -26,6 +26,7 @@ import pytest
 
 from checker.sim.server import SimServer
 from tests.tools import required_tool
+from tests.waiting import becomes_true
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "checker.service"
@@ -285,15 +286,6 @@ def is_json_event(line: str) -> bool:
         return False
 
 
-def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_service_keeps_the_units_promises(
     tmp_path: Path, notify: NotifyListener, keyed_sim: SimServer
 ) -> None:
@@ -328,7 +320,7 @@ def test_service_keeps_the_units_promises(
         assert pinged, notify.messages
 
         # The key came from $CREDENTIALS_DIRECTORY: the simulator accepted it.
-        assert wait_until(lambda: keyed_sim.stats()["completed"] >= 2, 15), keyed_sim.stats()
+        assert becomes_true(lambda: keyed_sim.stats()["completed"] >= 2, 15), keyed_sim.stats()
         assert 401 not in keyed_sim.stats()["status"]
 
         # SIGHUP (ExecReload) applies a new config without a restart.
@@ -338,7 +330,7 @@ def test_service_keeps_the_units_promises(
             + target_yaml("second", keyed_sim.url())
         )
         child.send_signal(signal.SIGHUP)
-        assert wait_until(lambda: "config reloaded" in log.read_text(), 15), log.read_text()
+        assert becomes_true(lambda: "config reloaded" in log.read_text(), 15), log.read_text()
         assert child.poll() is None
 
         child.send_signal(signal.SIGTERM)

@@ -20,7 +20,8 @@ from checker.alerting.certs import CertError, CertWatch, fetch_not_after, host_p
 from checker.config.load import load, parse
 from checker.service.wiring import Service
 from checker.store.models import IncidentRow
-from tests.fixtures_notify import Webhook, eventually, free_port
+from tests.fixtures_notify import Webhook, free_port
+from tests.waiting import eventually
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from checker.config.schema import Config
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from checker.store.models import AlertStateRow, IncidentRow, OutboxRow, ProbeResultRow
-from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, eventually, wait_until
+from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook
 from tests.fixtures_sim import SIM_API_KEY
+from tests.waiting import eventually, wait_until
 
 HOOK_TOKEN = "hook-TOKEN-e2e-4f1d7a90"
 ROUTE = "main"

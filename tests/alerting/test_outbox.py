@@ -25,7 +25,8 @@ from checker.config.load import ConfigError, parse
 from checker.config.schema import Config
 from checker.redact import Redactor
 from checker.store.models import OutboxRow
-from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, eventually, free_port
+from tests.fixtures_notify import SMTP_PASSWORD, SmtpInbox, Webhook, free_port
+from tests.waiting import eventually
 
 OUTBOX = OutboxRow.__table__
 HOOK_TOKEN = "hook-TOKEN-9a7c1e55d0"

@@ -6,28 +6,19 @@ import json
 from typing import Any
 
 import pytest
-import yaml
 
-from checker.config.load import parse
 from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim.server import SimServer
+from tests.builders import config, target
 from tests.fixtures_sim import SIM_API_KEY
 
 
-def make_config(base_url: str, **target: Any) -> Config:
-    spec: dict[str, Any] = {
-        "name": "claude",
-        "kind": "anthropic",
-        "base_url": base_url,
-        "model": "sim-small",
-        "probes": ["models", "chat", "stream", "known_answer"],
-    }
-    spec.update(target)
-    return parse(yaml.safe_dump({"targets": [spec]}))
+def make_config(base_url: str, **fields: Any) -> Config:
+    return config(target(base_url, name="claude", kind="anthropic", **fields))
 
 
 async def probe(cfg: Config, name: str) -> ProbeResult:

@@ -7,21 +7,17 @@ import json
 import socket
 from typing import Any
 
-import yaml
-
-from checker.config.load import parse
 from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim.server import SimServer
+from tests.builders import config, target
 
 
-def make_config(url: str, targets: list[dict[str, Any]] | None = None, **target: Any) -> Config:
-    spec: dict[str, Any] = {"name": "web", "kind": "http", "base_url": url}
-    spec.update(target)
-    return parse(yaml.safe_dump({"targets": [spec, *(targets or [])]}))
+def make_config(url: str, targets: list[dict[str, Any]] | None = None, **fields: Any) -> Config:
+    return config(target(url, name="web", kind="http", **fields), *(targets or []))
 
 
 async def probe(cfg: Config) -> ProbeResult:

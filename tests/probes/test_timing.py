@@ -9,15 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import yaml
 
-from checker.config.load import parse
 from checker.config.schema import Config
 from checker.probes.base import ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool
 from checker.redact import Redactor
 from checker.sim import SimServer, Timing
+from tests.builders import config, target
 
 # Timing tests run in their own serial pytest pass after the parallel one (see Makefile):
 # a neighbour test hogging the other core would otherwise add its noise to the figures.
@@ -30,16 +29,8 @@ TOKENS = 30
 TTFT_SLACK_MS = 15.0
 
 
-def make_config(base_url: str, kind: str = "openai", **target: Any) -> Config:
-    spec: dict[str, Any] = {
-        "name": "t",
-        "kind": kind,
-        "base_url": base_url,
-        "model": "sim-small",
-        "probes": ["stream"],
-    }
-    spec.update(target)
-    return parse(yaml.safe_dump({"targets": [spec]}))
+def make_config(base_url: str, kind: str = "openai", **fields: Any) -> Config:
+    return config(target(base_url, kind=kind, probes=["stream"], **fields))
 
 
 async def stream_once(cfg: Config, pool: ClientPool | None = None) -> ProbeResult:
@@ -189,7 +180,6 @@ async def test_reuse_connections_keeps_a_warm_connection(sim: SimServer) -> None
 
 _FRESH_PROCESS_PROBE = """
 import asyncio, yaml
-from checker.config.load import parse
 from checker.probes.transport.pool import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor

@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -36,8 +36,8 @@ from tests.service.test_service import (
     sqlite_url,
     stored_rows,
     target_yaml,
-    wait_until,
 )
+from tests.waiting import abecomes_true, becomes_true
 
 
 def requests(sim: SimServer, route: str, endpoint: str = "models") -> int:
@@ -47,15 +47,6 @@ def requests(sim: SimServer, route: str, endpoint: str = "models") -> int:
 def received(sim: SimServer, route: str, after: float = 0.0) -> list[float]:
     """perf_counter() times at which the simulator received the route's requests."""
     return sorted(t.received for t in sim.timings(route) if t.received > after)
-
-
-async def eventually(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.02)
-    return condition()
 
 
 @contextlib.asynccontextmanager
@@ -95,7 +86,9 @@ def test_sighup_applies_a_changed_config_and_keeps_the_old_one_when_broken(
         target_yaml("dropped", sim.url("dropped"), probes=models),
     )
     with running_service(config, tmp_path / "service.log") as service:
-        assert wait_until(lambda: requests(sim, "kept") >= 3 and requests(sim, "dropped") >= 3, 15)
+        assert becomes_true(
+            lambda: requests(sim, "kept") >= 3 and requests(sim, "dropped") >= 3, 15
+        )
 
         # Add one target, remove one, slow one down from 200ms to 700ms.
         write(
@@ -106,7 +99,7 @@ def test_sighup_applies_a_changed_config_and_keeps_the_old_one_when_broken(
         service.wait_for_log("config reloaded: 1 jobs added, 1 changed, 1 removed", 15)
         reloaded = time.perf_counter()
         dropped_at_reload = requests(sim, "dropped")
-        assert wait_until(lambda: count_per_job(stored_rows(url))["added", "models"] >= 3, 10)
+        assert becomes_true(lambda: count_per_job(stored_rows(url))["added", "models"] >= 3, 10)
         time.sleep(max(0.0, reloaded + WINDOW_S - time.perf_counter()))
         assert requests(sim, "dropped") == dropped_at_reload
         # The new interval: at most 4 runs fit in 2.1 s at 700ms (one more for a late run),
@@ -119,8 +112,8 @@ def test_sighup_applies_a_changed_config_and_keeps_the_old_one_when_broken(
         service.send(signal.SIGHUP)
         service.wait_for_log("reload rejected, keeping the running config", 15)
         rejected = time.perf_counter()
-        assert wait_until(lambda: len(received(sim, "added", rejected)) >= 3, 10)
-        assert wait_until(lambda: len(received(sim, "kept", rejected)) >= 1, 10)
+        assert becomes_true(lambda: len(received(sim, "added", rejected)) >= 3, 10)
+        assert becomes_true(lambda: len(received(sim, "kept", rejected)) >= 1, 10)
         assert service.running()
         assert requests(sim, "dropped") == dropped_at_reload
         assert service.terminate() == 0, service.log()
@@ -152,11 +145,11 @@ async def test_retry_after_holds_the_target_and_the_429_is_recorded(
     async with service_in_process(text, clock) as service:
         # Let the 200ms runs inside the 2 s hold be skipped for a while, then move the
         # service's clock to the hold's end instead of sleeping out the rest of it.
-        assert await eventually(lambda: service.skipped["retry_after"] >= 7, 8)
+        assert await abecomes_true(lambda: service.skipped["retry_after"] >= 7, 8)
         advanced_at = time.perf_counter()
         hold_until = service.accounting.runtime("limited").hold_until
         clock.advance(max(0.0, hold_until - clock.monotonic()))
-        assert await eventually(lambda: requests(sim, "limited") >= 2, 8)
+        assert await abecomes_true(lambda: requests(sim, "limited") >= 2, 8)
         held = service.skipped["retry_after"]
 
     limited = received(sim, "limited")
@@ -189,10 +182,10 @@ spend_cap_usd_per_day: 0.05
     text = config_yaml(url, [target_yaml("paid", sim.url("paid"), extra=paid)])
 
     async with service_in_process(text) as service:
-        assert await eventually(lambda: requests(sim, "paid", "chat") >= 3, 8)
+        assert await abecomes_true(lambda: requests(sim, "paid", "chat") >= 3, 8)
         models_at_cap = requests(sim, "paid")
         # About a second of the free probe's 200ms pace, with no paid probe in it.
-        assert await eventually(lambda: requests(sim, "paid") >= models_at_cap + 5, 5)
+        assert await abecomes_true(lambda: requests(sim, "paid") >= models_at_cap + 5, 5)
         assert requests(sim, "paid", "chat") == 3
         assert service.skipped["spend_cap"] >= 3
 
@@ -204,7 +197,7 @@ spend_cap_usd_per_day: 0.05
     # Today's spend is read back from the database: a restart does not reopen the budget.
     async with service_in_process(text):
         models_at_restart = requests(sim, "paid")
-        assert await eventually(lambda: requests(sim, "paid") >= models_at_restart + 4, 5)
+        assert await abecomes_true(lambda: requests(sim, "paid") >= models_at_restart + 4, 5)
     assert requests(sim, "paid", "chat") == 3
 
 
@@ -282,15 +275,15 @@ def test_logs_are_one_json_line_per_state_change_and_never_hold_the_key(
     with running_service(
         config, tmp_path / "service.log", args=["--log-format", "json"], env=keys
     ) as service:
-        assert wait_until(lambda: requests(sim, "good") >= 3, 15), service.log()
+        assert becomes_true(lambda: requests(sim, "good") >= 3, 15), service.log()
         # The good route fails for a while, then heals. Its 500 echoes the key it was sent,
         # and its message quotes the other target's key bare, as a careless relay might.
         sim.set("good", status=500, error_message=f"upstream rejected the key {WRONG_KEY}")
         failing_from = requests(sim, "good")
-        assert wait_until(lambda: requests(sim, "good") >= failing_from + 4, 10)
+        assert becomes_true(lambda: requests(sim, "good") >= failing_from + 4, 10)
         sim.set("good")
         healthy_from = requests(sim, "good")
-        assert wait_until(lambda: requests(sim, "good") >= healthy_from + 4, 10)
+        assert becomes_true(lambda: requests(sim, "good") >= healthy_from + 4, 10)
         assert service.terminate() == 0, service.log()
 
     text = service.log()

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from checker.sim.server import SimServer
 from checker.store.db import make_engine
 from tests.fixtures_db import TcpProxy
+from tests.waiting import becomes_true
 
 # The simulator counts chat completions under "chat"; the checker calls that probe "stream".
 ENDPOINT_OF_PROBE = {"models": "models", "stream": "chat"}
@@ -66,15 +67,6 @@ def config_yaml(storage_url: str, targets: Sequence[str]) -> str:
     )
 
 
-def wait_until(condition: Callable[[], bool], seconds: float, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every)
-    return condition()
-
-
 class ServiceProcess:
     """`checker run -c FILE` as a child process, its output (stdout and stderr) in a file."""
 
@@ -103,7 +95,7 @@ class ServiceProcess:
 
     def wait_for_log(self, text: str, seconds: float = 30) -> None:
         """Wait until `text` appears in the output; fail at once if the process exits."""
-        found = wait_until(lambda: text in self.log() or self.process.poll() is not None, seconds)
+        found = becomes_true(lambda: text in self.log() or self.process.poll() is not None, seconds)
         assert found and text in self.log(), (
             f"{text!r} not logged (exit code {self.process.poll()}):\n{self.log()}"
         )
@@ -242,7 +234,7 @@ def test_every_result_is_stored_and_matches_what_the_simulator_served(
 
     with running_service(config, tmp_path / "service.log") as service:
         # Rows land while the service runs (flush_every 200ms), not only at shutdown.
-        assert wait_until(every_job_has(db_url, jobs, 3), 20), service.log()
+        assert becomes_true(every_job_has(db_url, jobs, 3), 20), service.log()
         assert service.terminate() == 0, service.log()
 
     rows = stored_rows(db_url)
@@ -267,7 +259,7 @@ def test_kill_9_loses_nothing_flushed_duplicates_nothing_and_the_schedule_resume
     jobs = [(t, p) for t, probes in targets.items() for p in probes]
 
     with running_service(config, tmp_path / "before.log") as service:
-        assert wait_until(every_job_has(url, jobs, 3), 20), service.log()
+        assert becomes_true(every_job_has(url, jobs, 3), 20), service.log()
         seen_while_running = stored_rows(url)
         service.kill()
     killed_at = datetime.now(UTC)
@@ -287,7 +279,7 @@ def test_kill_9_loses_nothing_flushed_duplicates_nothing_and_the_schedule_resume
             fresh = count_per_job(r for r in stored_rows(url) if r.started_at > killed_at)
             return all(fresh[job] >= 2 for job in jobs)
 
-        assert wait_until(resumed, 20), service.log()
+        assert becomes_true(resumed, 20), service.log()
         assert service.terminate(signal.SIGINT) == 0, service.log()  # Ctrl-C stops cleanly too
 
     after = stored_rows(url)
@@ -313,7 +305,7 @@ def test_a_database_outage_keeps_probing_and_every_queued_result_lands(
     config.write_text(config_yaml(via_proxy, [target_yaml("steady", sim.url("steady"))]))
 
     with running_service(config, tmp_path / "service.log") as service:
-        assert wait_until(every_job_has(pg_url, jobs, 3), 20), service.log()
+        assert becomes_true(every_job_has(pg_url, jobs, 3), 20), service.log()
 
         proxy.stop()  # refuses new connections and cuts the open ones
         served_at_cut = served_per_job(sim, targets)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow
 from checker.store.writer import ResultWriter
 from tests.fixtures_db import TcpProxy
+from tests.waiting import eventually
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 LOGGER = "checker.store.writer"
@@ -47,15 +47,6 @@ def distinct_uids(engine: Engine) -> int:
         return conn.execute(
             sa.select(sa.func.count(sa.distinct(ProbeResultRow.result_uid)))
         ).scalar_one()
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll a writer property (it has no event for every internal state change)."""
-    for _ in range(int(within / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_every_result_stored_exactly_once_in_order(db_engine: Engine) -> None:
@@ -89,7 +80,7 @@ async def test_flushes_on_its_own_every_interval(db_engine: Engine) -> None:
     storage = Storage(flush_every="50ms", flush_batch=1000)
     async with ResultWriter(db_engine, storage) as writer:
         writer.submit(make_result(1))
-        await wait_until(lambda: writer.written == 1, within=3)
+        await eventually(lambda: writer.written == 1, within=3)
     assert stored_details(db_engine) == ["#1"]
 
 
@@ -131,7 +122,7 @@ async def test_sqlite_locked_database_keeps_results_queued(
         for i in range(500):
             writer.submit(make_result(i))
         assert time.perf_counter() - start < 0.5  # submit never waits on the database
-        await wait_until(lambda: writer.last_error is not None)
+        await eventually(lambda: writer.last_error is not None)
         assert "locked" in (writer.last_error or "")
         await asyncio.sleep(0.2)  # several failed retries
         assert writer.written == 0 and writer.queue_depth == 500
@@ -200,7 +191,7 @@ async def test_postgres_outage_through_proxy(
             writer.submit(make_result(i))
             if i % 10 == 0:
                 await asyncio.sleep(0.005)
-        await wait_until(lambda: writer.last_error is not None)
+        await eventually(lambda: writer.last_error is not None)
         await asyncio.sleep(0.15)
         assert writer.written == 40 and writer.queue_depth == 100
 

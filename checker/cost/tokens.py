@@ -52,6 +52,7 @@ from checker.cost.counting import (
     estimate_tokens_from_chars,
     ratio_of_counts,
 )
+from checker.probes.base import tokens_per_s
 
 if TYPE_CHECKING:
     import tiktoken
@@ -262,3 +263,8 @@ def count_output_tokens(result: ProbeResult, target: Target) -> None:
     result.output_text = None
     if text:
         result.counted_tokens = count_tokens(text, target.model).tokens
+    if result.tokens_per_s is not None:
+        # Decode speed from the tokens counted in the streamed text, not the usage the route
+        # reports: one tokenizer per model for every route, so a relay that reports 2.5x the
+        # tokens does not show 2.5x the speed (reported usage stays the billing figure).
+        result.tokens_per_s = tokens_per_s(result.counted_tokens, result.ttft_ms, result.latency_ms)

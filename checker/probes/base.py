@@ -114,7 +114,9 @@ class ProbeResult:
                 value = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
             elif isinstance(value, ErrorKind):
                 value = value.value
-            elif isinstance(value, float):
+            elif isinstance(value, float) and name.endswith("_ms"):
+                # Timings to the microsecond; costs and rates keep every digit (a cheap
+                # probe costs 7.4e-06 USD, which 3 decimals would print as 0.0).
                 value = round(value, 3)
             out[name] = value
         return out
@@ -123,4 +125,18 @@ class ProbeResult:
         return dataclasses.asdict(self)
 
 
-__all__ = ["JSON_FIELDS", "TRANSIENT_FIELDS", "ErrorKind", "ProbeResult", "utcnow"]
+def tokens_per_s(
+    completion_tokens: int | None, ttft_ms: float | None, latency_ms: float | None
+) -> float | None:
+    """Decode speed after the first token: (tokens - 1) / (latency - ttft).
+
+    The service passes the tokens counted in the streamed text (checker.cost.tokens), so
+    every route of a model is measured with one tokenizer."""
+    if completion_tokens is None or ttft_ms is None or latency_ms is None:
+        return None
+    if completion_tokens < 2 or latency_ms <= ttft_ms:
+        return None
+    return (completion_tokens - 1) / ((latency_ms - ttft_ms) / 1000.0)
+
+
+__all__ = ["JSON_FIELDS", "TRANSIENT_FIELDS", "ErrorKind", "ProbeResult", "tokens_per_s", "utcnow"]

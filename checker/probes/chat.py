@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from checker.probes.base import ErrorKind, ProbeResult
+from checker.probes.base import ErrorKind, ProbeResult, tokens_per_s
 from checker.probes.classify import ProbeFailure, excerpt
 from checker.probes.exchange import (
     check_model,
@@ -41,7 +41,7 @@ from checker.probes.exchange import (
     read_json,
 )
 from checker.probes.reads import read_capped
-from checker.probes.sse import EventStream, StreamClock, tokens_per_s
+from checker.probes.sse import EventStream, StreamClock
 
 if TYPE_CHECKING:
     from checker.config.schema import Target

@@ -111,15 +111,4 @@ class StreamClock:
         return None if self.first_token is None else self.max_gap * 1000.0
 
 
-def tokens_per_s(
-    completion_tokens: int | None, ttft_ms: float | None, latency_ms: float | None
-) -> float | None:
-    """Decode speed after the first token: (completion_tokens - 1) / (latency - ttft)."""
-    if completion_tokens is None or ttft_ms is None or latency_ms is None:
-        return None
-    if completion_tokens < 2 or latency_ms <= ttft_ms:
-        return None
-    return (completion_tokens - 1) / ((latency_ms - ttft_ms) / 1000.0)
-
-
-__all__ = ["DRAIN_S", "EventStream", "StreamClock", "tokens_per_s"]
+__all__ = ["DRAIN_S", "EventStream", "StreamClock"]

@@ -65,3 +65,21 @@ def test_hidden_reasoning_is_not_over_counting() -> None:
     # The same 40 with no reasoning reported: four times what was streamed.
     assert counted_usage_mismatch(40, 0, 10, BAND) is True
     assert counted_usage_mismatch(3, 0, 2, BAND) is None  # too small to judge
+
+
+async def test_decode_speed_counts_streamed_tokens_not_reported_usage(sim: SimServer) -> None:
+    # Two routes stream the same 16 tokens at the same pace; one reports 3x the usage.
+    speeds = {}
+    for reported in (None, 48):
+        sim.set("default", answer=ANSWER, completion_tokens=16, reported_completion_tokens=reported)
+        cfg = config(sim)
+        result = await stream_once(cfg)
+        assert result.ok, result.detail
+        count_output_tokens(result, cfg.targets[0])
+        assert result.tokens_per_s is not None and result.counted_tokens is not None
+        assert result.ttft_ms is not None and result.latency_ms is not None
+        expected = (result.counted_tokens - 1) / ((result.latency_ms - result.ttft_ms) / 1000)
+        assert result.tokens_per_s == pytest.approx(expected)
+        speeds[reported] = result.tokens_per_s
+    # Same pace, same tokenizer: within timing noise of each other, not 3x apart.
+    assert 0.5 < speeds[48] / speeds[None] < 2.0

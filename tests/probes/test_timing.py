@@ -180,6 +180,7 @@ async def test_reuse_connections_keeps_a_warm_connection(sim: SimServer) -> None
 
 _FRESH_PROCESS_PROBE = """
 import asyncio, yaml
+from checker.config.load import parse
 from checker.probes.transport.pool import ClientPool
 from checker.probes.runner import run_probe
 from checker.redact import Redactor

@@ -216,6 +216,7 @@ def status(
             datetime.now(UTC),
             main_window=window,
             count_rate_limited={t.name: cfg.slo(t).count_rate_limited for t in cfg.targets},
+            layout=cfg.probe_layout(),
         )
     except Exception as exc:
         fail(

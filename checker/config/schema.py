@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -196,6 +197,13 @@ class Target(Strict):
     pricing: Pricing | None = None
     spend_cap_usd_per_day: float | None = Field(default=None, gt=0)
     anthropic_version: str = "2023-06-01"
+    # Route comparison: targets are compared with the others of their group (default: the
+    # same `model`; set `group` when a relay renames the model). One per group may be the
+    # `reference` (the direct provider) the others are measured against.
+    group: str | None = Field(default=None, min_length=1)
+    reference: bool = False
+    # The probe whose figures are the target's headline (default: registry.PRIMARY_ORDER).
+    primary_probe: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -225,11 +233,34 @@ class Target(Strict):
             raise ValueError("probes are listed more than once")
         if self.kind != "http" and not self.model and (set(self.probes or ["stream"]) - {"models"}):
             raise ValueError(f"kind {self.kind} needs `model` for chat/stream probes")
+        if self.primary_probe is not None and self.primary_probe not in self.probe_names:
+            raise ValueError(
+                f"primary_probe {self.primary_probe!r} is not one of the target's probes "
+                f"({', '.join(self.probe_names)})"
+            )
         return self
 
     @property
     def probe_names(self) -> list[str]:
         return list(self.probes) if self.probes is not None else registry.default_probes(self.kind)
+
+    @property
+    def primary(self) -> str:
+        """The probe whose figures stand for this target in status, pages and metrics."""
+        return self.primary_probe or registry.primary_probe(self.probe_names) or self.kind
+
+    @property
+    def compare_group(self) -> str | None:
+        """The routes this one is compared with: its `group`, else its model."""
+        return self.group or self.model
+
+
+@dataclass(frozen=True)
+class ProbeLayout:
+    """Target name -> its configured probes, and -> the probe its headline figures are."""
+
+    probes: dict[str, list[str]]
+    primary: dict[str, str]
 
 
 class Defaults(Strict):
@@ -356,7 +387,24 @@ class Config(Strict):
             for name in m.targets or []:
                 if name not in names:
                     raise ValueError(f"maintenance names unknown target {name!r}")
+        references: dict[str, str] = {}
+        for t in self.targets:
+            group = t.compare_group
+            if t.reference and group is not None:
+                if group in references:
+                    raise ValueError(
+                        f"targets {references[group]!r} and {t.name!r} are both the reference "
+                        f"of group {group!r}; expected at most one `reference: true` per group"
+                    )
+                references[group] = t.name
         return self
+
+    def probe_layout(self) -> ProbeLayout:
+        """Each target's probes and primary probe, for store.queries.status.status()."""
+        return ProbeLayout(
+            probes={t.name: t.probe_names for t in self.targets},
+            primary={t.name: t.primary for t in self.targets},
+        )
 
     # Effective per-target settings: target value, else the top-level default.
     def interval(self, t: Target) -> float:

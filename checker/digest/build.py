@@ -144,6 +144,7 @@ def _status_by_name(
         main_window=period.window_key,
         count_rate_limited=_count_rate_limited(cfg),
         with_last=False,  # a digest shows no single result
+        layout=cfg.probe_layout(),
     )
     return {r.target: r for r in rows}
 

@@ -60,10 +60,32 @@ def default_probes(kind: str) -> list[str]:
     return [s.name for s in SPECS.get(kind, {}).values() if s.default]
 
 
+# A target's headline figures are those of the first of these it runs: the probe closest
+# to what production traffic does (a 1 ms /models answer says little about a stream).
+PRIMARY_ORDER: tuple[str, ...] = ("stream", "chat", "known_answer", "models", "http")
+
+
+def primary_probe(probes: list[str]) -> str | None:
+    """The probe whose figures stand for the target: the first of PRIMARY_ORDER it runs."""
+    for name in PRIMARY_ORDER:
+        if name in probes:
+            return name
+    return probes[0] if probes else None
+
+
 def is_free(kind: str, name: str) -> bool:
     """Whether the probe costs nothing (and so still runs past a spend cap)."""
     found = spec(kind, name)
     return found is not None and found.free
 
 
-__all__ = ["SPECS", "ProbeSpec", "default_probes", "is_free", "probe_names", "spec"]
+__all__ = [
+    "PRIMARY_ORDER",
+    "SPECS",
+    "ProbeSpec",
+    "default_probes",
+    "is_free",
+    "primary_probe",
+    "probe_names",
+    "spec",
+]

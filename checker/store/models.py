@@ -224,7 +224,7 @@ class RolledDayRow(SQLModel, table=True):
 
 
 class WindowSketchRow(SQLModel, table=True):
-    """One target's rollups merged over a run of whole periods [since, until) of one kind
+    """One target x probe's rollups merged over a run of whole periods [since, until) of one kind
     ("day": daily rollups, "hour": hourly ones): the runs that the 24h, 7d and 30d windows
     of the current hour read, kept by the rollup job, so `status` reads one row per target
     and run instead of one per day or hour. Valid while the run's rolled periods are still
@@ -235,6 +235,7 @@ class WindowSketchRow(SQLModel, table=True):
 
     kind: str = Field(primary_key=True)
     target: str = Field(primary_key=True)
+    probe: str = Field(primary_key=True)
     since: datetime = Field(primary_key=True, sa_type=UtcDateTime)
     until: datetime = Field(primary_key=True, sa_type=UtcDateTime)
     periods: int

@@ -73,7 +73,10 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
     redactor = Redactor(cfg.secrets())
     names = [t.name for t in cfg.targets]
     rl = count_rate_limited(cfg)
-    statuses = {s.target: s for s in status(engine, names, now, count_rate_limited=rl)}
+    statuses = {
+        s.target: s
+        for s in status(engine, names, now, count_rate_limited=rl, layout=cfg.probe_layout())
+    }
     states = current_states(
         engine, {n: statuses[n].last for n in names}, now, redactor, timedelta(days=days)
     )
@@ -101,6 +104,7 @@ def api_status(
         now,
         main_window=window,
         count_rate_limited=count_rate_limited(cfg),
+        layout=cfg.probe_layout(),
     )
     redactor = Redactor(cfg.secrets())
     return [redact_tree(r.to_json(), redactor) for r in rows]

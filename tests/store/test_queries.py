@@ -141,31 +141,45 @@ def test_status_matches_brute_force(loaded: tuple[Engine, Items], count_rate_lim
     for s in got[:3]:
         # gamma has no per-target setting: rate limits count, the default.
         counts_rl = count_rate_limited if s.target != "gamma" else True
-        for w in WINDOWS:
-            rows = in_window(items, s.target, NOW - SPANS[w], NOW)
-            assert s.uptime[w] == pytest.approx(brute_uptime(rows, counts_rl), abs=1e-12), w
-        main = in_window(items, s.target, NOW - SPANS["24h"], NOW)
-        assert s.results == len(main)
-        assert s.errors == dict(Counter(r.error.value for r, _ in main if r.error))
-        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-            assert_close(s.latency_ms[name], lower(good_values(main, "latency_ms"), q))
-            assert_close(s.ttft_ms[name], lower(good_values(main, "ttft_ms"), q))
-        assert_close(s.tokens_per_s_p50, lower(good_values(main, "tokens_per_s"), 0.5))
+        # Every figure is per probe: a 1 ms models answer never enters a stream percentile.
+        assert list(s.probes) == ["models", "stream"]
+        for probe, ps in s.probes.items():
+            mine = [(r, m) for r, m in items if r.probe == probe]
+            for w in WINDOWS:
+                rows = in_window(mine, s.target, NOW - SPANS[w], NOW)
+                assert ps.uptime[w] == pytest.approx(brute_uptime(rows, counts_rl), abs=1e-12), (
+                    probe,
+                    w,
+                )
+            main = in_window(mine, s.target, NOW - SPANS["24h"], NOW)
+            assert ps.results == len(main)
+            assert ps.errors == dict(Counter(r.error.value for r, _ in main if r.error))
+            for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+                assert_close(ps.latency_ms[name], lower(good_values(main, "latency_ms"), q))
+                assert_close(ps.ttft_ms[name], lower(good_values(main, "ttft_ms"), q))
+            assert_close(ps.tokens_per_s_p50, lower(good_values(main, "tokens_per_s"), 0.5))
+        # The headline is the primary probe's (stream before models), and says so.
+        doc = s.to_json()
+        assert s.primary_probe == doc["primary_probe"] == "stream"
+        for key in ("results", "errors", "uptime", "latency_ms", "ttft_ms", "tokens_per_s_p50"):
+            assert doc[key] == doc["probes"]["stream"][key], key
         newest = max((r for r, _ in items if r.target == s.target), key=lambda r: r.started_at)
         assert s.last == newest.to_json()
 
     silent = got[3]
     assert silent.results == 0 and silent.errors == {} and silent.last is None
-    assert silent.uptime == {w: None for w in WINDOWS}
+    assert silent.probes == {} and silent.primary_probe is None
     assert silent.latency_ms == {"p50": None, "p95": None, "p99": None}
     assert set(silent.to_json()) == {
         "target",
+        "primary_probe",
         "results",
         "errors",
         "uptime",
         "latency_ms",
         "ttft_ms",
         "tokens_per_s_p50",
+        "probes",
         "last",
     }
 
@@ -278,7 +292,7 @@ def test_after_pruning_long_windows_come_from_rollups(db_engine: Engine) -> None
         assert a.to_json()["last"] == b.to_json()["last"]
         # The 2d window's first partial hour now counts whole (its raw rows are gone).
         head = floor_hour(NOW - SPANS["2d"])
-        rows = in_window(items, a.target, head, NOW)
+        rows = [(r, m) for r, m in in_window(items, a.target, head, NOW) if r.probe == "stream"]
         assert a.uptime["2d"] == pytest.approx(brute_uptime(rows, True), abs=1e-12)
 
 

@@ -297,6 +297,7 @@ async def test_api_status_is_the_cli_json(loaded: tuple[Engine, Items], window: 
         NOW,
         main_window=window,
         count_rate_limited={t.name: cfg.slo(t).count_rate_limited for t in cfg.targets},
+        layout=cfg.probe_layout(),
     )
     async with serving(engine, cfg) as client:
         response = await client.get("/api/status", params={"window": window})

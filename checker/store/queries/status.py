@@ -27,6 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
+from checker.config.schema import ProbeLayout
+from checker.probes import registry
 from checker.store.db import one_of
 from checker.store.models import row_to_result
 from checker.store.plan import DAY, Range, WindowPlan, as_utc, plan_window
@@ -53,6 +55,7 @@ from checker.units import parse_duration
 __all__ = [
     "QUANTILES",
     "WINDOWS",
+    "ProbeStatus",
     "TargetStatus",
     "spend_since",
     "status",
@@ -64,29 +67,93 @@ WINDOWS: tuple[str, ...] = ("1h", "24h", "7d", "30d")
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 
 
+Key = tuple[str, str]  # (target, probe): no figure ever mixes two probes
+
+
 @dataclass
-class TargetStatus:
-    target: str
+class ProbeStatus:
+    """One probe of one target: counts over the main window, uptime per window, and
+    percentiles of its successful results."""
+
+    probe: str
     results: int
     errors: dict[str, int]
     uptime: dict[str, float | None]
     latency_ms: dict[str, float | None]
     ttft_ms: dict[str, float | None]
     tokens_per_s_p50: float | None
-    last: dict[str, Any] | None
 
     def to_json(self) -> dict[str, Any]:
-        """The `checker status --json` object for this target."""
+        # Ratios at full precision; timings to the microsecond.
         return {
-            "target": self.target,
             "results": self.results,
-            "errors": dict(self.errors),
-            "uptime": {k: _round(v, 6) for k, v in self.uptime.items()},
+            "uptime": dict(self.uptime),
             "latency_ms": {k: _round(v, 3) for k, v in self.latency_ms.items()},
             "ttft_ms": {k: _round(v, 3) for k, v in self.ttft_ms.items()},
-            "tokens_per_s_p50": _round(self.tokens_per_s_p50, 3),
+            "tokens_per_s_p50": self.tokens_per_s_p50,
+            "errors": dict(self.errors),
+        }
+
+
+@dataclass
+class TargetStatus:
+    """A target's headline figures (those of its primary probe, named) and every probe's."""
+
+    target: str
+    primary_probe: str | None
+    probes: dict[str, ProbeStatus]
+    last: dict[str, Any] | None
+
+    @property
+    def primary(self) -> ProbeStatus:
+        found = self.probes.get(self.primary_probe or "")
+        return found if found is not None else _empty(self.primary_probe or "", ())
+
+    @property
+    def results(self) -> int:
+        return self.primary.results
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return self.primary.errors
+
+    @property
+    def uptime(self) -> dict[str, float | None]:
+        return self.primary.uptime
+
+    @property
+    def latency_ms(self) -> dict[str, float | None]:
+        return self.primary.latency_ms
+
+    @property
+    def ttft_ms(self) -> dict[str, float | None]:
+        return self.primary.ttft_ms
+
+    @property
+    def tokens_per_s_p50(self) -> float | None:
+        return self.primary.tokens_per_s_p50
+
+    def to_json(self) -> dict[str, Any]:
+        """The `checker status --json` object: the primary probe's figures at the top
+        level (as before per-probe figures existed), every probe's under `probes`."""
+        primary = self.primary.to_json()
+        return {
+            "target": self.target,
+            "primary_probe": self.primary_probe,
+            "results": primary["results"],
+            "errors": primary["errors"],
+            "uptime": primary["uptime"],
+            "latency_ms": primary["latency_ms"],
+            "ttft_ms": primary["ttft_ms"],
+            "tokens_per_s_p50": primary["tokens_per_s_p50"],
+            "probes": {name: p.to_json() for name, p in self.probes.items()},
             "last": self.last,
         }
+
+
+def _empty(probe: str, windows: Sequence[str]) -> ProbeStatus:
+    none = dict.fromkeys((name for name, _ in QUANTILES), None)
+    return ProbeStatus(probe, 0, {}, dict.fromkeys(windows, None), dict(none), dict(none), None)
 
 
 @dataclass
@@ -110,30 +177,30 @@ def _counts(
     targets: Sequence[str],
     plan: WindowPlan,
     memo: Memo | None = None,
-) -> dict[str, Counts]:
-    """Counts per target over a plan. `memo` shares per-range sums between the windows of
-    one status() call: they all end at the same raw tail, read once instead of four times.
-    """
-    out: dict[str, Counts] = {t: Counts() for t in targets}
+) -> dict[Key, Counts]:
+    """Counts per (target, probe) over a plan. `memo` shares per-range sums between the
+    windows of one status() call: they all end at the same raw tail, read once instead of
+    four times."""
+    out: dict[Key, Counts] = {}
 
     def sums(source: Source) -> sa.Select[Any]:
         c = source.c
         return (
-            sa.select(c.target, *count_sums(source))
+            sa.select(c.target, c.probe, *count_sums(source))
             .where(one_of(conn, c.target, targets))
-            .group_by(c.target)
+            .group_by(c.target, c.probe)
         )
 
-    for _, (target, *numbers) in read_window(conn, plan, sums, {} if memo is None else memo):
-        out[target].add(*numbers)
+    for _, (target, probe, *numbers) in read_window(conn, plan, sums, {} if memo is None else memo):
+        out.setdefault((target, probe), Counts()).add(*numbers)
     return out
 
 
 def _distributions(
     conn: Connection, targets: Sequence[str], plan: WindowPlan
-) -> dict[str, _Distributions]:
-    out = {t: _Distributions() for t in targets}
-    decoded: list[list[Any]] = []  # [target, errors, latency, ttft, tokens/s]
+) -> dict[Key, _Distributions]:
+    out: dict[Key, _Distributions] = {}
+    decoded: list[list[Any]] = []  # [(target, probe), errors, latency, ttft, tokens/s]
     uncached: dict[str, list[Range]] = {"hour": [], "day": []}
     for kind, ranges in (("hour", plan.rollup), ("day", plan.daily)):
         for since, until in ranges:
@@ -141,22 +208,24 @@ def _distributions(
             if cached is None:
                 uncached[kind].append((since, until))
             else:
-                decoded.extend([t, *docs] for t, docs in cached.items())
+                decoded.extend([key, *docs] for key, docs in cached.items())
 
     def stored(source: Source) -> sa.Select[Any] | None:
         c = source.c
         json_columns = (c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
-        return sa.select(c.target, *(sa.cast(col, sa.Text) for col in json_columns)).where(
+        return sa.select(c.target, c.probe, *(sa.cast(col, sa.Text) for col in json_columns)).where(
             one_of(conn, c.target, targets)
         )
 
     from_rollups = WindowPlan(tuple(uncached["hour"]), (), tuple(uncached["day"]))
     rows = [row for _, row in read_window(conn, from_rollups, stored)]
-    rows_of: dict[str, list[list[Any]]] = {}
-    for row in decoded + json_rows(rows, 1):
+    rows_of: dict[Key, list[list[Any]]] = {}
+    for row in decoded:
         rows_of.setdefault(row[0], []).append(row)
-    for target, mine in rows_of.items():
-        d = out[target]
+    for target, probe, *docs in json_rows(rows, 2):
+        rows_of.setdefault((target, probe), []).append([(target, probe), *docs])
+    for key, mine in rows_of.items():
+        d = out.setdefault(key, _Distributions())
         for row in mine:
             for kind, n in (row[1] or {}).items():
                 d.errors[kind] = d.errors.get(kind, 0) + n
@@ -165,19 +234,25 @@ def _distributions(
         d.tokens_per_s.merge_all([row[4] for row in mine])
     if plan.raw:
         error_counts = (
-            sa.select(RAW.target, RAW.error, sa.func.count())
+            sa.select(RAW.target, RAW.probe, RAW.error, sa.func.count())
             .where(one_of(conn, RAW.target, targets), RAW.error.is_not(None))
-            .group_by(RAW.target, RAW.error)
+            .group_by(RAW.target, RAW.probe, RAW.error)
         )
-        for target, kind, n in per_range(conn, error_counts, RAW_ROWS.period, plan.raw):
-            errors = out[target].errors
+        for target, probe, kind, n in per_range(conn, error_counts, RAW_ROWS.period, plan.raw):
+            errors = out.setdefault((target, probe), _Distributions()).errors
             errors[kind] = errors.get(kind, 0) + int(n)
-        good = sa.select(RAW.target, RAW.latency_ms, RAW.ttft_ms, RAW.tokens_per_s).where(
+        good = sa.select(
+            RAW.target, RAW.probe, RAW.latency_ms, RAW.ttft_ms, RAW.tokens_per_s
+        ).where(
             one_of(conn, RAW.target, targets),
             RAW.ok == sa.true(),
             RAW.maintenance == sa.false(),
         )
-        fold_values(per_range(conn, good, RAW_ROWS.period, plan.raw), out.__getitem__)
+        keyed = (
+            ((target, probe), *values)
+            for target, probe, *values in per_range(conn, good, RAW_ROWS.period, plan.raw)
+        )
+        fold_values(keyed, lambda key: out.setdefault(key, _Distributions()))
     return out
 
 
@@ -225,10 +300,17 @@ def status(
     main_window: str = "24h",
     count_rate_limited: bool | Mapping[str, bool] = True,
     with_last: bool = True,
+    layout: ProbeLayout | None = None,
 ) -> list[TargetStatus]:
-    """Per target, in the given order: uptime over each window, and counts, errors and
-    percentiles over the main window. `count_rate_limited` may differ per target name.
-    `with_last=False` skips looking up each target's newest result (`last` is None)."""
+    """Per target, in the given order, and per probe of it: uptime over each window, and
+    counts, errors and percentiles over the main window. `count_rate_limited` may differ per
+    target name. `with_last=False` skips looking up each target's newest result (`last` is
+    None).
+
+    `layout` gives each target's configured probes (shown even before their first result,
+    in that order; probes found only in the store follow) and the probe whose figures are
+    its headline; without it, the first of registry.PRIMARY_ORDER the target has results
+    for."""
     targets = list(dict.fromkeys(targets))
     if not targets:
         return []
@@ -251,21 +333,29 @@ def status(
         dists = _distributions(conn, targets, plans[main_window])
         last = _last(conn, targets, now) if with_last else {}
 
+    seen: dict[str, list[str]] = {}
+    for target, probe in sorted({k for c in counts.values() for k in c} | set(dists)):
+        seen.setdefault(target, []).append(probe)
     out: list[TargetStatus] = []
     for t in targets:
-        d = dists[t]
-        out.append(
-            TargetStatus(
-                target=t,
-                results=counts[main_window][t].total,
+        configured = layout.probes.get(t, []) if layout else []
+        names = list(dict.fromkeys([*configured, *seen.get(t, ())]))
+        per_probe: dict[str, ProbeStatus] = {}
+        for name in names:
+            d = dists.get((t, name), _Distributions())
+            per_probe[name] = ProbeStatus(
+                probe=name,
+                results=counts[main_window].get((t, name), Counts()).total,
                 errors=dict(sorted(d.errors.items())),
-                uptime={w: counts[w][t].uptime(counts_rl(t)) for w in windows},
+                uptime={
+                    w: counts[w].get((t, name), Counts()).uptime(counts_rl(t)) for w in windows
+                },
                 latency_ms=_quantiles(d.latency),
                 ttft_ms=_quantiles(d.ttft),
                 tokens_per_s_p50=d.tokens_per_s.quantile(0.5),
-                last=last.get(t),
             )
-        )
+        head = (layout.primary.get(t) if layout else None) or registry.primary_probe(names)
+        out.append(TargetStatus(t, head, per_probe, last.get(t)))
     return out
 
 
@@ -284,7 +374,13 @@ def window_counts_many(
     with engine.connect() as raw_conn:
         conn = snapshot(raw_conn)
         counts = _counts(conn, targets, plan_for(conn, since, until, until - since >= DAY))
-    return {t: (c.valid(count_rate_limited), c.bad(count_rate_limited)) for t, c in counts.items()}
+    # The SLO counts every probe of a target: each is a request a user could have made.
+    per_target = {t: Counts() for t in targets}
+    for (target, _), c in counts.items():
+        per_target[target].add(c.total, c.maintenance, c.sli_ok, c.sli_rate_limited)
+    return {
+        t: (c.valid(count_rate_limited), c.bad(count_rate_limited)) for t, c in per_target.items()
+    }
 
 
 def window_counts(

@@ -79,38 +79,39 @@ def _valid(conn: Connection, kind: str, since: datetime, until: datetime) -> boo
 
 def lookup(
     conn: Connection, kind: str, targets: Sequence[str], since: datetime, until: datetime
-) -> dict[str, list[Any]] | None:
-    """{target: [errors, latency, ttft, tokens/s] stored JSON forms} for a valid cached run
-    (targets with no data are absent), or None when the run is not cached or is stale."""
+) -> dict[tuple[str, str], list[Any]] | None:
+    """{(target, probe): [errors, latency, ttft, tokens/s] stored JSON forms} for a valid
+    cached run (probes with no data are absent), or None when the run is not cached or is
+    stale."""
     if not _valid(conn, kind, since, until):
         return None
     c = CACHE.c
     rows = conn.execute(
-        sa.select(c.target, c.errors, *(c[m] for m in MEASURES)).where(
+        sa.select(c.target, c.probe, c.errors, *(c[m] for m in MEASURES)).where(
             _key(kind, since, until), one_of(conn, c.target, targets)
         )
     )
-    return {row[0]: list(row[1:]) for row in rows}
+    return {(row[0], row[1]): list(row[2:]) for row in rows}
 
 
 def _merge(conn: Connection, kind: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
     table, period, _, _ = _SOURCES[kind]
     c = table.c
     rows = conn.execute(
-        sa.select(c.target, c.errors, *(c[m] for m in MEASURES)).where(
+        sa.select(c.target, c.probe, c.errors, *(c[m] for m in MEASURES)).where(
             period >= since, period < until
         )
     )
-    errors: dict[str, dict[str, int]] = {}
-    docs: dict[str, list[list[Any]]] = {}
-    for target, errs, *sketches in rows:
-        mine = errors.setdefault(target, {})
+    errors: dict[tuple[str, str], dict[str, int]] = {}
+    docs: dict[tuple[str, str], list[list[Any]]] = {}
+    for target, probe, errs, *sketches in rows:
+        mine = errors.setdefault((target, probe), {})
         for name, n in (errs or {}).items():
             mine[name] = mine.get(name, 0) + int(n)
-        docs.setdefault(target, []).append(sketches)
+        docs.setdefault((target, probe), []).append(sketches)
     out = []
-    for target, per_period in docs.items():
-        row: dict[str, Any] = {"target": target, "errors": errors[target]}
+    for (target, probe), per_period in docs.items():
+        row: dict[str, Any] = {"target": target, "probe": probe, "errors": errors[target, probe]}
         for i, measure in enumerate(MEASURES):
             row[measure] = Sketch().merge_all(p[i] for p in per_period).to_json()
         out.append(row)
@@ -139,7 +140,7 @@ def _rebuild(conn: Connection, kind: str, since: datetime, until: datetime) -> N
 
 
 def _empty_row() -> dict[str, Any]:
-    return {"target": NO_TARGET, "errors": {}} | {m: {} for m in MEASURES}
+    return {"target": NO_TARGET, "probe": "", "errors": {}} | {m: {} for m in MEASURES}
 
 
 def refresh(engine: Engine, now: datetime) -> int:

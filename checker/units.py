@@ -24,6 +24,23 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def parse_window(value: str, longest_s: float) -> float:
+    """Seconds of a query window (`12h`, `90d`): at least a minute (shorter holds too few
+    probes to mean anything) and at most `longest_s` (the rollup retention: older results
+    are gone). ValueError says what is expected; it does not echo the value (a web query
+    parameter must not be reflected)."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = 0.0
+    if not 60.0 <= seconds <= longest_s:
+        raise ValueError(
+            f"expected a duration from 1m to {format_duration(longest_s)} "
+            "(the rollup retention), like 1h, 24h, 7d or 90d"
+        )
+    return seconds
+
+
 def parse_fraction(value: object) -> float:
     """A fraction in (0, 1) from `99.5%` or 0.995."""
     if isinstance(value, bool):
@@ -46,3 +63,6 @@ def format_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{round(seconds * 1000)}ms"
+
+
+__all__ = ["format_duration", "parse_duration", "parse_fraction", "parse_window"]

@@ -11,11 +11,13 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from checker.cli.status_table import status_columns, status_rows
 from checker.cli.table import Cell, Column
 from checker.cli.table import render as render_table
 from checker.config import load as config_mod
 from checker.config.load import ConfigError
 from checker.config.schema import Config, Target
+from checker.units import parse_window
 
 app = typer.Typer(
     add_completion=False,
@@ -189,9 +191,6 @@ def run(
     raise typer.Exit(code)
 
 
-WINDOWS = ("1h", "24h", "7d", "30d")
-
-
 @app.command()
 def status(
     config: ConfigOpt,
@@ -204,9 +203,11 @@ def status(
     from checker.store import db
     from checker.store.queries.status import status as query_status
 
-    if window not in WINDOWS:
-        fail(f"--window: expected one of {', '.join(WINDOWS)} (got {window!r})")
     cfg = load_config(config)
+    try:
+        parse_window(window, cfg.storage.rollup_retention)
+    except ValueError as exc:
+        fail(f"--window: {exc} (got {window!r})")
     url = cfg.storage.resolved_url()
     engine = db.make_engine(url)
     try:
@@ -228,34 +229,10 @@ def status(
     if as_json:
         print(json.dumps([r.to_json() for r in rows], indent=None))
         return
-    columns = [Column("target"), *(Column(f"up {w}", right=True) for w in WINDOWS)]
-    columns += [
-        Column(h, right=True)
-        for h in ("p50 ms", "p95 ms", "p99 ms", "ttft p50", "ttft p95", "tok/s", f"n {window}")
-    ]
-    columns += [Column("errors"), Column("last")]
-    table = []
-    for r in rows:
-        doc = r.to_json()
-        up = [("-" if doc["uptime"][w] is None else f"{doc['uptime'][w]:.2%}") for w in WINDOWS]
-        lat, ttft = doc["latency_ms"], doc["ttft_ms"]
-        last = doc["last"]
-        table.append(
-            [
-                doc["target"],
-                *up,
-                _fmt(lat["p50"]),
-                _fmt(lat["p95"]),
-                _fmt(lat["p99"]),
-                _fmt(ttft["p50"]),
-                _fmt(ttft["p95"]),
-                _fmt(doc["tokens_per_s_p50"], 1),
-                str(doc["results"]),
-                ", ".join(f"{k} {v}" for k, v in sorted(doc["errors"].items())) or "-",
-                "-" if not last else ("ok" if last["ok"] else Cell(str(last["error"]), "red")),
-            ]
-        )
-    stdout.print(render_table(columns, table), soft_wrap=True)
+    docs = [r.to_json() for r in rows]
+    table = render_table(status_columns(window), status_rows(docs))
+    stdout.print(table, soft_wrap=True)
+    stdout.print("* the probe whose figures are the target's headline (primary_probe)")
 
 
 @app.command()

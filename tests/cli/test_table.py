@@ -39,7 +39,7 @@ def test_row_of_the_wrong_width_is_refused() -> None:
         render([Column("a")], [["x", "y"]])
 
 
-def test_status_table_has_one_aligned_row_per_target(tmp_path: Path) -> None:
+def test_status_table_has_one_aligned_row_per_probe(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     url = f"sqlite:///{db}"
     migrate.upgrade(url)
@@ -60,12 +60,17 @@ def test_status_table_has_one_aligned_row_per_target(tmp_path: Path) -> None:
     res = run_cli("status", "-c", str(config))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0].split()[:5] == ["target", "up", "1h", "up", "24h"]
-    rows = {line.split()[0]: line for line in lines[2:]}
-    assert set(rows) == set(names)
+    assert lines[0].split()[:6] == ["target", "probe", "up", "1h", "up", "24h"]
+    body = [line for line in lines[2:] if line.strip() and not line.startswith("*")]
+    # Each target: its primary probe's row carries the name, then its other probes' rows.
+    assert [line.split()[:3] for line in body[0::2]] == [
+        ["alpha", "stream", "*"],
+        ["a-much-longer-target-name", "stream", "*"],
+    ]
+    assert [line.split()[0] for line in body[1::2]] == ["models", "models"]
     # Right-aligned: the 24h uptime column ends at the same place on every line.
     end = lines[0].index("up 24h") + len("up 24h")
-    for line in rows.values():
+    for line in body:
         assert line[end - 1] == "%", line
         assert line[end] == " "
 

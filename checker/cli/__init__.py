@@ -254,6 +254,22 @@ def digest(
     raise typer.Exit(digest_command(config, preview, send, date))
 
 
+@app.command()
+def compare(
+    config: ConfigOpt,
+    window: Annotated[str, typer.Option(help="Window, e.g. 1h, 24h, 7d, 90d.")] = "24h",
+    probe: Annotated[str, typer.Option(help="The probe to compare.")] = "stream",
+    model: Annotated[
+        str | None, typer.Option(help="Only this group (a model, or a target's `group:`).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable document.")] = False,
+) -> None:
+    """Routes to the same model side by side: availability, TTFT, added TTFT, real price."""
+    from checker.cli.compare import compare_command
+
+    raise typer.Exit(compare_command(config, window, probe, model, as_json))
+
+
 @app.command("notify-test")
 def notify_test(
     config: ConfigOpt,

@@ -82,6 +82,10 @@ class ProbeStatus:
     latency_ms: dict[str, float | None]
     ttft_ms: dict[str, float | None]
     tokens_per_s_p50: float | None
+    # Over the main window: results that count for availability, and the good ones among
+    # them (uptime = good / valid; a confidence interval needs both, not the ratio).
+    valid: int = 0
+    good: int = 0
 
     def to_json(self) -> dict[str, Any]:
         # Ratios at full precision; timings to the microsecond.
@@ -343,9 +347,10 @@ def status(
         per_probe: dict[str, ProbeStatus] = {}
         for name in names:
             d = dists.get((t, name), _Distributions())
+            main = counts[main_window].get((t, name), Counts())
             per_probe[name] = ProbeStatus(
                 probe=name,
-                results=counts[main_window].get((t, name), Counts()).total,
+                results=main.total,
                 errors=dict(sorted(d.errors.items())),
                 uptime={
                     w: counts[w].get((t, name), Counts()).uptime(counts_rl(t)) for w in windows
@@ -353,6 +358,8 @@ def status(
                 latency_ms=_quantiles(d.latency),
                 ttft_ms=_quantiles(d.ttft),
                 tokens_per_s_p50=d.tokens_per_s.quantile(0.5),
+                valid=main.valid(counts_rl(t)),
+                good=main.sli_ok,
             )
         head = (layout.primary.get(t) if layout else None) or registry.primary_probe(names)
         out.append(TargetStatus(t, head, per_probe, last.get(t)))

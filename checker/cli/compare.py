@@ -1,0 +1,129 @@
+"""`checker compare`: routes to the same model side by side, for one probe and window.
+
+The table fits 100 columns: one line per route with its rank, and under it, in words, the
+flags and what cannot be told apart yet. `--json` prints the full-precision document.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from checker.cli.table import Cell, Column
+from checker.cli.table import render as render_table
+from checker.compare.build import compare_routes
+from checker.compare.view import CompareView, RouteView
+from checker.config import load as config_mod
+from checker.config.load import ConfigError
+from checker.store.db import make_engine
+
+__all__ = ["compare_command", "compare_text"]
+
+COLUMNS = [
+    Column("#", right=True),
+    Column("route"),
+    Column("n", right=True),
+    Column("uptime [95% CI]"),
+    Column("ttft p50", right=True),
+    Column("+ttft vs ref [95% CI]"),
+    Column("tok/s", right=True),
+    Column("usage", right=True),
+    Column("$/Mtok out", right=True),
+]
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _uptime(route: RouteView) -> str:
+    if route.uptime is None or route.uptime_ci is None:
+        return "-"
+    lo, hi = route.uptime_ci
+    return f"{route.uptime:.2%} [{lo:.1%}, {hi:.1%}]"
+
+
+def _added(route: RouteView) -> str:
+    added = route.added_ttft_ms
+    if added is None:
+        return "reference"
+    if added["ci"] is None:
+        return "-"
+    lo, hi = added["ci"]
+    return f"{added['p50']:+.0f} ms [{lo:+.0f}, {hi:+.0f}]"
+
+
+def _cells(route: RouteView) -> list[str | Cell]:
+    name = Cell(route.target, "red") if route.flags else route.target
+    return [
+        str(route.rank),
+        name,
+        str(route.n),
+        _uptime(route),
+        _ms(route.ttft_ms.get("p50")),
+        _added(route),
+        "-" if route.tokens_per_s_p50 is None else f"{route.tokens_per_s_p50:.1f}",
+        "-" if route.usage_ratio is None else f"{route.usage_ratio:.2f}x",
+        "-" if route.usd_per_mtok_output is None else f"{route.usd_per_mtok_output:.2f}",
+    ]
+
+
+def compare_text(view: CompareView) -> Text:
+    out = Text()
+    if not view.groups:
+        out.append(
+            "no group of two or more routes runs this probe: set the same `model` (or "
+            "`group:`) on the targets to compare"
+        )
+        return out
+    for i, group in enumerate(view.groups):
+        if i:
+            out.append("\n\n")
+        ref = f", reference {group.reference}" if group.reference else ", no reference"
+        out.append(f"{group.model} ({view.probe}, last {view.window}{ref})\n", style="bold")
+        out.append_text(render_table(COLUMNS, [_cells(r) for r in group.routes]))
+        for route in group.routes:
+            words = [f"flagged {', '.join(route.flags)}"] if route.flags else []
+            words += route.notes
+            if words:
+                out.append(f"\n  {route.target}: {'; '.join(words)}")
+    return out
+
+
+def compare_command(
+    config_path: Path, window: str, probe: str, model: str | None, as_json: bool
+) -> int:
+    """Exit 0, or 2 with one `error:` line on bad input, 1 when the database fails."""
+    try:
+        cfg = config_mod.load(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    engine = make_engine(cfg.storage.resolved_url())
+    try:
+        view = compare_routes(engine, cfg, datetime.now(UTC), window, probe, model)
+    except ValueError as exc:
+        print(f"error: --window: {exc} (got {window!r})", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the database: one line, never a traceback
+        scheme = cfg.storage.resolved_url().split("://")[0]
+        print(
+            f"error: {scheme} database: {type(exc).__name__}: is the schema created? "
+            "run `checker db upgrade -c FILE`",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        engine.dispose()
+    if as_json:
+        print(json.dumps(view.to_json()))
+    else:
+        console = Console() if sys.stdout.isatty() else Console(width=100)
+        console.print(compare_text(view), soft_wrap=True)
+    return 0

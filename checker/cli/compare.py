@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,13 +25,15 @@ from checker.store.db import make_engine
 
 __all__ = ["compare_command", "compare_text"]
 
+WIDTH = 100  # the table and its notes fit a 100-column terminal
+
 COLUMNS = [
     Column("#", right=True),
     Column("route"),
     Column("n", right=True),
     Column("uptime [95% CI]"),
     Column("ttft p50", right=True),
-    Column("+ttft vs ref [95% CI]"),
+    Column("+ttft vs ref [CI]"),
     Column("tok/s", right=True),
     Column("usage", right=True),
     Column("$/Mtok out", right=True),
@@ -45,7 +48,7 @@ def _uptime(route: RouteView) -> str:
     if route.uptime is None or route.uptime_ci is None:
         return "-"
     lo, hi = route.uptime_ci
-    return f"{route.uptime:.2%} [{lo:.1%}, {hi:.1%}]"
+    return f"{route.uptime:.2%} [{lo * 100:.1f}, {hi * 100:.1f}]"
 
 
 def _added(route: RouteView) -> str:
@@ -55,7 +58,9 @@ def _added(route: RouteView) -> str:
     if added["ci"] is None:
         return "-"
     lo, hi = added["ci"]
-    return f"{added['p50']:+.0f} ms [{lo:+.0f}, {hi:+.0f}]"
+    # Whole milliseconds, or tenths when the shift is small (a "-0" says nothing).
+    digits = 0 if max(abs(lo), abs(hi)) >= 10 else 1
+    return f"{added['p50']:+.{digits}f} ms [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
 def _cells(route: RouteView) -> list[str | Cell]:
@@ -91,7 +96,10 @@ def compare_text(view: CompareView) -> Text:
             words = [f"flagged {', '.join(route.flags)}"] if route.flags else []
             words += route.notes
             if words:
-                out.append(f"\n  {route.target}: {'; '.join(words)}")
+                text = f"{route.target}: {'; '.join(words)}"
+                out.append(
+                    "\n" + textwrap.fill(text, WIDTH, initial_indent="  ", subsequent_indent="    ")
+                )
     return out
 
 
@@ -124,6 +132,6 @@ def compare_command(
     if as_json:
         print(json.dumps(view.to_json()))
     else:
-        console = Console() if sys.stdout.isatty() else Console(width=100)
+        console = Console() if sys.stdout.isatty() else Console(width=WIDTH)
         console.print(compare_text(view), soft_wrap=True)
     return 0

@@ -41,6 +41,9 @@ __all__ = [
 FLAGS = ("over_reports_usage", "model_mismatch", "slower", "less_available")
 # Fewer probes than this and a comparison is reported as "not enough probes" in words.
 MIN_N = 30
+# Below this many TTFT samples on either side the difference interval is degenerate (for
+# one against one it is a single point): no `slower` flag, only the note.
+MIN_SAMPLES_FOR_FLAG = 10
 
 
 def usage_ratio(usage: Sequence[tuple[int, int, int]]) -> float | None:
@@ -169,7 +172,12 @@ def _flags(
     if route.errors.get("model_mismatch", 0) > 0:
         flags.append("model_mismatch")
     if ref is not None and route is not ref:
-        if added is not None and added["ci"] is not None and added["ci"][0] > 0:
+        if (
+            added is not None
+            and added["ci"] is not None
+            and min(added["n"], added["n_reference"]) >= MIN_SAMPLES_FOR_FLAG
+            and added["ci"][0] > 0
+        ):
             flags.append("slower")
         if ci is not None and ref_ci is not None and ci[1] < ref_ci[0]:
             flags.append("less_available")
@@ -184,8 +192,11 @@ def _notes(route: RouteInputs, added: dict[str, Any] | None) -> list[str]:
         ci = added["ci"]
         if ci is None:
             notes.append("no TTFT samples to compare with the reference")
-        elif ci[0] <= 0 <= ci[1]:
-            notes.append("TTFT cannot be told apart from the reference yet")
+        elif ci[0] <= 0 <= ci[1] or min(added["n"], added["n_reference"]) < MIN_SAMPLES_FOR_FLAG:
+            notes.append(
+                f"TTFT cannot be told apart from the reference yet "
+                f"(n={added['n']} vs {added['n_reference']})"
+            )
     if route.usage_ratio is None:
         notes.append("usage ratio unknown (no counted streams)")
     return notes

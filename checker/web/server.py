@@ -23,6 +23,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.engine import Engine
 
+from checker.compare.build import DEFAULT_PROBE, compare_routes
+from checker.compare.view import CompareView
 from checker.config.schema import BasicAuth, Config
 from checker.redact import Redactor
 from checker.render import env
@@ -31,7 +33,7 @@ from checker.units import parse_window
 from checker.web import status_data
 from checker.web.badges import BADGE_WINDOWS, badge_svg, badge_uptime
 from checker.web.metrics import Metrics
-from checker.web.status_view import level
+from checker.web.status_view import level, redact_tree
 
 __all__ = [
     "OPEN_PATHS",
@@ -165,6 +167,8 @@ class WebServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/", self._status_page)
         app.router.add_get("/api/status", self._api_status)
+        app.router.add_get("/compare", self._compare_page)
+        app.router.add_get("/api/compare", self._api_compare)
         app.router.add_get("/api/incidents", self._api_incidents)
         app.router.add_get("/badge/{target}/uptime/{window}.svg", self._badge)
         app.on_response_prepare.append(_security_headers)
@@ -265,6 +269,33 @@ class WebServer:
             status_data.api_status, self._engine, cfg, self._clock(), window
         )
         return _json(rows)
+
+    def _compare_view(self, request: web.Request) -> CompareView | web.Response:
+        """The comparison the query asks for, or a 400 naming the bad parameter."""
+        cfg = self._cfg()
+        window = request.query.get("window", "24h")
+        probe = request.query.get("probe", DEFAULT_PROBE)
+        model = request.query.get("model") or None
+        try:
+            parse_window(window, cfg.storage.rollup_retention)
+        except ValueError as exc:
+            return _json_error(400, f"window: {exc}")
+        if probe not in {p for t in cfg.targets for p in t.probe_names}:
+            return _json_error(400, "probe: expected a probe some target runs")
+        return compare_routes(self._engine, cfg, self._clock(), window, probe, model)
+
+    async def _api_compare(self, request: web.Request) -> web.Response:
+        view = await asyncio.to_thread(self._compare_view, request)
+        if isinstance(view, web.Response):
+            return view
+        return _json(redact_tree(view.to_json(), Redactor(self._cfg().secrets())))
+
+    async def _compare_page(self, request: web.Request) -> web.Response:
+        view = await asyncio.to_thread(self._compare_view, request)
+        if isinstance(view, web.Response):
+            return view
+        html = env().get_template("compare.html.j2").render(view=view, generated_at=self._clock())
+        return web.Response(text=html, content_type="text/html")
 
     async def _api_incidents(self, request: web.Request) -> web.Response:
         flag = request.query.get("open", "").strip().lower()

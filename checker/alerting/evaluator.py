@@ -30,7 +30,7 @@ from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.store.db import one_of_param
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
-from checker.store.queries.status import window_counts_many
+from checker.store.queries.counts import window_counts_many
 from checker.store.upsert import upsert
 
 __all__ = [

@@ -30,8 +30,9 @@ from checker.probes.base import ErrorKind
 from checker.redact import Redactor
 from checker.store.plan import as_utc
 from checker.store.queries import digest as read
+from checker.store.queries.counts import window_counts_many
 from checker.store.queries.series import hourly_series_many
-from checker.store.queries.status import TargetStatus, status, window_counts_many
+from checker.store.queries.status import TargetStatus, status
 
 __all__ = [
     "RawOnlyFigures",

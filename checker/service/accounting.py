@@ -15,7 +15,7 @@ from checker.config.schema import Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.registry import is_free
 from checker.service.clock import Clock
-from checker.store.queries.status import spend_since
+from checker.store.queries.counts import spend_since
 
 __all__ = ["Accounting", "TargetRuntime"]
 

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from checker.alerting.slo import WindowCounts, budget_remaining, burn_rate
 from checker.config.schema import Config
-from checker.store.queries.status import window_counts_many
+from checker.store.queries.counts import window_counts_many
 from checker.units import format_duration
 from checker.web.metrics import Metrics
 

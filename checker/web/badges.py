@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 from checker.config.schema import Config, Target
 from checker.render import env
 from checker.store.plan import as_utc
-from checker.store.queries.status import WINDOWS, window_counts_many
+from checker.store.queries.counts import window_counts_many
+from checker.store.queries.status import WINDOWS
 from checker.units import parse_duration
 
 __all__ = [

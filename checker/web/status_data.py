@@ -21,9 +21,10 @@ from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.store.plan import as_utc
 from checker.store.queries import page as page_queries
+from checker.store.queries.counts import window_counts_many
 from checker.store.queries.page import IncidentView, current_states, daily_uptime
 from checker.store.queries.series import hourly_series_many
-from checker.store.queries.status import status, window_counts_many
+from checker.store.queries.status import status
 from checker.web.status_view import (
     DAYS,
     SPARK_HOURS,

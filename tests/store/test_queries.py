@@ -15,8 +15,9 @@ from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.plan import DAY, HOUR, floor_hour, plan_window
 from checker.store.prune import prune
+from checker.store.queries.counts import spend_since, window_counts
 from checker.store.queries.series import hourly_series, hourly_series_many
-from checker.store.queries.status import spend_since, status, window_counts
+from checker.store.queries.status import status
 from checker.store.rollup import rollup_hours
 from checker.store.sketch import ALPHA
 from checker.store.tables import ROLLED_DAYS

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.plan import DAY, HOUR, floor_day, floor_hour
 from checker.store.prune import prune
-from checker.store.queries.status import window_counts
+from checker.store.queries.counts import window_counts
 from checker.store.rollup import rollup_due, rollup_hours
 from checker.store.sketch import ALPHA, Sketch
 from checker.store.tables import DAILY, ROLLED, ROLLED_DAYS, ROLLUPS

@@ -28,8 +28,9 @@ from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow
 from checker.store.plan import HOUR, floor_hour
+from checker.store.queries.counts import window_counts
 from checker.store.queries.page import daily_uptime, streak_since
-from checker.store.queries.status import status, window_counts
+from checker.store.queries.status import status
 from checker.store.rollup import rollup_hours
 from checker.store.tables import INCIDENTS, ROLLED, ROLLUPS
 from checker.web.badges import badge_value

@@ -41,7 +41,6 @@ from checker.store.queries.window import (
     count_sums,
     json_rows,
     per_range,
-    plan_for,
     read_window,
     rolled_days,
     rolled_hours,
@@ -57,10 +56,8 @@ __all__ = [
     "WINDOWS",
     "ProbeStatus",
     "TargetStatus",
-    "spend_since",
+    "counts_by_probe",
     "status",
-    "window_counts",
-    "window_counts_many",
 ]
 
 WINDOWS: tuple[str, ...] = ("1h", "24h", "7d", "30d")
@@ -176,7 +173,7 @@ def _quantiles(sketch: Sketch) -> dict[str, float | None]:
     return {name: sketch.quantile(q) for name, q in QUANTILES}
 
 
-def _counts(
+def counts_by_probe(
     conn: Connection,
     targets: Sequence[str],
     plan: WindowPlan,
@@ -333,7 +330,7 @@ def status(
         days = rolled_days(conn, since, now) if max(spans.values()) >= DAY else set()
         plans = {w: plan_window(now - span, now, rolled, days) for w, span in spans.items()}
         memo: Memo = {}
-        counts = {w: _counts(conn, targets, plans[w], memo) for w in plans}
+        counts = {w: counts_by_probe(conn, targets, plans[w], memo) for w in plans}
         dists = _distributions(conn, targets, plans[main_window])
         last = _last(conn, targets, now) if with_last else {}
 
@@ -364,46 +361,3 @@ def status(
         head = (layout.primary.get(t) if layout else None) or registry.primary_probe(names)
         out.append(TargetStatus(t, head, per_probe, last.get(t)))
     return out
-
-
-def window_counts_many(
-    engine: Engine,
-    targets: Sequence[str],
-    since: datetime,
-    until: datetime,
-    count_rate_limited: bool = True,
-) -> dict[str, tuple[int, int]]:
-    """(valid, bad) per target over [since, until): one pass for many targets."""
-    targets = list(dict.fromkeys(targets))
-    if not targets:
-        return {}
-    since, until = as_utc(since), as_utc(until)
-    with engine.connect() as raw_conn:
-        conn = snapshot(raw_conn)
-        counts = _counts(conn, targets, plan_for(conn, since, until, until - since >= DAY))
-    # The SLO counts every probe of a target: each is a request a user could have made.
-    per_target = {t: Counts() for t in targets}
-    for (target, _), c in counts.items():
-        per_target[target].add(c.total, c.maintenance, c.sli_ok, c.sli_rate_limited)
-    return {
-        t: (c.valid(count_rate_limited), c.bad(count_rate_limited)) for t, c in per_target.items()
-    }
-
-
-def window_counts(
-    engine: Engine, target: str, since: datetime, until: datetime, count_rate_limited: bool = True
-) -> tuple[int, int]:
-    """(valid, bad) probes of one target over [since, until), for SLO and burn-rate math."""
-    return window_counts_many(engine, [target], since, until, count_rate_limited)[target]
-
-
-def spend_since(engine: Engine, since: datetime) -> dict[str, float]:
-    """USD spent on probes per target since `since` (raw rows: meant for today's spend cap)."""
-    rows_since = as_utc(since)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(RAW.target, sa.func.sum(RAW.cost_usd))
-            .where(RAW.started_at >= rows_since, RAW.cost_usd.is_not(None))
-            .group_by(RAW.target)
-        )
-        return {target: float(total or 0.0) for target, total in rows}

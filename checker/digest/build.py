@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from checker.alerting.slo import WindowCounts
+from checker.compare.build import compare_routes
 from checker.config.schema import Config, Target
 from checker.cost.prices import PriceBook, month_window, project_month_end
 from checker.digest.context import make_context
@@ -293,6 +294,8 @@ def build_period(
         workload_input_tokens=workload.input_tokens_per_month,
         workload_output_tokens=workload.output_tokens_per_month,
         workload_cached_share=workload.cached_input_share,
+        # The same view as `checker compare` over the period (its stream probes).
+        comparison=compare_routes(engine, cfg, period.until, period.window_key, book=book),
     )
 
 

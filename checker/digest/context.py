@@ -22,13 +22,23 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from checker.alerting.slo import budget_remaining, burn_rate
-from checker.digest.compare import changes, model_groups
+from checker.compare.view import CompareView
+from checker.digest.changes import changes
 from checker.digest.honesty import token_honesty
 from checker.digest.inputs import Hour, IncidentSpan, Spend, TargetInputs
 from checker.digest.models import DigestContext, HourBar, IncidentLine, TargetDigest, WorkloadRow
 from checker.digest.period import Period
 
-__all__ = ["hour_bars", "incident_lines", "make_context", "verdict_line"]
+__all__ = [
+    "MIN_RESULTS_FOR_BILLING",
+    "hour_bars",
+    "incident_lines",
+    "make_context",
+    "verdict_line",
+]
+
+# A route is marked over-billing on its median usage ratio over at least this many results.
+MIN_RESULTS_FOR_BILLING = 5
 
 
 @functools.lru_cache(maxsize=1024)
@@ -104,7 +114,7 @@ def _target_digest(
     uptime = t.figures.uptime
     reasons: list[str] = []
     if t.period_counts.valid == 0:
-        state: Literal["ok", "breaching", "no_data"] = "no_data"
+        state: Literal["ok", "breaching", "over_billing", "no_data"] = "no_data"
     else:
         if budget is not None and budget <= 0:
             reasons.append("error budget exhausted")
@@ -116,6 +126,20 @@ def _target_digest(
     # An open page incident is a breach even when the probes stopped reporting.
     if state == "no_data" and any(i.open_at_end and i.severity == "page" for i in incidents):
         state, reasons = "breaching", ["page incident open", "no data"]
+    tokens = token_honesty(t.usage, band)
+    ratio = tokens.median_ratio_to_chars4
+    over = (
+        tokens.checked >= MIN_RESULTS_FOR_BILLING
+        and ratio is not None
+        and not band[0] <= ratio <= band[1]
+    )
+    if over and state == "ok":
+        state = "over_billing"
+    if over:
+        reasons.append(
+            f"reports {ratio:.2f}x the output tokens it streams (band {band[0]}-{band[1]}, "
+            f"{tokens.checked} results)"
+        )
     spend = _spend_value(t.spend, t.priced)
     return TargetDigest(
         name=t.name,
@@ -147,7 +171,10 @@ def _target_digest(
         input_per_mtok=t.input_per_mtok,
         output_per_mtok=t.output_per_mtok,
         workload_usd=t.workload_usd,
-        tokens=token_honesty(t.usage, band),
+        tokens=tokens,
+        real_output_per_mtok=t.output_per_mtok * ratio
+        if t.output_per_mtok is not None and ratio is not None
+        else t.output_per_mtok,
         vs_day=changes(t.figures, t.previous_day, t.spend.cost_usd, t.spend_previous_day.cost_usd),
         vs_week=changes(
             t.figures, t.previous_week, t.spend.cost_usd, t.spend_previous_week.cost_usd
@@ -156,9 +183,14 @@ def _target_digest(
     )
 
 
-def verdict_line(total: int, breaching: Sequence[str], no_data: Sequence[str]) -> str:
+def verdict_line(
+    total: int,
+    breaching: Sequence[str],
+    no_data: Sequence[str],
+    over_billing: Sequence[str] = (),
+) -> str:
     routes = "route" if total == 1 else "routes"
-    if not breaching and not no_data:
+    if not breaching and not no_data and not over_billing:
         return f"All good: {total} {routes} within their SLOs."
     parts = []
     if breaching:
@@ -167,6 +199,8 @@ def verdict_line(total: int, breaching: Sequence[str], no_data: Sequence[str]) -
         parts.append(f"No route breaching, {total - len(no_data)} of {total} reporting")
     if no_data:
         parts.append(f"{len(no_data)} without data: {', '.join(no_data)}")
+    if over_billing:
+        parts.append(f"{len(over_billing)} over-reporting usage: {', '.join(over_billing)}")
     return "; ".join(parts) + "."
 
 
@@ -179,11 +213,13 @@ def make_context(
     workload_input_tokens: int,
     workload_output_tokens: int,
     workload_cached_share: float | None,
+    comparison: CompareView | None = None,
 ) -> DigestContext:
     zone = ZoneInfo(period.timezone)
     targets = [_target_digest(t, period, usage_band, zone) for t in inputs]
     breaching = [t.name for t in targets if t.state == "breaching"]
     no_data = [t.name for t in targets if t.state == "no_data"]
+    over_billing = [t.name for t in targets if t.state == "over_billing"]
     workload = sorted(
         (WorkloadRow(t.name, t.model, t.workload_usd) for t in inputs),
         key=lambda r: (r.monthly_usd is None, r.monthly_usd or 0.0, r.target),
@@ -191,8 +227,8 @@ def make_context(
     return DigestContext(
         period=period,
         generated_at=generated_at,
-        verdict=verdict_line(len(targets), breaching, no_data),
-        ok=not breaching and not no_data,
+        verdict=verdict_line(len(targets), breaching, no_data, over_billing),
+        ok=not breaching and not no_data and not over_billing,
         breaching=breaching,
         no_data=no_data,
         targets=targets,
@@ -204,6 +240,6 @@ def make_context(
         workload_output_tokens=workload_output_tokens,
         workload_cached_share=workload_cached_share,
         workload=workload,
-        model_groups=model_groups(targets, {t.name: t.model_key for t in inputs}),
+        comparison=comparison,
         usage_band=usage_band,
     )

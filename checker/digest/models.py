@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from checker.compare.view import CompareView
 from checker.digest.period import Period
 
 __all__ = [
@@ -13,10 +14,8 @@ __all__ = [
     "ChangeRow",
     "DigestContext",
     "Direction",
-    "GroupRow",
     "HourBar",
     "IncidentLine",
-    "ModelGroup",
     "TargetDigest",
     "TokenHonesty",
     "Verdict",
@@ -84,7 +83,8 @@ class TokenHonesty:
 class TargetDigest:
     name: str
     model: str | None
-    state: Literal["ok", "breaching", "no_data"]
+    # over_billing: within its SLO, but it reports more output tokens than it streams
+    state: Literal["ok", "breaching", "over_billing", "no_data"]
     reasons: list[str]
     results: int
     uptime: float | None
@@ -110,6 +110,8 @@ class TargetDigest:
     output_per_mtok: float | None
     workload_usd: float | None
     tokens: TokenHonesty
+    # The list output price times the usage ratio: what a streamed output token costs here.
+    real_output_per_mtok: float | None
     vs_day: list[Change]
     vs_week: list[Change]
     bars: list[HourBar]
@@ -138,22 +140,6 @@ class WorkloadRow:
     monthly_usd: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class GroupRow:
-    target: str
-    uptime: float | None
-    latency_p50: float | None
-    ttft_p50: float | None
-    workload_usd: float | None
-    best: frozenset[str]  # columns where this route is best: uptime, latency, ttft, price
-
-
-@dataclass(frozen=True, slots=True)
-class ModelGroup:
-    model: str
-    rows: list[GroupRow]
-
-
 @dataclass
 class DigestContext:
     period: Period
@@ -171,7 +157,7 @@ class DigestContext:
     workload_output_tokens: int
     workload_cached_share: float | None
     workload: list[WorkloadRow]
-    model_groups: list[ModelGroup]
+    comparison: CompareView | None  # routes to the same model (checker.compare)
     usage_band: tuple[float, float]
 
     @property

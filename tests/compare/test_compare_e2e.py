@@ -20,6 +20,9 @@ from checker.compare.build import compare_routes
 from checker.config.load import parse
 from checker.config.schema import Config
 from checker.cost.tokens import count_output_tokens
+from checker.digest import render as digest_render
+from checker.digest.build import build_period
+from checker.digest.period import last_hours
 from checker.probes.base import ProbeResult
 from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool
@@ -220,3 +223,20 @@ def test_cli_and_web_show_the_same_comparison(measured: tuple[Config, Path, Engi
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "relay-greedy" in page.text and "over reports usage" in page.text
     assert rejected.status_code == 400 and "<b>" not in rejected.text
+
+
+def test_digest_ranks_routes_as_compare_does_and_marks_over_billing(
+    measured: tuple[Config, Path, Engine, int],
+) -> None:
+    cfg, _, engine, _ = measured
+    now = datetime.now(UTC)
+    period = last_hours(now, "UTC")
+    ctx = build_period(engine, cfg, period, now=now)
+    assert ctx.comparison is not None
+    view = compare_routes(engine, cfg, period.until, period.window_key)
+    assert ctx.comparison.to_json() == view.to_json()
+    states = {t.name: t.state for t in ctx.targets}
+    assert states == {"direct": "ok", "relay-slow": "ok", "relay-greedy": "over_billing"}
+    text = digest_render.render_text(ctx)
+    assert "== relay-greedy [OVER-BILLING] ==" in text
+    assert "1. direct" in text and "3. relay-slow" in text

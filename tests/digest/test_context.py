@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from checker.alerting.slo import WindowCounts
-from checker.digest.compare import compare
+from checker.digest import render as digest_render
+from checker.digest.changes import compare
 from checker.digest.context import hour_bars, make_context
 from checker.digest.honesty import token_honesty, usage_out_of_band, weighted_median
 from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, Usage
@@ -286,21 +287,29 @@ def test_no_price_and_reference_workload_order() -> None:
     assert ctx.unpriced == ["unknown"]
 
 
-def test_routes_sharing_a_model_are_ranked() -> None:
+def test_a_route_billing_more_tokens_than_it_streams_is_not_ok() -> None:
+    honest = {Usage(30, 0, 120, counted_tokens=30): 10}
+    greedy = {Usage(90, 0, 120, counted_tokens=30): 10}  # 3x what it streamed
+    few = {Usage(90, 0, 120, counted_tokens=30): 2}  # too few results to judge
     ctx = _context(
-        _inputs("slow", figures=_figures(1.0, latency=900.0), workload_usd=2.0),
-        _inputs("flaky", figures=_figures(0.995, latency=300.0), workload_usd=3.0),
-        _inputs("fast", figures=_figures(1.0, latency=400.0), workload_usd=2.5),
-        _inputs("alone", model="llama", model_key="llama"),
+        _inputs("honest", usage=honest),
+        _inputs("greedy", usage=greedy, output_per_mtok=0.6),
+        _inputs("new", usage=few),
     )
-    assert len(ctx.model_groups) == 1
-    group = ctx.model_groups[0]
-    assert group.model == "gpt-4o-mini"
-    assert [r.target for r in group.rows] == ["fast", "slow", "flaky"]
-    best = {r.target: r.best for r in group.rows}
-    assert best["slow"] == {"uptime", "price"}
-    assert best["fast"] == {"uptime"}
-    assert best["flaky"] == {"latency", "ttft"}
+    by_name = {t.name: t for t in ctx.targets}
+    assert by_name["honest"].state == "ok" and by_name["new"].state == "ok"
+    greedy_row = by_name["greedy"]
+    assert greedy_row.state == "over_billing" and not ctx.ok
+    assert greedy_row.reasons == [
+        "reports 3.00x the output tokens it streams (band 0.8-1.25, 10 results)"
+    ]
+    # What an output token really costs on this route: the list price times the ratio.
+    assert greedy_row.real_output_per_mtok == pytest.approx(1.8)
+    assert "1 over-reporting usage: greedy" in ctx.verdict
+    html = digest_render.render_html(ctx)
+    text = digest_render.render_text(ctx)
+    assert "over-billing" in html
+    assert "== greedy [OVER-BILLING] ==" in text and "== greedy [ok] ==" not in text
 
 
 def test_hour_bars_scale_and_colour() -> None:

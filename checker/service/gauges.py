@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 
 from checker.alerting.slo import WindowCounts, budget_remaining, burn_rate
 from checker.config.schema import Config
-from checker.store.queries.counts import window_counts_many
+from checker.store.queries.counts import probe_window_counts_many
+from checker.store.queries.window import Counts
 from checker.units import format_duration
 from checker.web.metrics import Metrics
 
@@ -29,6 +30,7 @@ async def update_slo_gauges(
     now: datetime,
 ) -> None:
     up = await asyncio.to_thread(_uptime_counts, engine, cfg, UPTIME_WINDOWS, now)
+    rl = {t.name: cfg.slo(t).count_rate_limited for t in cfg.targets}
     for t in cfg.targets:
         slo = cfg.slo(t)
         mine = counts.get(t.name, {})
@@ -40,17 +42,27 @@ async def update_slo_gauges(
             rate = burn_rate(c, slo.availability)
             if rate is not None and length != slo.window:
                 metrics.burn.labels(t.name, format_duration(length)).set(rate)
-        for label in UPTIME_WINDOWS:
-            valid, bad = up[label].get(t.name, (0, 0))
-            if valid:
-                metrics.uptime.labels(t.name, label).set((valid - bad) / valid)
+    for label, per_probe in up.items():
+        # The SLO's uptime counts every probe of a target; each probe's is its own series.
+        per_target: dict[str, Counts] = {}
+        for (target, probe), n in per_probe.items():
+            if target not in rl:
+                continue
+            if (probe_up := n.uptime(rl[target])) is not None:
+                metrics.probe_uptime.labels(target, probe, label).set(probe_up)
+            per_target.setdefault(target, Counts()).add(
+                n.total, n.maintenance, n.sli_ok, n.sli_rate_limited
+            )
+        for target, total_n in per_target.items():
+            if (target_up := total_n.uptime(rl[target])) is not None:
+                metrics.uptime.labels(target, label).set(target_up)
 
 
 def _uptime_counts(
     engine: Engine, cfg: Config, windows: dict[str, float], now: datetime
-) -> dict[str, dict[str, tuple[int, int]]]:
+) -> dict[str, dict[tuple[str, str], Counts]]:
     names = [t.name for t in cfg.targets]
     return {
-        label: window_counts_many(engine, names, now - timedelta(seconds=s), now)
+        label: probe_window_counts_many(engine, names, now - timedelta(seconds=s), now)
         for label, s in windows.items()
     }

@@ -67,6 +67,12 @@ class Metrics:
         self.uptime = Gauge(
             "checker_uptime_ratio", "Good / valid probes.", ["target", "window"], registry=r
         )
+        self.probe_uptime = Gauge(
+            "checker_probe_uptime_ratio",
+            "Good / valid results of one probe of a target (never mixed with its other probes).",
+            ["target", "probe", "window"],
+            registry=r,
+        )
         self.budget = Gauge(
             "checker_slo_error_budget_remaining_ratio",
             "Error budget left over the SLO window (negative when overspent).",

@@ -90,7 +90,14 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
         bars=daily_uptime(engine, names, now, days, rl),
         open_incidents=incidents(engine, redactor, open_only=True),
         budgets=budgets(engine, cfg, cfg.targets, now),
-        sparks=hourly_series_many(engine, rl, now - timedelta(hours=SPARK_HOURS), now),
+        # The charts draw each target's primary probe, as its headline figures do.
+        sparks=hourly_series_many(
+            engine,
+            rl,
+            now - timedelta(hours=SPARK_HOURS),
+            now,
+            probes={t.name: t.primary for t in cfg.targets},
+        ),
     )
 
 

@@ -249,7 +249,8 @@ class TargetPage:
     model: str | None
     health: Health
     state: StateLike
-    uptime: dict[str, float | None]
+    uptime: dict[str, float | None]  # the primary probe's
+    primary_probe: str
     objective: float
     days: Sequence[DayLike]
     days_uptime: float | None  # over the whole bar chart
@@ -336,6 +337,7 @@ def assemble_page(
                 health=_health(states[t.name], open_by_target[t.name]),
                 state=states[t.name],
                 uptime=dict(uptime[t.name]),
+                primary_probe=t.primary,
                 objective=cfg.slo(t).availability,
                 days=day_rows,
                 days_uptime=sum(d.good for d in day_rows) / valid if valid else None,

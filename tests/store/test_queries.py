@@ -279,6 +279,18 @@ def test_hourly_series_of_many_targets_is_each_targets_series(
     assert [p.latency_p95 for p in lean] == [p.latency_p95 for p in many["beta"]]
 
 
+def test_hourly_series_of_one_probe_never_mixes_probes(loaded: tuple[Engine, Items]) -> None:
+    engine, items = loaded
+    since = NOW - timedelta(hours=30)  # rolled-up hours and raw ones
+    points = hourly_series_many(engine, {"beta": True}, since, NOW, probes={"beta": "stream"})
+    streams = [(r, m) for r, m in items if r.probe == "stream"]
+    for p in points["beta"]:
+        rows = in_window(streams, "beta", max(since, p.hour), min(NOW, p.hour + HOUR))
+        valid, bad = brute_counts(rows)
+        assert (p.results, p.valid, p.good) == (len(rows), valid, valid - bad)
+        assert_close(p.latency_p50, lower(good_values(rows, "latency_ms"), 0.5))
+
+
 def test_after_pruning_long_windows_come_from_rollups(db_engine: Engine) -> None:
     engine = db_engine
     items = generate_results(TARGETS, NOW - timedelta(days=2, hours=3), NOW, step_s=600)

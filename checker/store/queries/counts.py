@@ -17,7 +17,23 @@ from checker.store.queries.status import counts_by_probe
 from checker.store.queries.window import Counts, plan_for, snapshot
 from checker.store.tables import RAW
 
-__all__ = ["spend_since", "window_counts", "window_counts_many"]
+__all__ = ["probe_window_counts_many", "spend_since", "window_counts", "window_counts_many"]
+
+
+def probe_window_counts_many(
+    engine: Engine,
+    targets: Sequence[str],
+    since: datetime,
+    until: datetime,
+) -> dict[tuple[str, str], Counts]:
+    """Counts per (target, probe) over [since, until): one pass for many targets."""
+    targets = list(dict.fromkeys(targets))
+    if not targets:
+        return {}
+    since, until = as_utc(since), as_utc(until)
+    with engine.connect() as raw_conn:
+        conn = snapshot(raw_conn)
+        return counts_by_probe(conn, targets, plan_for(conn, since, until, until - since >= DAY))
 
 
 def window_counts_many(
@@ -27,14 +43,9 @@ def window_counts_many(
     until: datetime,
     count_rate_limited: bool = True,
 ) -> dict[str, tuple[int, int]]:
-    """(valid, bad) per target over [since, until): one pass for many targets."""
+    """(valid, bad) per target over [since, until), every probe counted."""
     targets = list(dict.fromkeys(targets))
-    if not targets:
-        return {}
-    since, until = as_utc(since), as_utc(until)
-    with engine.connect() as raw_conn:
-        conn = snapshot(raw_conn)
-        counts = counts_by_probe(conn, targets, plan_for(conn, since, until, until - since >= DAY))
+    counts = probe_window_counts_many(engine, targets, since, until)
     per_target = {t: Counts() for t in targets}
     for (target, _), c in counts.items():
         per_target[target].add(c.total, c.maintenance, c.sli_ok, c.sli_rate_limited)

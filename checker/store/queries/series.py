@@ -41,11 +41,14 @@ def hourly_series_many(
     since: datetime,
     until: datetime,
     ttft: bool = True,
+    probes: Mapping[str, str] | None = None,
 ) -> dict[str, list[HourPoint]]:
     """Per target (the keys of `count_rate_limited`), one point per hour start in
     [floor_hour(since), until), for charts; empty hours included (zero counts, None
     percentiles). One pass over the rollups and raw rows for all targets; `ttft=False`
-    leaves the TTFT percentiles out (None)."""
+    leaves the TTFT percentiles out (None). `probes` (target -> probe) keeps only that
+    probe's results of a target, so a chart's percentiles never mix probe kinds; without
+    it every probe counts (the SLO's view)."""
     since, until = as_utc(since), as_utc(until)
     targets = list(count_rate_limited)
     hours = list(hours_between(since, until))
@@ -68,6 +71,7 @@ def hourly_series_many(
                     return sa.select(
                         c.started_at,
                         c.target,
+                        c.probe,
                         c.ok,
                         c.maintenance,
                         c.error,
@@ -80,6 +84,7 @@ def hourly_series_many(
                 return sa.select(
                     c.hour,
                     c.target,
+                    c.probe,
                     c.total,
                     c.maintenance_count,
                     c.sli_ok_count,
@@ -92,13 +97,17 @@ def hourly_series_many(
             plan = plan_for(conn, since, until, with_days=False)
             for source, row in read_window(conn, plan, per_hour):
                 (rolled_rows if source.rolled_up else raw_rows).append(row)
-        for hour, target, total, maint, ok, rl, *docs in json_rows(rolled_rows, 6):
+        for hour, target, probe, total, maint, ok, rl, *docs in json_rows(rolled_rows, 7):
+            if probes is not None and probes.get(target) != probe:
+                continue
             key = (target, as_utc(hour))
             counts[key].add(total, maint, ok, rl)
             for name, doc in zip(("latency", "ttft"), docs, strict=False):
                 if doc:
                     stored[name][key].append(doc)
-        for at, target, ok, maint, error, lat, tt in raw_rows:
+        for at, target, probe, ok, maint, error, lat, tt in raw_rows:
+            if probes is not None and probes.get(target) != probe:
+                continue
             key = (target, floor_hour(at))
             outside = not maint
             counts[key].add(1, not outside, outside and ok, outside and error == _RATE_LIMITED)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 from checker.sim import Behavior, SimServer
@@ -53,7 +52,8 @@ def demo_config(sim: SimServer, db: Path) -> str:
         [
             target("steady", "gpt-4o-mini", "models, stream, known_answer", "3s"),
             target("reasoner", "deepseek-reasoner", "stream", "4s"),
-            target("slow", "sim-large", "stream", "4s", override),
+            # The direct provider: the other sim-large routes are compared against it.
+            target("slow", "sim-large", "stream", "4s", override + "\n    reference: true"),
             target("flaky", "sim-large", "stream, chat", "2s", override),
             target("relay", "sim-large", "stream", "4s", "\n    expect_model: sim-large"),
         ]
@@ -151,8 +151,14 @@ def main() -> None:
     print(f"demo: the simulator completed {served} chat responses; what checker stored:")
     from checker.cli import app
 
-    sys.argv = ["checker", "status", "-c", str(path)]
-    app()
+    for command in ("status", "compare"):
+        if command == "compare":
+            print("\ndemo: the sim-large routes side by side (checker compare):")
+        try:
+            app([command, "-c", str(path)], prog_name="checker")
+        except SystemExit as exc:
+            if exc.code:
+                raise
 
 
 if __name__ == "__main__":

@@ -270,6 +270,34 @@ def compare(
     raise typer.Exit(compare_command(config, window, probe, model, as_json))
 
 
+@app.command()
+def export(
+    config: ConfigOpt,
+    since: Annotated[
+        str | None, typer.Option(help="From this time: ISO date/datetime (UTC) or 24h, 7d ago.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (same forms).")] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Only this target (repeatable).")
+    ] = None,
+    probe: Annotated[str | None, typer.Option(help="Only this probe.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv (with a header row) or jsonl.")] = "csv",
+    rollups: Annotated[
+        bool,
+        typer.Option(
+            "--rollups",
+            help="Export hourly rollup rows (counts, cost/token sums, errors; no sketches).",
+        ),
+    ] = False,
+) -> None:
+    """Stream stored results to stdout, oldest first: every result field plus location and
+    maintenance (or, with --rollups, one row per hourly rollup). The config must load, so
+    env vars it references must be set; no secret is written."""
+    from checker.cli.export import export_command
+
+    raise typer.Exit(export_command(config, since, until, target or [], probe, fmt, rollups))
+
+
 @app.command("notify-test")
 def notify_test(
     config: ConfigOpt,

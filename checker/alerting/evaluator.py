@@ -58,6 +58,8 @@ class Context:
     redactor: Redactor
     spend_today: Callable[[str], float | None]
     cert_days_left: Callable[[str], float | None]
+    # USD per million output tokens of a target's model (list or override); None: unknown.
+    output_price: Callable[[str], float | None] = lambda _name: None
 
 
 # Built once: a statement object reused with new parameters skips SQLAlchemy's per-call
@@ -105,6 +107,27 @@ def _latency_values(conn: sa.Connection, target: Target, cfg: Config) -> list[fl
         .limit(rule.last)
     ).all()
     return [float(r[0]) for r in reversed(rows)]
+
+
+_USAGE = (
+    sa.select(RESULTS.c.completion_tokens, RESULTS.c.reasoning_tokens, RESULTS.c.counted_tokens)
+    .where(
+        RESULTS.c.target == sa.bindparam("target"),
+        RESULTS.c.counted_tokens.is_not(None),
+        RESULTS.c.completion_tokens.is_not(None),
+    )
+    .order_by(RESULTS.c.started_at.desc())
+    .limit(sa.bindparam("n", type_=sa.Integer))
+)
+
+
+def _usage(conn: sa.Connection, target: Target, cfg: Config) -> list[tuple[int, int, int]] | None:
+    """The last counted streams' (reported, reasoning, counted) tokens, oldest first."""
+    rule = cfg.alerts(target).billing
+    if not rule.enabled or target.kind == "http":  # nothing is streamed, nothing counted
+        return None
+    rows = conn.execute(_USAGE, {"target": target.name, "n": rule.last}).all()
+    return [(int(c), int(r or 0), int(n)) for c, r, n in reversed(rows)]
 
 
 def _stored_states(conn: sa.Connection, names: Sequence[str]) -> dict[str, Any]:
@@ -194,6 +217,9 @@ def _read_signals(
                 windows=windows,
                 spend_today_usd=ctx.spend_today(target.name) if windows is not None else None,
                 cert_days_left=ctx.cert_days_left(target.name) if windows is not None else None,
+                # Usage moves slowly: read on the periodic rounds, not after every flush.
+                usage=_usage(conn, target, cfg) if windows is not None else None,
+                output_usd_per_mtok=ctx.output_price(target.name),
                 in_maintenance=ctx.calendar.active(target.name, now),
             )
             out[target.name] = (state, stored, signals)

@@ -74,6 +74,7 @@ from checker.alerting.notification import Notification
 from checker.alerting.signals import GROUPS, ConfirmRequest, Policy, RuleStatus, Signals
 from checker.alerting.state import AlertState, Incident, as_utc
 from checker.alerting.threshold_rules import (
+    billing_status,
     budget_status,
     burn_statuses,
     cert_status,
@@ -107,6 +108,7 @@ def rule_statuses(
         budget_status(signals, policy),
         spend_status(signals, policy),
         cert_status(signals, policy),
+        billing_status(signals, policy),
     ]
     return {s.rule: s for s in statuses}, confirmations
 

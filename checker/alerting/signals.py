@@ -35,7 +35,7 @@ __all__ = [
 Severity = Literal["page", "ticket"]
 
 PAGE_RULES: tuple[str, ...] = ("down", "burn_page")
-TICKET_RULES: tuple[str, ...] = ("latency", "burn_ticket", "budget", "spend", "cert")
+TICKET_RULES: tuple[str, ...] = ("latency", "burn_ticket", "budget", "spend", "cert", "billing")
 RULES: tuple[str, ...] = PAGE_RULES + TICKET_RULES
 PAGE_GROUP = "page"
 # Evaluation order: fixed, so that notifications come out in the same order every time.
@@ -85,6 +85,10 @@ class Signals:
     spend_today_usd: float | None = None
     cert_days_left: float | None = None
     in_maintenance: bool = False
+    # The last `alerts.billing.last` streams with a local token count, oldest first:
+    # (reported completion, reported reasoning, counted in the streamed text).
+    usage: Sequence[tuple[int, int, int]] | None = None
+    output_usd_per_mtok: float | None = None  # the target's list or override price
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +98,19 @@ class Policy:
     alerts: Alerts
     slo: Slo
     spend_cap_usd_per_day: float | None = None
+    usage_band: tuple[float, float] = (0.8, 1.25)
+    workload_output_tokens: int = 2_000_000  # digest.reference_workload, per month
 
     @classmethod
     def for_target(cls, config: Config, target: Target) -> Policy:
-        return cls(config.alerts(target), config.slo(target), target.spend_cap_usd_per_day)
+        low, high = config.digest.usage_ratio_band
+        return cls(
+            config.alerts(target),
+            config.slo(target),
+            target.spend_cap_usd_per_day,
+            (low, high),
+            config.digest.reference_workload.output_tokens_per_month,
+        )
 
 
 # --- measurements and statuses ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The threshold rules: burn rate (page and ticket), latency, error budget, spend, cert.
+"""The threshold rules: burn rate (page and ticket), latency, error budget, spend, cert,
+billing honesty.
 
 Each compares one measured signal with its configured threshold; a signal that was not
 measured this time (None) gives `firing=None`, so the rule keeps its previous state.
@@ -12,8 +13,10 @@ from collections.abc import Sequence
 from checker.alerting.signals import Measurement, Policy, RuleStatus, Signals
 from checker.alerting.slo import budget_remaining, burn_rate, burn_windows, evaluate_burn
 from checker.alerting.state import AlertState
+from checker.cost.counting import ratio_of_counts
 
 __all__ = [
+    "billing_status",
     "budget_status",
     "burn_statuses",
     "cert_status",
@@ -96,3 +99,42 @@ def cert_status(signals: Signals, policy: Policy) -> RuleStatus:
         return RuleStatus("cert", None)
     m = Measurement("cert_days_left", signals.cert_days_left, days, "<=", "days")
     return RuleStatus("cert", signals.cert_days_left <= days, (m,))
+
+
+def billing_status(signals: Signals, policy: Policy) -> RuleStatus:
+    """Does the route bill the output tokens it streams? The median of reported / counted
+    over the last `alerts.billing.last` counted streams, against the usage band."""
+    rule = policy.alerts.billing
+    if not rule.enabled:
+        return RuleStatus("billing", False)
+    usage = signals.usage
+    if usage is None or len(usage) < rule.last:
+        return RuleStatus("billing", None)
+    last = list(usage)[-rule.last :]
+    ratios = sorted(
+        r for c, reasoning, n in last if (r := ratio_of_counts(c, n, reasoning)) is not None
+    )
+    if len(ratios) < rule.last // 2 + 1:  # most answers too short to judge
+        return RuleStatus("billing", None)
+    mid = len(ratios) // 2
+    ratio = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    low, high = policy.usage_band
+    reported = sum(max(c - reasoning, 0) for c, reasoning, _ in last)
+    counted = sum(n for _, _, n in last)
+    scope = f"last {len(last)}"
+    measurements = [
+        Measurement("usage_ratio", ratio, high if ratio > high else low,
+                    ">" if ratio > high else "<", "x", scope),
+        Measurement("reported_output_tokens", reported, None, None, "tokens", scope),
+        Measurement("counted_output_tokens", counted, None, None, "tokens", scope),
+    ]  # fmt: skip
+    price = signals.output_usd_per_mtok
+    extra: float | str = (
+        "price unknown"
+        if price is None
+        else policy.workload_output_tokens * (ratio - 1.0) * price / 1_000_000
+    )
+    measurements.append(
+        Measurement("extra_cost_per_month", extra, None, None, "USD" if price is not None else "")
+    )
+    return RuleStatus("billing", not low <= ratio <= high, tuple(measurements))

@@ -106,9 +106,18 @@ class LatencyRule(Strict):
     last: int = Field(default=20, ge=3)
 
 
+class BillingRule(Strict):
+    """Ticket when the median usage ratio (reported / counted output tokens) of the last
+    `last` counted streams is outside `digest.usage_ratio_band`."""
+
+    enabled: bool = True
+    last: int = Field(default=10, ge=3)
+
+
 class Alerts(Strict):
     down: DownRule = DownRule()
     latency: LatencyRule = LatencyRule()
+    billing: BillingRule = BillingRule()
     burn: bool = True
     budget_below: Fraction | None = 0.25
     cert_days: int | None = Field(default=14, ge=1)
@@ -120,7 +129,9 @@ class Alerts(Strict):
     @field_validator("routes")
     @classmethod
     def _known_rules(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        known = {"down", "latency", "burn_page", "burn_ticket", "budget", "spend", "cert"}
+        known = {
+            "down", "latency", "burn_page", "burn_ticket", "budget", "spend", "cert", "billing"
+        }  # fmt: skip
         for rule in v:
             if rule not in known:
                 raise ValueError(f"unknown rule {rule!r}; expected one of {sorted(known)}")

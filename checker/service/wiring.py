@@ -361,7 +361,16 @@ class Service:
             redactor=self.redactor,
             spend_today=self.accounting.spend_today,
             cert_days_left=self.certs.days_left,
+            output_price=self._output_price,
         )
+
+    def _output_price(self, name: str) -> float | None:
+        target = self._targets.get(name)
+        prices = getattr(self, "prices", None)  # set by start()
+        if target is None or prices is None:
+            return None
+        price = prices.price_for(target, self.clock.now())
+        return price.output_per_mtok if price is not None else None
 
     def _on_delivery(self, outcome: str) -> None:
         if outcome != "delivered":

@@ -255,6 +255,11 @@ class PriceBook:
             markup=markup,
         )
 
+    def output_per_mtok(self, target: Target | None, at: datetime) -> float | None:
+        """USD per million output tokens in force at `at`; None when unknown."""
+        price = self.price_for(target, at) if target is not None else None
+        return price.output_per_mtok if price is not None else None
+
     def cost_usd(
         self,
         target: Target,

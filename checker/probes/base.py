@@ -56,6 +56,13 @@ JSON_FIELDS: tuple[str, ...] = (
     "model",
     "retry_after_s",
     "detail",
+    # Route truth (appended: the fields above keep their order).
+    "ttfo_ms",
+    "itl_p50_ms",
+    "itl_p99_ms",
+    "max_gap_ms",
+    "prefill_tokens_per_s",
+    "system_fingerprint",
 )
 
 
@@ -95,6 +102,14 @@ class ProbeResult:
     output_chars: int | None = None
     counted_tokens: int | None = None
     location: str | None = None
+    # First answer (content, not reasoning) token; ttft_ms is the first of either kind.
+    ttfo_ms: float | None = None
+    # Gaps between chunks after the first token, by kernel arrival stamps.
+    itl_p50_ms: float | None = None
+    itl_p99_ms: float | None = None
+    prefill_tokens_per_s: float | None = None  # prompt tokens / ttft (the prefill probe)
+    system_fingerprint: str | None = None  # OpenAI-compatible backend configuration id
+    signature: str | None = None  # the identity probe's normalized answers, hashed
     # The generated text, held only until its tokens are counted: never stored or printed.
     output_text: str | None = field(default=None, repr=False)
 

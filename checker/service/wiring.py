@@ -38,7 +38,12 @@ from checker.service import jobs, sdnotify
 from checker.service.accounting import Accounting
 from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.gauges import update_slo_gauges
-from checker.service.housekeeping import digest_wanted, prune_old, send_digest
+from checker.service.housekeeping import (
+    digest_wanted,
+    freeze_startup_objects,
+    prune_old,
+    send_digest,
+)
 from checker.service.results import log_transition, settle
 from checker.store.leader import Leadership
 from checker.store.queries import window_cache
@@ -136,7 +141,7 @@ class Service:
                 ),
             )
             await self.web.start()
-        _freeze_startup_objects()
+        freeze_startup_objects()
         sdnotify.notify("READY=1\nSTATUS=probing")
         if (every := sdnotify.watchdog_interval()) is not None:
             self._watchdog = asyncio.create_task(
@@ -361,16 +366,10 @@ class Service:
             redactor=self.redactor,
             spend_today=self.accounting.spend_today,
             cert_days_left=self.certs.days_left,
-            output_price=self._output_price,
+            output_price=lambda name: self.prices.output_per_mtok(
+                self._targets.get(name), self.clock.now()
+            ),
         )
-
-    def _output_price(self, name: str) -> float | None:
-        target = self._targets.get(name)
-        prices = getattr(self, "prices", None)  # set by start()
-        if target is None or prices is None:
-            return None
-        price = prices.price_for(target, self.clock.now())
-        return price.output_per_mtok if price is not None else None
 
     def _on_delivery(self, outcome: str) -> None:
         if outcome != "delivered":
@@ -386,19 +385,6 @@ class Service:
         now = self.clock.now()
         await asyncio.to_thread(rollup_due, self.engine, now)
         await asyncio.to_thread(window_cache.refresh, self.engine, now)
-
-
-def _freeze_startup_objects() -> None:
-    """Keep what start() built out of the garbage collector's full passes.
-
-    Modules, the config, the tokenizer, SQLAlchemy's and pydantic's structures: hundreds of
-    thousands of objects that live as long as the process. Every full collection walked
-    them all, 130-250 ms on the event loop every few seconds at 5,000 probes/min, and those
-    pauses were the scheduler's p99 lag. gc.freeze() moves them to the permanent generation;
-    objects made later are collected as before.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def _describe_url(url: str) -> str:

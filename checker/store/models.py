@@ -127,6 +127,12 @@ class ProbeResultRow(SQLModel, table=True):
     output_chars: int | None = None
     counted_tokens: int | None = None
     location: str | None = None
+    ttfo_ms: float | None = None
+    itl_p50_ms: float | None = None
+    itl_p99_ms: float | None = None
+    prefill_tokens_per_s: float | None = None
+    system_fingerprint: str | None = None
+    signature: str | None = None
     # The probe ran inside a maintenance window: kept, but excluded from SLOs.
     maintenance: bool = False
 
@@ -153,6 +159,13 @@ class RollupMeasures(SQLModel):
     latency_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     ttft_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     tokens_per_s_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # First answer token and inter-chunk gaps (each result's ITL p50), as the TTFT sketch.
+    ttfo_sketch: dict[str, Any] = Field(
+        default_factory=dict, sa_type=sa.JSON, sa_column_kwargs={"server_default": "{}"}
+    )
+    itl_sketch: dict[str, Any] = Field(
+        default_factory=dict, sa_type=sa.JSON, sa_column_kwargs={"server_default": "{}"}
+    )
     cost_usd: float = 0.0
     cost_count: int = 0
     prompt_tokens: int = Field(default=0, sa_type=sa.BigInteger)
@@ -244,6 +257,12 @@ class WindowSketchRow(SQLModel, table=True):
     latency_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     ttft_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     tokens_per_s_sketch: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    ttfo_sketch: dict[str, Any] = Field(
+        default_factory=dict, sa_type=sa.JSON, sa_column_kwargs={"server_default": "{}"}
+    )
+    itl_sketch: dict[str, Any] = Field(
+        default_factory=dict, sa_type=sa.JSON, sa_column_kwargs={"server_default": "{}"}
+    )
 
 
 class IncidentRow(SQLModel, table=True):

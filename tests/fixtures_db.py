@@ -274,6 +274,10 @@ def generate_results(
                     r.reasoning_tokens = 0
                     r.cost_usd = rng.uniform(1e-6, 1e-4)
                     r.model = "sim-model"
+                    # Derived, not drawn: the random sequence (and every seeded test) stays.
+                    r.ttfo_ms = r.ttft_ms * 1.25
+                    r.itl_p50_ms = 1000.0 / r.tokens_per_s
+                    r.itl_p99_ms = 2 * r.itl_p50_ms
                 if not ok:
                     kind = rng.choice(ERROR_MIX)
                     r.fail(kind, f"{kind.value} (generated)")

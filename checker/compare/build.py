@@ -74,6 +74,8 @@ def compare_routes(
                 errors=figures.errors if figures else {},
                 ttft_ms=figures.ttft_ms if figures else {},
                 latency_ms=figures.latency_ms if figures else {},
+                ttfo_ms=figures.ttfo_ms if figures else {},
+                itl_ms=figures.itl_ms if figures else {},
                 tokens_per_s_p50=figures.tokens_per_s_p50 if figures else None,
                 ttft_samples=mine.ttft_ms,
                 usage_ratio=ratio,

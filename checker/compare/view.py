@@ -76,6 +76,8 @@ class RouteInputs:
     usage_samples: int
     output_per_mtok: float | None  # list or override price, USD per million output tokens
     workload_usd_per_month: float | None  # the reference workload at the usage ratio
+    ttfo_ms: Mapping[str, float | None] = field(default_factory=dict)
+    itl_ms: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class RouteView:
     errors: Mapping[str, int]
     flags: list[str]
     notes: list[str] = field(default_factory=list)
+    ttfo_ms: Mapping[str, float | None] = field(default_factory=dict)
+    itl_ms: Mapping[str, float | None] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +109,8 @@ class RouteView:
             "uptime_ci": list(self.uptime_ci) if self.uptime_ci else None,
             "ttft_ms": dict(self.ttft_ms),
             "latency_ms": dict(self.latency_ms),
+            "ttfo_ms": dict(self.ttfo_ms),
+            "itl_ms": dict(self.itl_ms),
             "tokens_per_s_p50": self.tokens_per_s_p50,
             "added_ttft_ms": self.added_ttft_ms,
             "usage_ratio": self.usage_ratio,
@@ -247,6 +253,8 @@ def _group(name: str, members: Sequence[RouteInputs], band: tuple[float, float])
             errors=dict(m.errors),
             flags=flags,
             notes=_notes(m, added),
+            ttfo_ms=dict(m.ttfo_ms),
+            itl_ms=dict(m.itl_ms),
         )
         for m, added, flags, price in drafts
     ]

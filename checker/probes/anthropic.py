@@ -78,20 +78,23 @@ def _block_text(block: Any) -> tuple[str, str]:
     return text, text + thinking
 
 
-def _apply_event(kind: str, data: dict[str, Any], result: ProbeResult, state: StreamState) -> str:
-    """Record what a stream event says about model, usage and stop; return its text."""
+def _apply_event(
+    kind: str, data: dict[str, Any], result: ProbeResult, state: StreamState
+) -> tuple[str, str]:
+    """Record what a stream event says about model, usage and stop; return its (answer
+    text, all generated text)."""
     if kind == "message_start" and isinstance(message := data.get("message"), dict):
         if isinstance(model := message.get("model"), str):
             result.model = model
         apply_usage(message.get("usage"), result)
     elif kind == "content_block_delta":
-        return _block_text(data.get("delta"))[1]
+        return _block_text(data.get("delta"))
     elif kind == "message_delta":
         delta = data.get("delta")
         if isinstance(delta, dict) and isinstance(reason := delta.get("stop_reason"), str):
             state.reason = reason
         apply_usage(data.get("usage"), result)
-    return ""
+    return "", ""
 
 
 class Anthropic(chat.Dialect):
@@ -148,8 +151,8 @@ class Anthropic(chat.Dialect):
         if kind == "error" or sse.event == "error":
             verdict = error_in_body(data, redact, label="stream error")
             return Step(error=verdict.detail if verdict else "stream error")
-        text = _apply_event(kind, data, result, state)
-        return Step(text=text, done=kind == "message_stop")
+        answer, text = _apply_event(kind, data, result, state)
+        return Step(text=text, answer=answer, done=kind == "message_stop")
 
 
 DIALECT = Anthropic()

@@ -64,6 +64,8 @@ class Step:
     end marker, or an in-stream error (its detail)."""
 
     text: str = ""
+    # The answer part of `text` (content, not reasoning); None: all of `text` is answer.
+    answer: str | None = None
     chunk: bool = True  # counts as a chunk for the stream clock
     done: bool = False  # the protocol's end marker
     error: str | None = None
@@ -319,7 +321,7 @@ async def _read_stream(
                 stream.end()
                 continue
             if step.chunk:
-                clock.chunk(at, step.text)
+                clock.chunk(at, step.text, step.text if step.answer is None else step.answer)
             if step.done:
                 state.done = True
                 stream.end()

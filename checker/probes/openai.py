@@ -102,6 +102,14 @@ def _chunk_text(chunk: dict[str, Any], state: StreamState) -> str:
     return text
 
 
+def _answer_text(chunk: dict[str, Any]) -> str:
+    """The answer (`content`) in a chunk, without visible reasoning."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list):
+        return ""
+    return "".join(_text(c.get("delta"), "content") for c in choices if isinstance(c, dict))
+
+
 class OpenAI(chat.Dialect):
     """OpenAI's Chat Completions API, as OpenAI-compatible routes and relays speak it."""
 
@@ -161,7 +169,7 @@ class OpenAI(chat.Dialect):
             result.model = model
         if isinstance(chunk.get("usage"), dict):
             parse_usage(chunk["usage"]).apply(result)
-        return Step(text=text)
+        return Step(text=text, answer=_answer_text(chunk))
 
 
 DIALECT = OpenAI()

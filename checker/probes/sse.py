@@ -4,6 +4,7 @@ clock that turns them into ttft, chunk count, largest gap and decode speed."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -71,38 +72,61 @@ class EventStream:
 
 @dataclass(slots=True)
 class StreamClock:
-    """Per-chunk timing of a stream: ttft, chunk count and the largest gap after TTFT.
+    """Per-chunk timing of a stream: ttft, ttfo, chunk count and the gaps after TTFT.
 
-    Only chunks that carry generated text start the clock for ttft; role-only chunks,
-    keep-alive comments (never seen as events) and empty deltas do not.
+    Only chunks that carry generated text start the clock for ttft (reasoning or answer);
+    ttfo waits for the first answer text. Role-only chunks, keep-alive comments (never
+    seen as events) and empty deltas do not count. The gaps are those between consecutive
+    chunks after the first token, whatever each carries (a chunk of several tokens is one
+    arrival, so one gap: the inter-chunk latency, not a per-token figure).
     """
 
     t0: float
     chunks: int = 0
     first_token: float | None = None
+    first_answer: float | None = None
     last_chunk: float | None = None
     max_gap: float = 0.0
+    gaps: list[float] = field(default_factory=list)
     output_chars: int = 0
     parts: list[str] = field(default_factory=list)
 
-    def chunk(self, at: float, text: str) -> None:
+    def chunk(self, at: float, text: str, answer: str | None = None) -> None:
+        """One chunk arrived at `at` with generated `text`, of which `answer` is answer
+        (default: all of it)."""
         self.chunks += 1
         if self.first_token is not None and self.last_chunk is not None:
-            self.max_gap = max(self.max_gap, at - self.last_chunk)
+            gap = at - self.last_chunk
+            self.gaps.append(gap)
+            self.max_gap = max(self.max_gap, gap)
         if text:
             self.output_chars += len(text)
             self.parts.append(text)
             if self.first_token is None:
                 self.first_token = at
+        if (text if answer is None else answer) and self.first_answer is None:
+            self.first_answer = at
         self.last_chunk = at
 
     def record(self, result: ProbeResult) -> None:
         """Copy what the stream showed into the result (also after a stall or deadline)."""
         result.ttft_ms = self.ttft_ms()
+        result.ttfo_ms = (
+            None if self.first_answer is None else (self.first_answer - self.t0) * 1000.0
+        )
+        result.itl_p50_ms = self.gap_quantile_ms(0.50)
+        result.itl_p99_ms = self.gap_quantile_ms(0.99)
         result.chunks = self.chunks
         result.max_gap_ms = self.max_gap_ms()
         result.output_chars = self.output_chars
         result.output_text = "".join(self.parts)
+
+    def gap_quantile_ms(self, q: float) -> float | None:
+        """The q-quantile of the inter-chunk gaps (nearest rank); None without a gap."""
+        if not self.gaps:
+            return None
+        ordered = sorted(self.gaps)
+        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] * 1000.0
 
     def ttft_ms(self) -> float | None:
         return None if self.first_token is None else (self.first_token - self.t0) * 1000.0

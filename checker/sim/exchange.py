@@ -92,11 +92,15 @@ class Exchange:
         self.timing.headers_sent = time.perf_counter()
         await resp.prepare(self.request)
 
-    async def write(self, data: bytes, *, tokens: int = 0) -> None:
+    async def write(self, data: bytes, *, tokens: int = 0, answer: bool = True) -> None:
         assert self.resp is not None
         now = time.perf_counter()
         if tokens and self.timing.first_token_sent is None:
             self.timing.first_token_sent = now
+        if tokens and answer and self.timing.first_answer_sent is None:
+            self.timing.first_answer_sent = now
+        if tokens:
+            self.timing.token_times.append(now)
         self.timing.tokens_sent += tokens
         self.timing.last_byte_sent = now
         await self.resp.write(data)
@@ -239,7 +243,7 @@ async def run_stream(
         await ex.sleep_until(ex.at(b.ttft_ms + i * b.inter_token_ms))
         if i == fault_at and (ended := await _stream_fault(ex, b, dialect)):
             return ended
-        await ex.write(dialect.token(kind, text), tokens=1)
+        await ex.write(dialect.token(kind, text), tokens=1, answer=kind != "reasoning")
     if plan.total == 0:
         await ex.sleep_until(first_deadline)
     if fault_at == plan.total and (ended := await _stream_fault(ex, b, dialect)):

@@ -33,14 +33,22 @@ class Timing:
     received: float
     headers_sent: float | None = None
     first_token_sent: float | None = None
+    first_answer_sent: float | None = None  # the first answer (not reasoning) token
     last_byte_sent: float | None = None
     tokens_sent: int = 0
+    token_times: list[float] = field(default_factory=list)  # every token chunk's send time
 
     @property
     def ttft_ms(self) -> float | None:
         if self.first_token_sent is None:
             return None
         return (self.first_token_sent - self.received) * 1000
+
+    @property
+    def ttfo_ms(self) -> float | None:
+        if self.first_answer_sent is None:
+            return None
+        return (self.first_answer_sent - self.received) * 1000
 
     @property
     def duration_ms(self) -> float | None:

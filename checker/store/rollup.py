@@ -34,6 +34,8 @@ from checker.store.sketch import Sketch
 from checker.store.tables import DAILY, RAW, ROLLED, ROLLED_DAYS, ROLLUPS
 
 __all__ = [
+    "SKETCHED",
+    "SKETCH_COLUMNS",
     "USAGE_FIELDS",
     "fold_values",
     "rollup_day",
@@ -47,6 +49,18 @@ _RATE_LIMITED = ErrorKind.rate_limited.value
 _STREAM_CHUNK = 10_000
 
 
+# The measures rolled up as sketches: (accumulator attribute, raw column), in the order
+# fold_values and the stored `<name>_sketch` columns take them. Successful results only.
+SKETCHED: tuple[tuple[str, str], ...] = (
+    ("latency", "latency_ms"),
+    ("ttft", "ttft_ms"),
+    ("tokens_per_s", "tokens_per_s"),
+    ("ttfo", "ttfo_ms"),
+    ("itl", "itl_p50_ms"),  # each stream's median inter-chunk gap
+)
+SKETCH_COLUMNS: tuple[str, ...] = tuple(f"{name}_sketch" for name, _ in SKETCHED)
+
+
 @dataclass
 class _Accumulator:
     total: int = 0
@@ -58,6 +72,8 @@ class _Accumulator:
     latency: Sketch = field(default_factory=Sketch)
     ttft: Sketch = field(default_factory=Sketch)
     tokens_per_s: Sketch = field(default_factory=Sketch)
+    ttfo: Sketch = field(default_factory=Sketch)
+    itl: Sketch = field(default_factory=Sketch)
     cost_usd: float = 0.0
     cost_count: int = 0
     prompt_tokens: int = 0
@@ -68,8 +84,8 @@ class _Accumulator:
     usage: dict[tuple[int, int | None, int, int | None], int] = field(default_factory=dict)
     error_details: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)
 
-    def add_rollup(self, row: Any, sketches: tuple[Any, Any, Any]) -> None:
-        """Fold in a stored rollup row (its three sketches already parsed)."""
+    def add_rollup(self, row: Any, sketches: Sequence[Any]) -> None:
+        """Fold in a stored rollup row (its sketches, in SKETCHED order, already parsed)."""
         self.total += row.total
         self.ok_count += row.ok_count
         self.maintenance_count += row.maintenance_count
@@ -77,9 +93,8 @@ class _Accumulator:
         self.sli_rate_limited_count += row.sli_rate_limited_count
         for kind, n in (row.errors or {}).items():
             self.errors[kind] = self.errors.get(kind, 0) + n
-        self.latency.merge_json(sketches[0])
-        self.ttft.merge_json(sketches[1])
-        self.tokens_per_s.merge_json(sketches[2])
+        for (name, _), doc in zip(SKETCHED, sketches, strict=True):
+            getattr(self, name).merge_json(doc)
         self.cost_usd += row.cost_usd
         self.cost_count += row.cost_count
         self.prompt_tokens += row.prompt_tokens
@@ -116,9 +131,7 @@ def _values_query(hour: datetime) -> sa.Select[Any]:
         RAW.target,
         RAW.probe,
         sa.func.coalesce(RAW.location, "").label("location"),
-        RAW.latency_ms,
-        RAW.ttft_ms,
-        RAW.tokens_per_s,
+        *(getattr(RAW, column) for _, column in SKETCHED),
     ).where(
         RAW.started_at >= hour,
         RAW.started_at < hour + HOUR,
@@ -204,25 +217,21 @@ def _accumulate(conn: Connection, hour: datetime) -> dict[tuple[str, str, str], 
 
 
 def fold_values(rows: Iterable[Sequence[Any]], sink: Callable[[Any], Any]) -> None:
-    """Add (key, latency, ttft, tokens/s) rows to the latency/ttft/tokens_per_s sketches of
-    `sink(key)`. Values are gathered per key first: one extend per sketch is much faster
-    than one add per value."""
-    values: dict[Any, tuple[list[float], list[float], list[float]]] = {}
-    for key, latency, ttft, tps in rows:
+    """Add (key, *values in SKETCHED order) rows to the sketches of `sink(key)`. Values are
+    gathered per key first: one extend per sketch is much faster than one add per value."""
+    width = len(SKETCHED)
+    values: dict[Any, list[list[float]]] = {}
+    for key, *measured in rows:
         lists = values.get(key)
         if lists is None:
-            lists = values[key] = ([], [], [])
-        if latency is not None:
-            lists[0].append(latency)
-        if ttft is not None:
-            lists[1].append(ttft)
-        if tps is not None:
-            lists[2].append(tps)
-    for key, (latency, ttft, tps) in values.items():
+            lists = values[key] = [[] for _ in range(width)]
+        for i, value in enumerate(measured):
+            if value is not None:
+                lists[i].append(value)
+    for key, lists in values.items():
         d = sink(key)
-        d.latency.extend(latency)
-        d.ttft.extend(ttft)
-        d.tokens_per_s.extend(tps)
+        for (name, _), found in zip(SKETCHED, lists, strict=True):
+            getattr(d, name).extend(found)
 
 
 def _measure_rows(
@@ -254,9 +263,7 @@ def _measure_rows(
                 "sli_ok_count": a.sli_ok_count,
                 "sli_rate_limited_count": a.sli_rate_limited_count,
                 "errors": a.errors,
-                "latency_sketch": a.latency.to_json(),
-                "ttft_sketch": a.ttft.to_json(),
-                "tokens_per_s_sketch": a.tokens_per_s.to_json(),
+                **{f"{name}_sketch": getattr(a, name).to_json() for name, _ in SKETCHED},
                 "cost_usd": a.cost_usd,
                 "cost_count": a.cost_count,
                 "prompt_tokens": a.prompt_tokens,
@@ -295,7 +302,7 @@ def rollup_hour(engine: Engine, hour: datetime, now: datetime) -> bool:
 def rollup_day(engine: Engine, day: datetime, now: datetime) -> bool:
     """Sum a day's 24 hourly rollups into daily rows; False (and none) unless all 24 exist."""
     c = ROLLUPS.c
-    sketch_columns = (c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
+    sketch_columns = tuple(c[name] for name in SKETCH_COLUMNS)
     # Daily rows have no digest columns (RollupRow): not read, not decoded.
     skipped = (*sketch_columns, c.usage_counts, c.error_details)
     with engine.begin() as conn:
@@ -312,12 +319,13 @@ def rollup_day(engine: Engine, day: datetime, now: datetime) -> bool:
             .order_by(c.hour)  # a fixed order: float sums come out the same every time
         ).all()
         # One json.loads for all sketches: thousands of small calls cost a third more.
-        texts = [text or "null" for row in rows for text in row[-3:]]
+        width = len(SKETCH_COLUMNS)
+        texts = [text or "null" for row in rows for text in row[-width:]]
         docs = json.loads("[" + ",".join(texts) + "]")
         acc: dict[tuple[str, str, str], _Accumulator] = {}
         for i, row in enumerate(rows):
             a = acc.setdefault((row.target, row.probe, row.location), _Accumulator())
-            a.add_rollup(row, (docs[3 * i], docs[3 * i + 1], docs[3 * i + 2]))
+            a.add_rollup(row, docs[width * i : width * (i + 1)])
         daily = _measure_rows({"day": day}, acc)
         if daily:
             conn.execute(DAILY.insert(), daily)

@@ -17,6 +17,7 @@ __all__ = ["LAG_BUCKETS", "LATENCY_BUCKETS", "TPS_BUCKETS", "TTFT_BUCKETS", "Met
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 60)
 TPS_BUCKETS = (1, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -37,6 +38,20 @@ class Metrics:
             "Time to first generated token.",
             ["target", "probe"],
             buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.ttfo = Histogram(
+            "checker_probe_ttfo_seconds",
+            "Time to the first answer token (content, not reasoning).",
+            ["target", "probe"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "checker_probe_itl_seconds",
+            "Median inter-chunk gap of a stream after its first token.",
+            ["target", "probe"],
+            buckets=ITL_BUCKETS,
             registry=r,
         )
         self.tps = Histogram(
@@ -121,6 +136,10 @@ class Metrics:
             self.latency.labels(r.target, r.probe).observe(r.latency_ms / 1000)
         if r.ok and r.ttft_ms is not None:
             self.ttft.labels(r.target, r.probe).observe(r.ttft_ms / 1000)
+        if r.ok and r.ttfo_ms is not None:
+            self.ttfo.labels(r.target, r.probe).observe(r.ttfo_ms / 1000)
+        if r.ok and r.itl_p50_ms is not None:
+            self.itl.labels(r.target, r.probe).observe(r.itl_p50_ms / 1000)
         if r.ok and r.tokens_per_s is not None:
             self.tps.labels(r.target, r.probe).observe(r.tokens_per_s)
         if r.cost_usd:
@@ -128,7 +147,7 @@ class Metrics:
 
     def forget_target(self, target: str, probes: list[str]) -> None:
         """Drop series of a removed target, so dashboards do not show ghosts."""
-        for metric in (self.latency, self.ttft, self.tps, self.up):
+        for metric in (self.latency, self.ttft, self.ttfo, self.itl, self.tps, self.up):
             for p in probes:
                 with contextlib.suppress(KeyError):
                     metric.remove(target, p)

@@ -152,6 +152,37 @@ async def test_reasoning_deltas_count_for_ttft(sim: SimServer, kind: str) -> Non
     assert result.completion_tokens == 6
 
 
+def answer_check(result: ProbeResult, truth: Timing) -> list[str]:
+    """TTFO and inter-chunk gaps against the server's own send times."""
+    gaps = [(b - a) * 1000 for a, b in zip(truth.token_times, truth.token_times[1:])]
+    problems = [
+        *within_truth("ttft_ms", result.ttft_ms, truth.ttft_ms),
+        *within_truth("ttfo_ms", result.ttfo_ms, truth.ttfo_ms),
+        *near("itl_p50_ms", result.itl_p50_ms, sorted(gaps)[len(gaps) // 2], TTFT_SLACK_MS),
+        *near("itl_p99_ms", result.itl_p99_ms, max(gaps), TTFT_SLACK_MS),
+    ]
+    if result.ttfo_ms is not None and result.ttft_ms is not None:
+        # The thinking time: four reasoning tokens at 50 ms before the first answer token.
+        problems += near("ttfo - ttft", result.ttfo_ms - result.ttft_ms, 4 * 50, TTFT_SLACK_MS)
+    return problems
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_first_answer_token_and_inter_chunk_gaps(sim: SimServer, kind: str) -> None:
+    sim.set("default", ttft_ms=TTFT_MS, inter_token_ms=50, reasoning_tokens=4, completion_tokens=4)
+    assert await measure(sim, make_config(sim.url(), kind), answer_check) == []
+    result = await stream_once(make_config(sim.url(), kind))
+    doc = result.to_json()
+    assert {"ttfo_ms", "itl_p50_ms", "itl_p99_ms", "max_gap_ms"} <= set(doc)
+
+
+async def test_no_answer_text_means_no_ttfo(sim: SimServer) -> None:
+    # Only reasoning streamed (the answer was cut by max_tokens): ttft, but no ttfo.
+    sim.set("default", reasoning_tokens=5, completion_tokens=0, answer="")
+    result = await stream_once(make_config(sim.url()))
+    assert result.ttft_ms is not None and result.ttfo_ms is None
+
+
 async def test_single_token_has_no_decode_speed(sim: SimServer) -> None:
     sim.set("default", completion_tokens=1, answer="7")
     result = await stream_once(make_config(sim.url()))

@@ -158,6 +158,8 @@ def test_status_matches_brute_force(loaded: tuple[Engine, Items], count_rate_lim
             for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
                 assert_close(ps.latency_ms[name], lower(good_values(main, "latency_ms"), q))
                 assert_close(ps.ttft_ms[name], lower(good_values(main, "ttft_ms"), q))
+                assert_close(ps.ttfo_ms[name], lower(good_values(main, "ttfo_ms"), q))
+                assert_close(ps.itl_ms[name], lower(good_values(main, "itl_p50_ms"), q))
             assert_close(ps.tokens_per_s_p50, lower(good_values(main, "tokens_per_s"), 0.5))
         # The headline is the primary probe's (stream before models), and says so.
         doc = s.to_json()

@@ -46,7 +46,7 @@ from checker.store.queries.window import (
     rolled_hours,
     snapshot,
 )
-from checker.store.rollup import fold_values
+from checker.store.rollup import SKETCH_COLUMNS, SKETCHED, fold_values
 from checker.store.sketch import Sketch
 from checker.store.tables import RAW
 from checker.units import parse_duration
@@ -79,6 +79,9 @@ class ProbeStatus:
     latency_ms: dict[str, float | None]
     ttft_ms: dict[str, float | None]
     tokens_per_s_p50: float | None
+    # First answer token, and each stream's median inter-chunk gap (streams only).
+    ttfo_ms: dict[str, float | None] = field(default_factory=dict)
+    itl_ms: dict[str, float | None] = field(default_factory=dict)
     # Over the main window: results that count for availability, and the good ones among
     # them (uptime = good / valid; a confidence interval needs both, not the ratio).
     valid: int = 0
@@ -92,6 +95,8 @@ class ProbeStatus:
             "latency_ms": {k: _round(v, 3) for k, v in self.latency_ms.items()},
             "ttft_ms": {k: _round(v, 3) for k, v in self.ttft_ms.items()},
             "tokens_per_s_p50": self.tokens_per_s_p50,
+            "ttfo_ms": {k: _round(v, 3) for k, v in self.ttfo_ms.items()},
+            "itl_ms": {k: _round(v, 3) for k, v in self.itl_ms.items()},
             "errors": dict(self.errors),
         }
 
@@ -163,6 +168,8 @@ class _Distributions:
     latency: Sketch = field(default_factory=Sketch)
     ttft: Sketch = field(default_factory=Sketch)
     tokens_per_s: Sketch = field(default_factory=Sketch)
+    ttfo: Sketch = field(default_factory=Sketch)
+    itl: Sketch = field(default_factory=Sketch)
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -213,7 +220,7 @@ def _distributions(
 
     def stored(source: Source) -> sa.Select[Any] | None:
         c = source.c
-        json_columns = (c.errors, c.latency_sketch, c.ttft_sketch, c.tokens_per_s_sketch)
+        json_columns = (c.errors, *(c[name] for name in SKETCH_COLUMNS))
         return sa.select(c.target, c.probe, *(sa.cast(col, sa.Text) for col in json_columns)).where(
             one_of(conn, c.target, targets)
         )
@@ -230,9 +237,8 @@ def _distributions(
         for row in mine:
             for kind, n in (row[1] or {}).items():
                 d.errors[kind] = d.errors.get(kind, 0) + n
-        d.latency.merge_all([row[2] for row in mine])
-        d.ttft.merge_all([row[3] for row in mine])
-        d.tokens_per_s.merge_all([row[4] for row in mine])
+        for i, (name, _) in enumerate(SKETCHED):
+            getattr(d, name).merge_all([row[2 + i] for row in mine])
     if plan.raw:
         error_counts = (
             sa.select(RAW.target, RAW.probe, RAW.error, sa.func.count())
@@ -243,7 +249,7 @@ def _distributions(
             errors = out.setdefault((target, probe), _Distributions()).errors
             errors[kind] = errors.get(kind, 0) + int(n)
         good = sa.select(
-            RAW.target, RAW.probe, RAW.latency_ms, RAW.ttft_ms, RAW.tokens_per_s
+            RAW.target, RAW.probe, *(getattr(RAW, column) for _, column in SKETCHED)
         ).where(
             one_of(conn, RAW.target, targets),
             RAW.ok == sa.true(),
@@ -355,6 +361,8 @@ def status(
                 latency_ms=_quantiles(d.latency),
                 ttft_ms=_quantiles(d.ttft),
                 tokens_per_s_p50=d.tokens_per_s.quantile(0.5),
+                ttfo_ms=_quantiles(d.ttfo),
+                itl_ms=_quantiles(d.itl),
                 valid=main.valid(counts_rl(t)),
                 good=main.sli_ok,
             )

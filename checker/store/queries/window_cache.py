@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from checker.store.db import one_of
 from checker.store.plan import as_utc
 from checker.store.queries.window import plan_for
+from checker.store.rollup import SKETCH_COLUMNS
 from checker.store.sketch import Sketch
 from checker.store.tables import CACHE, DAILY, ROLLED, ROLLED_DAYS, ROLLUPS
 
@@ -37,7 +38,7 @@ __all__ = ["WINDOWS", "lookup", "refresh", "version", "wanted_runs"]
 
 # The long windows of `checker status`, the status page and the digest.
 WINDOWS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
-MEASURES = ("latency_sketch", "ttft_sketch", "tokens_per_s_sketch")
+MEASURES = SKETCH_COLUMNS
 NO_TARGET = ""  # target names are never empty (config.py)
 Version = tuple[int, datetime | None]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -154,7 +155,7 @@ async def test_reasoning_deltas_count_for_ttft(sim: SimServer, kind: str) -> Non
 
 def answer_check(result: ProbeResult, truth: Timing) -> list[str]:
     """TTFO and inter-chunk gaps against the server's own send times."""
-    gaps = [(b - a) * 1000 for a, b in zip(truth.token_times, truth.token_times[1:])]
+    gaps = [(b - a) * 1000 for a, b in pairwise(truth.token_times)]
     problems = [
         *within_truth("ttft_ms", result.ttft_ms, truth.ttft_ms),
         *within_truth("ttfo_ms", result.ttfo_ms, truth.ttfo_ms),

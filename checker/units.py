@@ -24,6 +24,19 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+# The longest duration a config may hold: the longest retention anyone keeps. Past it a
+# number is a typo, and at 1e20 days a datetime overflows.
+MAX_CONFIG_DURATION_S = 400 * 86400.0
+
+
+def parse_config_duration(value: object) -> float:
+    """parse_duration, bounded to 400 days (MAX_CONFIG_DURATION_S)."""
+    seconds = parse_duration(value)
+    if seconds > MAX_CONFIG_DURATION_S:
+        raise ValueError(f"expected a duration of at most 400d (got {value!r})")
+    return seconds
+
+
 def parse_window(value: str, longest_s: float) -> float:
     """Seconds of a query window (`12h`, `90d`): at least a minute (shorter holds too few
     probes to mean anything) and at most `longest_s` (the rollup retention: older results
@@ -65,4 +78,11 @@ def format_duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
-__all__ = ["format_duration", "parse_duration", "parse_fraction", "parse_window"]
+__all__ = [
+    "MAX_CONFIG_DURATION_S",
+    "format_duration",
+    "parse_config_duration",
+    "parse_duration",
+    "parse_fraction",
+    "parse_window",
+]

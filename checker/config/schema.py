@@ -27,7 +27,7 @@ from pydantic import (
 from checker.cron import crontab_trigger
 from checker.probes import registry
 from checker.probes.conditions import parse_condition
-from checker.units import parse_duration, parse_fraction
+from checker.units import parse_config_duration, parse_duration, parse_fraction
 
 __all__ = [
     "Alerts",
@@ -55,7 +55,7 @@ __all__ = [
     "Target",
 ]
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_config_duration)]
 Fraction = Annotated[float, BeforeValidator(parse_fraction)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
 
@@ -207,6 +207,8 @@ class Target(Strict):
     alerts: Alerts | None = None
     pricing: Pricing | None = None
     spend_cap_usd_per_day: float | None = Field(default=None, gt=0)
+    # The longest a 429's Retry-After may hold this target (default: defaults').
+    retry_after_max: Duration | None = None
     anthropic_version: str = "2023-06-01"
     # Route comparison: targets are compared with the others of their group (default: the
     # same `model`; set `group` when a relay renames the model). One per group may be the
@@ -279,6 +281,8 @@ class Defaults(Strict):
     timeout: Duration = 30.0
     read_timeout: Duration = 15.0
     connect_timeout: Duration = 5.0
+    # A Retry-After of a day (or year 9999) must not stop probing a route silently.
+    retry_after_max: Duration = 600.0
     slo: Slo = Slo()
     alerts: Alerts = Alerts()
 
@@ -420,6 +424,9 @@ class Config(Strict):
     # Effective per-target settings: target value, else the top-level default.
     def interval(self, t: Target) -> float:
         return t.interval or self.defaults.interval
+
+    def retry_after_max(self, t: Target) -> float:
+        return t.retry_after_max or self.defaults.retry_after_max
 
     def timeout(self, t: Target) -> float:
         return t.timeout or self.defaults.timeout

@@ -55,14 +55,17 @@ class Accounting:
                 return "spend_cap"
         return None
 
-    def charge(self, target: Target, result: ProbeResult) -> None:
-        """Add the result's cost to today's spend; a 429 with Retry-After starts a hold."""
+    def charge(self, target: Target, result: ProbeResult, hold_max_s: float = 600.0) -> None:
+        """Add the result's cost to today's spend; a 429 with Retry-After starts a hold of
+        at most `hold_max_s` (retry_after_max): a route answering "come back tomorrow" is
+        still probed, so the failures behind the 429 are seen."""
         state = self.runtime(target.name)
         if result.cost_usd:
             self._roll_spend_day(state)
             state.spend_usd += result.cost_usd
         if result.error == ErrorKind.rate_limited and result.retry_after_s:
-            state.hold_until = self.clock.monotonic() + result.retry_after_s
+            hold = min(result.retry_after_s, hold_max_s)
+            state.hold_until = self.clock.monotonic() + hold
 
     def spend_today(self, name: str) -> float | None:
         state = self.runtime(name)

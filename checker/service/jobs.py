@@ -251,6 +251,7 @@ def watch_lag(
     def on_event(event: Any) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES:
             skipped["max_instances"] += 1
+            metrics.skipped.labels("max_instances").inc()
             return
         if isinstance(event, JobSubmissionEvent) and event.job_id.startswith(PROBE_JOB_PREFIX):
             planned = event.scheduled_run_times[-1]

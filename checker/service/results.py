@@ -33,6 +33,7 @@ def settle(
     accounting: Accounting,
     metrics: Metrics,
     usage_ratio_band: tuple[float, float],
+    hold_max_s: float = 600.0,
 ) -> None:
     """Price the result (unless the probe did), count its output tokens, charge its cost."""
     if result.cost_usd is None and result.prompt_tokens is not None:
@@ -46,7 +47,7 @@ def settle(
     )
     if mismatch:
         metrics.usage_mismatch.labels(target.name).inc()
-    accounting.charge(target, result)
+    accounting.charge(target, result, hold_max_s)
 
 
 def log_transition(state: TargetRuntime, target: Target, result: ProbeResult) -> None:

@@ -290,6 +290,7 @@ class Service:
             return
         if (why := self.accounting.why_not(target, probe)) is not None:
             self.skipped[why] += 1
+            self.metrics.skipped.labels(why).inc()
             return
         task = asyncio.current_task()
         if task is not None:
@@ -304,6 +305,7 @@ class Service:
                 accounting=self.accounting,
                 metrics=self.metrics,
                 usage_ratio_band=self.cfg.digest.usage_ratio_band,
+                hold_max_s=self.cfg.retry_after_max(target),
             )
             maintenance = self._calendar.active(target.name, result.started_at)
             self.writer.submit(result, maintenance=maintenance)

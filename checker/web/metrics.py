@@ -61,6 +61,12 @@ class Metrics:
             buckets=TPS_BUCKETS,
             registry=r,
         )
+        self.skipped = Counter(
+            "checker_probe_skipped",
+            "Probes not run: reason retry_after (a 429 hold), spend_cap, max_instances.",
+            ["reason"],
+            registry=r,
+        )
         self.results = Counter(
             "checker_probe_results",
             "Probe results by outcome (ok or an error kind).",

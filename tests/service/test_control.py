@@ -169,6 +169,38 @@ async def test_retry_after_holds_the_target_and_the_429_is_recorded(
     }
 
 
+@pytest.mark.parametrize("retry_after", ["86400", "Fri, 31 Dec 9999 23:59:59 GMT"])
+async def test_a_retry_after_of_a_day_holds_at_most_retry_after_max(
+    sim: SimServer, tmp_path: Path, retry_after: str
+) -> None:
+    # "Come back tomorrow" (or in year 9999) must not silence a route: the hold is capped
+    # and the failures behind the 429 are seen.
+    sim.set("limited", status=429, retry_after=retry_after)
+    url = sqlite_url(tmp_path / "checker.db")
+    text = config_yaml(url, [target_yaml("limited", sim.url("limited"), probes=("models",))])
+    text += "defaults: {retry_after_max: 1s}\n"
+    async with service_in_process(text) as service:
+        assert await abecomes_true(lambda: requests(sim, "limited") >= 1, 8)
+        sim.set("limited", status=500)  # the outage behind the rate limit
+        assert await abecomes_true(lambda: requests(sim, "limited") >= 2, 4)
+        skipped = service.metrics.registry.get_sample_value(
+            "checker_probe_skipped_total", {"reason": "retry_after"}
+        )
+        assert skipped is not None and skipped >= 1
+        assert skipped == service.skipped["retry_after"]
+    errors = [r.error for r in stored_rows(url) if r.target == "limited"]
+    assert errors[:2] == ["rate_limited", "server_error"]
+
+
+def test_a_hold_longer_than_400_days_is_rejected() -> None:
+    from checker.config.load import ConfigError
+
+    text = "targets: [{name: t, kind: http, base_url: 'http://127.0.0.1:9'}]\n"
+    with pytest.raises(ConfigError) as err:
+        config_mod.parse(text + "defaults: {interval: 99999999999999999999999d}\n")
+    assert "at most 400d" in str(err.value)
+
+
 async def test_a_reached_spend_cap_falls_back_to_the_free_probe_across_restarts(
     sim: SimServer, tmp_path: Path
 ) -> None:

@@ -27,7 +27,7 @@ from pydantic import (
 from checker.cron import crontab_trigger
 from checker.probes import registry
 from checker.probes.conditions import parse_condition
-from checker.units import parse_config_duration, parse_duration, parse_fraction
+from checker.units import parse_config_duration, parse_fraction
 
 __all__ = [
     "Alerts",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-from collections.abc import AsyncIterator, Callable
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
 import httpx
@@ -24,6 +25,83 @@ OFF_LOOP_BYTES = 128 * 1024
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+# The most one inflate step may produce: a cap is checked after at most this many bytes.
+INFLATE_STEP = 64 * 1024
+
+
+class _Inflater:
+    """gzip or deflate, inflated at most INFLATE_STEP bytes at a time.
+
+    httpx inflates each network chunk whole, so 1 MB of a gzip bomb became 1 GiB in memory
+    before any cap could be checked; this yields bounded pieces and lets the reader stop.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        # 32 + MAX_WBITS: a gzip or zlib header, detected; raw deflate is retried below.
+        self._raw_deflate = False
+        self._encoding = encoding
+        self._d = zlib.decompressobj(32 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
+            out = self._inflate(data)
+        except zlib.error:
+            if self._encoding != "deflate" or self._raw_deflate:
+                raise self._invalid() from None
+            # Some servers send "deflate" without the zlib header.
+            self._raw_deflate = True
+            self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._inflate(data)
+        if out:
+            yield out
+        while self._d.unconsumed_tail:
+            out = self._inflate(self._d.unconsumed_tail)
+            if not out:
+                break
+            yield out
+
+    def _inflate(self, data: bytes) -> bytes:
+        try:
+            return self._d.decompress(data, INFLATE_STEP)
+        except zlib.error:
+            if self._raw_deflate or self._encoding != "deflate":
+                raise self._invalid() from None
+            raise
+
+    def _invalid(self) -> ProbeFailure:
+        return ProbeFailure(ErrorKind.bad_response, f"invalid {self._encoding} body")
+
+    def close(self) -> Iterator[bytes]:
+        if tail := self._d.flush():
+            yield tail
+
+
+async def body_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body as it arrives, decoded (gzip, deflate, several in a row) in bounded pieces;
+    other encodings pass through undecoded, as httpx itself does without their packages."""
+    encodings = [
+        e.strip().lower()
+        for e in response.headers.get("content-encoding", "").split(",")
+        if e.strip().lower() in ("gzip", "x-gzip", "deflate")
+    ]
+    # Applied in order by the server, so undone last-first.
+    inflaters = [_Inflater("deflate" if e == "deflate" else "gzip") for e in reversed(encodings)]
+
+    def through(pieces: Iterator[bytes], level: int) -> Iterator[bytes]:
+        if level == len(inflaters):
+            yield from pieces
+            return
+        for piece in pieces:
+            yield from through(inflaters[level].feed(piece), level + 1)
+
+    async for raw in response.aiter_raw():
+        for piece in through(iter([raw]), 0):
+            yield piece
+    for level in range(len(inflaters)):
+        for piece in through(inflaters[level].close(), level + 1):
+            yield piece
 
 
 def _declared_length(response: httpx.Response) -> int | None:
@@ -45,7 +123,7 @@ async def read_capped(response: httpx.Response, limit: int, *, truncate: bool = 
         raise too_large(limit)
     parts: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in body_bytes(response):
         size += len(chunk)
         if size > limit:
             if truncate:
@@ -77,7 +155,7 @@ class CappedText:
     async def aiter_text(self) -> AsyncIterator[str]:
         # SSE is UTF-8 by definition, whatever the charset header claims.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        async for chunk in self._response.aiter_bytes():
+        async for chunk in body_bytes(self._response):
             self.bytes_read += len(chunk)
             if self.bytes_read > self._limit:
                 raise too_large(self._limit)
@@ -97,8 +175,10 @@ async def off_loop(fn: Callable[[T], R], arg: T, size: int) -> R:
 
 __all__ = [
     "ERROR_BODY_BYTES",
+    "INFLATE_STEP",
     "OFF_LOOP_BYTES",
     "CappedText",
+    "body_bytes",
     "off_loop",
     "read_capped",
     "read_error_text",

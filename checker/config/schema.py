@@ -343,6 +343,8 @@ class Storage(Strict):
     queue_max: int = Field(default=100_000, ge=100)
     flush_every: Duration = 1.0
     flush_batch: int = Field(default=500, ge=1)
+    # /healthz turns 503 when results could not be written for longer than this.
+    unhealthy_after: Duration = 10.0
 
     def resolved_url(self) -> str:
         if self.url:

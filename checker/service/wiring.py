@@ -38,6 +38,7 @@ from checker.service import jobs, sdnotify
 from checker.service.accounting import Accounting
 from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.gauges import update_slo_gauges
+from checker.service.health import Heartbeat, service_health
 from checker.service.housekeeping import (
     digest_wanted,
     freeze_startup_objects,
@@ -90,6 +91,7 @@ class Service:
         self._flush_eval: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.certs = CertWatch()
+        self.heartbeat = Heartbeat(self.clock.monotonic)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -129,15 +131,19 @@ class Service:
         self.scheduler.start()
         self._started = True
         if self.cfg.server is not None:
-            from checker.web.server import WebServer, database_health
+            from checker.web.server import WebServer
 
             self.web = WebServer(
                 lambda: self.cfg,
                 self.engine,
                 self.metrics,
-                database_health(
+                service_health(
                     self.engine,
+                    lambda: self.cfg,
+                    lambda: getattr(self, "writer", None),
+                    self.heartbeat,
                     lambda: self._started and self.scheduler.state == STATE_RUNNING,
+                    self.metrics,
                 ),
             )
             await self.web.start()
@@ -151,7 +157,7 @@ class Service:
             "service started: %d targets, %d probe jobs, storage %s",
             len(self.cfg.targets),
             sum(len(t.probe_names) for t in self.cfg.targets),
-            _describe_url(url),
+            db.describe(self.engine),
         )
 
     async def run(self) -> int:
@@ -285,6 +291,7 @@ class Service:
     async def _probe_job(self, target_name: str, probe: str) -> None:
         from checker.probes.runner import run_probe
 
+        self.heartbeat.beat()
         target = self._targets.get(target_name)
         if target is None:  # removed by a reload while this run was queued
             return
@@ -387,10 +394,3 @@ class Service:
         now = self.clock.now()
         await asyncio.to_thread(rollup_due, self.engine, now)
         await asyncio.to_thread(window_cache.refresh, self.engine, now)
-
-
-def _describe_url(url: str) -> str:
-    """The storage URL without credentials, for logs."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -119,6 +120,7 @@ class ResultWriter:
         self._written = 0
         self._rejected = 0
         self._last_error: str | None = None
+        self._failing_since: float | None = None  # monotonic, while writes fail
         self._flush_waiters = 0
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
@@ -145,6 +147,10 @@ class ResultWriter:
     def rejected(self) -> int:
         """Results the database refused as invalid data (logged, never retried)."""
         return self._rejected
+
+    def failing_for(self, now: float) -> float:
+        """Seconds (monotonic `now`) since writes started failing; 0 while they succeed."""
+        return 0.0 if self._failing_since is None else max(0.0, now - self._failing_since)
 
     @property
     def last_error(self) -> str | None:
@@ -324,6 +330,8 @@ class ResultWriter:
     def _note_failure(self, exc: BaseException) -> None:
         first = self._last_error is None
         self._last_error = self._describe(exc)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         if first:
             log.warning(
                 "database unavailable (%s); %d results queued, retrying",
@@ -336,6 +344,7 @@ class ResultWriter:
             backlog = self.queue_depth + stored
             log.info("database reachable again; writing %d queued results", backlog)
             self._last_error = None
+        self._failing_since = None
         self._written += stored
         self._rejected += rejected
         if self._burst_dropped and len(self._queue) < self._queue_max // 2:

@@ -61,6 +61,17 @@ class Metrics:
             buckets=TPS_BUCKETS,
             registry=r,
         )
+        self.healthy = Gauge(
+            "checker_healthy", "1 when /healthz answers 200 (as of its last call).", registry=r
+        )
+        self.writer_failing = Gauge(
+            "checker_writer_failing_seconds",
+            "How long result writes have been failing (0 while they succeed).",
+            registry=r,
+        )
+        self.scheduler_idle = Gauge(
+            "checker_scheduler_idle_seconds", "Seconds since a probe job last started.", registry=r
+        )
         self.skipped = Counter(
             "checker_probe_skipped",
             "Probes not run: reason retry_after (a 429 hold), spend_cap, max_instances.",

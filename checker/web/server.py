@@ -28,7 +28,6 @@ from checker.compare.view import CompareView
 from checker.config.schema import BasicAuth, Config
 from checker.redact import Redactor
 from checker.render import env
-from checker.store.db import ping
 from checker.units import parse_window
 from checker.web import status_data
 from checker.web.badges import BADGE_WINDOWS, badge_svg, badge_uptime
@@ -41,7 +40,6 @@ __all__ = [
     "HealthCheck",
     "WebServer",
     "authorized",
-    "database_health",
     "human_span",
     "parse_listen",
 ]
@@ -94,24 +92,6 @@ def authorized(header: str | None, auth: BasicAuth) -> bool:
     user_ok = hmac.compare_digest(user, auth.username.encode())
     password_ok = hmac.compare_digest(password, auth.password.get_secret_value().encode())
     return user_ok & password_ok
-
-
-def database_health(engine: Engine, scheduler_running: Callable[[], bool]) -> HealthCheck:
-    """A health check for WebServer: the scheduler runs and the database answers.
-
-    Blocking (it queries the database): WebServer calls it in a worker thread.
-    """
-
-    def check() -> tuple[bool, str]:
-        if not scheduler_running():
-            return False, "scheduler is not running"
-        try:
-            ping(engine)
-        except sa.exc.SQLAlchemyError as exc:
-            return False, f"database does not answer ({type(exc).__name__})"
-        return True, "ok"
-
-    return check
 
 
 def human_span(seconds: float) -> str:

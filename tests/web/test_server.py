@@ -35,7 +35,7 @@ from checker.store.rollup import rollup_hours
 from checker.store.tables import INCIDENTS, ROLLED, ROLLUPS
 from checker.web.badges import badge_value
 from checker.web.metrics import Metrics
-from checker.web.server import WebServer, authorized, database_health, parse_listen
+from checker.web.server import WebServer, authorized, parse_listen
 from checker.web.status_data import build_page
 from checker.web.status_view import DAYS, sparkline
 from tests.fixtures_db import generate_results, store_results
@@ -269,20 +269,6 @@ async def test_healthz_is_503_when_the_check_itself_fails(loaded: tuple[Engine, 
         response = await client.get("/healthz")
     assert response.status_code == 503
     assert response.text == "health check failed (RuntimeError)\n"
-
-
-def test_database_health_checks_scheduler_and_database(loaded: tuple[Engine, Items]) -> None:
-    engine, _ = loaded
-    assert database_health(engine, lambda: True)() == (True, "ok")
-    assert database_health(engine, lambda: False)() == (False, "scheduler is not running")
-    # Nothing listens on port 9: the database does not answer.
-    away = make_engine("postgresql+psycopg://checker@127.0.0.1:9/none?connect_timeout=2")
-    try:
-        healthy, reason = database_health(away, lambda: True)()
-    finally:
-        away.dispose()
-    assert not healthy
-    assert reason == "database does not answer (OperationalError)"
 
 
 # --- the JSON API ---------------------------------------------------------------------------

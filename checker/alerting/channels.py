@@ -24,6 +24,7 @@ class Channel:
     id: str
     url: str
     tags: frozenset[str]
+    timeout_s: float = 30.0  # one delivery attempt, Apprise's read timeout included
 
     @property
     def is_email(self) -> bool:
@@ -42,7 +43,7 @@ def channel_id(url: str) -> str:
 def load_channels(cfg: Config) -> list[Channel]:
     """Channels from `notify:` and from an Apprise config file (YAML or TEXT)."""
     channels = [
-        Channel(channel_id(u), u, frozenset(c.tags))
+        Channel(channel_id(u), u, frozenset(c.tags), c.timeout)
         for c in cfg.notify
         if (u := c.url.get_secret_value())
     ]

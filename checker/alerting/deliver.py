@@ -18,12 +18,15 @@ from typing import Any
 import apprise
 from sqlalchemy.engine import Engine
 
-from checker.alerting.channels import Channel
-from checker.alerting.outbox import claim, finish
+from checker.alerting.channels import Channel, route
+from checker.alerting.outbox import claim, finish, reroute
 from checker.config.schema import _url_secrets
 from checker.redact import Redactor
 
-__all__ = ["CLOSE_GRACE_S", "Deliverer", "load_plugins", "send"]
+__all__ = ["CLOSE_GRACE_S", "TIMED_OUT", "Deliverer", "load_plugins", "send"]
+
+# The start of an error that may hide a delivery: such a row is sent at most once more.
+TIMED_OUT = "timed out"
 
 log = logging.getLogger("checker.notify")
 
@@ -39,6 +42,15 @@ def load_plugins() -> None:
     apprise.Apprise().add("json://localhost")
 
 
+def _with_timeouts(url: str, timeout_s: float) -> str:
+    """The URL with Apprise's read timeout (`rto`) raised to the channel's timeout, unless
+    the URL sets one: Apprise's own default (4 s) gave up on slow receivers that then got
+    the same page again on every retry."""
+    if "rto=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}rto={timeout_s:g}"
+
+
 def _apprise_for(url: str) -> apprise.Apprise | None:
     a = apprise.Apprise()
     return a if a.add(url) else None
@@ -50,16 +62,22 @@ async def send(
     """Deliver through Apprise; None on success, else the reason (this channel's URL secrets
     are masked; redact the rest with the config's Redactor)."""
     # Parsing a URL can import a plugin (when load_plugins() did not run): not on the loop.
-    a = await asyncio.to_thread(_apprise_for, channel.url)
+    a = await asyncio.to_thread(_apprise_for, _with_timeouts(channel.url, channel.timeout_s))
+    if a is None:
+        a = await asyncio.to_thread(_apprise_for, channel.url)  # a scheme without rto
     if a is None:
         return "Apprise cannot parse this channel URL"
     with apprise.LogCapture(level=logging.WARNING) as captured:
-        result = await a.async_notify(
-            body=body,
-            title=title,
-            notify_type=notify_type,
-            body_format=body_format,
-        )
+        try:
+            async with asyncio.timeout(channel.timeout_s):
+                result = await a.async_notify(
+                    body=body,
+                    title=title,
+                    notify_type=notify_type,
+                    body_format=body_format,
+                )
+        except TimeoutError:
+            return f"{TIMED_OUT} after {channel.timeout_s:g}s (it may have been delivered)"
         shared = captured.getvalue().splitlines()
     if result:
         return None
@@ -149,7 +167,13 @@ class Deliverer:
     async def _deliver(self, row: dict[str, Any], by_id: dict[str, Channel]) -> str:
         channel = by_id.get(row["channel"])
         if channel is None:
-            error: str | None = "channel is no longer configured"
+            # A channel edited by a reload has a new id: the row follows its route (tags)
+            # to the channels that take it now instead of failing against the old URL.
+            routed = route(by_id.values(), row["tags"] or (), row["kind"] or "alert")
+            moved = await asyncio.to_thread(reroute, self.engine, row, self.worker, routed)
+            log.info("notification %s: channel gone, rerouted to %d channels", row["title"], moved)
+            self.wake()
+            return "rerouted"
         else:
             try:
                 error = await send(
@@ -159,8 +183,14 @@ class Deliverer:
                 error = f"{type(exc).__name__}: {exc}"
         if error is not None:
             error = self._redactor().text(error)
+        # A second timeout in a row gives up: the receiver probably has it twice already.
+        last_try = (
+            error is not None
+            and error.startswith(TIMED_OUT)
+            and (row.get("last_error") or "").startswith(TIMED_OUT)
+        )
         outcome = await asyncio.to_thread(
-            finish, self.engine, row, self.worker, error is None, error
+            finish, self.engine, row, self.worker, error is None, error, give_up=last_try
         )
         label = channel.label if channel else row["channel"]
         if outcome == "delivered":

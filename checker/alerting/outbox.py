@@ -36,6 +36,7 @@ __all__ = [
     "finish",
     "outbox_rows",
     "pending_count",
+    "reroute",
 ]
 
 LEASE = timedelta(seconds=120)
@@ -133,8 +134,16 @@ def claim(engine: Engine, worker: str, now: datetime, limit: int) -> list[dict[s
     return claimed
 
 
-def finish(engine: Engine, row: dict[str, Any], worker: str, ok: bool, error: str | None) -> str:
-    """Record one attempt; returns delivered | retry | failed."""
+def finish(
+    engine: Engine,
+    row: dict[str, Any],
+    worker: str,
+    ok: bool,
+    error: str | None,
+    *,
+    give_up: bool = False,
+) -> str:
+    """Record one attempt; returns delivered | retry | failed (`give_up`: no retry)."""
     now = datetime.now(UTC)
     attempts = row["attempts"] + 1
     values: dict[str, Any] = {"attempts": attempts, "claimed_by": None, "claimed_until": None}
@@ -146,7 +155,7 @@ def finish(engine: Engine, row: dict[str, Any], worker: str, ok: bool, error: st
         values["last_error"] = (error or "delivery failed")[:500]
         next_at = now + timedelta(seconds=backoff_s(attempts))
         deadline = row.get("deadline_at")
-        if deadline is not None and next_at > deadline:
+        if give_up or (deadline is not None and next_at > deadline):
             values["failed_at"] = now
             outcome = "failed"
         else:
@@ -155,6 +164,41 @@ def finish(engine: Engine, row: dict[str, Any], worker: str, ok: bool, error: st
     with engine.begin() as conn:
         conn.execute(T.update().where(T.c.id == row["id"], T.c.claimed_by == worker).values(values))
     return outcome
+
+
+def reroute(engine: Engine, row: dict[str, Any], worker: str, channels: Sequence[Channel]) -> int:
+    """Move an undelivered row whose channel is gone to the channels its tags route to now:
+    one new row each (its dedup key keeps a channel from getting it twice), the old row
+    closed. Returns the rows added."""
+    base = str(row["dedup_key"]).rsplit("@", 1)[0]
+    now = datetime.now(UTC)
+    fresh = [
+        {
+            **{k: row[k] for k in ("kind", "tags", "notify_type", "title", "deadline_at")},
+            "dedup_key": f"{base}@{ch.id}",
+            "channel": ch.id,
+            "created_at": row["created_at"],
+            # The body was made for the old channel's format; email gets markdown then.
+            "body": row["body"],
+            "body_format": row["body_format"],
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for ch in channels
+    ]
+    with engine.begin() as conn:
+        added = insert_ignore(conn, T, fresh, ["dedup_key"]) if fresh else 0
+        conn.execute(
+            T.update()
+            .where(T.c.id == row["id"], T.c.claimed_by == worker)
+            .values(
+                failed_at=now,
+                claimed_by=None,
+                claimed_until=None,
+                last_error="channel no longer configured: rerouted by its tags",
+            )
+        )
+    return added
 
 
 def pending_count(engine: Engine) -> int:

@@ -292,6 +292,8 @@ class ChannelSpec(Strict):
 
     url: SecretStr
     tags: list[str] = []
+    # How long one delivery may take; a slower channel gets at most one duplicate.
+    timeout: Duration = 30.0
 
 
 class Maintenance(Strict):

@@ -294,17 +294,61 @@ async def test_past_its_deadline_a_row_is_marked_failed(db_url: str, db_engine: 
     assert notify.pending_count(db_engine) == 0
 
 
-async def test_a_row_for_a_removed_channel_is_not_sent_anywhere(
+async def test_a_row_whose_channel_was_edited_follows_its_route(
     db_url: str, db_engine: Engine, webhook: Webhook
 ) -> None:
+    """A reload fixed the page channel's URL: the page still pending for the old URL goes
+    to the channel its tags route to now, once, instead of failing against the old one."""
     old = make_config(db_url, (webhook.url("old"), ["page"]))
     queue(db_engine, load_channels(old), "k1")
-    new = make_config(db_url, (webhook.url("new"), ["page"]))
+    new = make_config(db_url, (webhook.url("new"), ["page"]), (webhook.url("tix"), ["ticket"]))
     worker = deliverer(db_engine, new)
-    assert await worker.run_once() == 0
+    worker.start()
+    try:
+        await eventually(lambda: [p.path for p in webhook.received()] == ["/new"])
+        await asyncio.sleep(0.5)
+        assert [p.path for p in webhook.received()] == ["/new"]  # once, and not to tickets
+    finally:
+        await worker.close()
+    rows = outbox(db_engine)
+    assert sorted(r["last_error"] or "" for r in rows) == [
+        "",
+        "channel no longer configured: rerouted by its tags",
+    ]
+    assert notify.pending_count(db_engine) == 0
+
+
+async def test_a_receiver_slower_than_apprises_default_gets_one_copy(
+    db_url: str, db_engine: Engine, webhook: Webhook
+) -> None:
+    # Apprise's own read timeout is 4 s: a 5 s receiver used to get the page on every retry.
+    cfg = make_config(db_url, (webhook.url("hook"), ["page"]))
+    queue(db_engine, load_channels(cfg), "k1")
+    webhook.delay_s = 5
+    worker = deliverer(db_engine, cfg)
+    assert await worker.run_once() == 1
+    assert len(webhook.received()) == 1
+
+
+async def test_a_receiver_slower_than_its_timeout_gets_at_most_one_duplicate(
+    db_url: str, db_engine: Engine, webhook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notify, "BACKOFF_FIRST_S", 0.1)
+    cfg = parse(
+        "targets:\n"
+        "  - {name: main-route, kind: http, base_url: 'http://127.0.0.1:9/health'}\n"
+        f'notify:\n  - {{url: "{webhook.url("hook")}", tags: [page], timeout: 1s}}\n'
+        f'storage: {{url: "{db_url}"}}\n'
+    )
+    queue(db_engine, load_channels(cfg), "k1")
+    webhook.delay_s = 3
+    worker = deliverer(db_engine, cfg)
+    for _ in range(4):
+        await worker.run_once()
+        await asyncio.sleep(0.3)
+    assert len(webhook.received()) == 2  # the first try and one retry, never more
     [row] = outbox(db_engine)
-    assert row["last_error"] == "channel is no longer configured"
-    assert webhook.received() == []
+    assert row["failed_at"] is not None and row["last_error"].startswith("timed out after 1s")
 
 
 async def test_errors_of_channels_sent_at_once_stay_apart(smtp_down: SmtpInbox) -> None:

@@ -184,10 +184,14 @@ def run(
 ) -> None:
     """Run the service: scheduled probes, storage, alerts (until SIGTERM/Ctrl-C)."""
     from checker.service.wiring import Service
+    from checker.store.startup import StorageUnavailable
 
     cfg = load_config(config)
     _setup_logs(cfg, log_level, log_format)
-    code = asyncio.run(Service(config, cfg).run())
+    try:
+        code = asyncio.run(Service(config, cfg).run())
+    except StorageUnavailable as exc:
+        fail(str(exc))
     raise typer.Exit(code)
 
 

@@ -98,12 +98,13 @@ class Service:
     async def start(self) -> None:
         from checker.cost.prices import PriceBook
         from checker.probes.transport.pool import ClientPool
-        from checker.store import db, migrate
+        from checker.store import db
         from checker.store.models import sync_targets
+        from checker.store.startup import upgrade_or_explain
         from checker.store.writer import ResultWriter
 
         url = self.cfg.storage.resolved_url()
-        await asyncio.to_thread(migrate.upgrade, url)
+        await asyncio.to_thread(upgrade_or_explain, url)
         self.engine = db.make_engine(url)
         await asyncio.to_thread(sync_targets, self.engine, self.cfg)
         self.prices = await asyncio.to_thread(PriceBook, self.cfg)

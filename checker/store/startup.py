@@ -1,0 +1,62 @@
+"""Why storage could not be opened at start, in one line an operator can act on.
+
+The service's first act is migrating its database; what can go wrong there (a server that
+does not answer, a read-only file, a schema from a newer checker) must not become a
+540-line traceback.
+"""
+
+from __future__ import annotations
+
+from alembic.util import CommandError
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+
+from checker.store import migrate
+
+__all__ = ["StorageUnavailable", "storage_problem", "upgrade_or_explain"]
+
+
+class StorageUnavailable(Exception):
+    """The storage could not be opened; str() is the one line to print."""
+
+
+def _masked(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "(an invalid storage URL)"
+
+
+def storage_problem(exc: BaseException, url: str) -> str:
+    """One line: which storage, what failed, what to do."""
+    where = _masked(url)
+    sqlite = where.startswith("sqlite")
+    inner = getattr(exc, "orig", None) or exc
+    first = (str(inner).strip().splitlines() or [""])[0][:200]
+    if isinstance(exc, CommandError) and "Can't locate revision" in str(exc):
+        return (
+            f"storage {where}: its schema is newer than this checker ({first}); "
+            "upgrade checker, or point storage.url at another database"
+        )
+    if sqlite and ("readonly" in first or "read-only" in first):
+        return (
+            f"storage {where} is read-only ({first}); make the file and its directory "
+            "writable by the service user, or set storage.url"
+        )
+    if sqlite:
+        return (
+            f"storage {where} cannot be opened ({type(inner).__name__}: {first}); check that "
+            "its directory exists and is writable, or set storage.url"
+        )
+    return (
+        f"storage {where} does not answer ({type(inner).__name__}: {first}); start the "
+        "database server or fix storage.url"
+    )
+
+
+def upgrade_or_explain(url: str) -> None:
+    """migrate.upgrade, or StorageUnavailable with the one line saying why not."""
+    try:
+        migrate.upgrade(url)
+    except (sa_exc.SQLAlchemyError, CommandError, OSError) as exc:
+        raise StorageUnavailable(storage_problem(exc, url)) from None

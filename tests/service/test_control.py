@@ -351,3 +351,22 @@ def test_logs_are_one_json_line_per_state_change_and_never_hold_the_key(
             assert key.encode() not in path.read_bytes()
     details = [r.detail or "" for r in stored_rows(url) if r.target == "wrong-key"]
     assert details and all("***" in d for d in details), details[:3]
+
+
+async def test_stop_waits_for_probes_in_flight_and_stores_them(
+    sim: SimServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # SIGTERM (stop) while a 1.5 s stream is in flight: within shutdown_grace it finishes
+    # and is stored; nothing is logged as an error.
+    sim.set("slow", ttft_ms=1500)
+    url = sqlite_url(tmp_path / "checker.db")
+    text = config_yaml(url, [target_yaml("slow", sim.url("slow"), probes=("stream",))])
+    caplog.set_level(logging.INFO)
+    async with service_in_process(text) as service:
+        assert await abecomes_true(lambda: len(service.inflight) == 1, 5)
+        assert stored_rows(url) == []  # nothing finished yet: the first stream takes 1.5 s
+    # service_in_process stopped the service: the probe in flight was waited for.
+    rows = [r for r in stored_rows(url) if r.target == "slow"]
+    assert len(rows) == 1
+    assert rows[-1].ok
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

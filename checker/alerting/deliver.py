@@ -23,7 +23,7 @@ from checker.alerting.outbox import claim, finish, reroute
 from checker.config.schema import _url_secrets
 from checker.redact import Redactor
 
-__all__ = ["CLOSE_GRACE_S", "TIMED_OUT", "Deliverer", "load_plugins", "send"]
+__all__ = ["CLOSE_GRACE_S", "TIMED_OUT", "Deliverer", "load_plugins", "parses", "send"]
 
 # The start of an error that may hide a delivery: such a row is sent at most once more.
 TIMED_OUT = "timed out"
@@ -54,6 +54,11 @@ def _with_timeouts(url: str, timeout_s: float) -> str:
 def _apprise_for(url: str) -> apprise.Apprise | None:
     a = apprise.Apprise()
     return a if a.add(url) else None
+
+
+def parses(url: str) -> bool:
+    """Whether Apprise accepts the URL: a known scheme with the parts it requires."""
+    return _apprise_for(url) is not None
 
 
 async def send(

@@ -47,29 +47,15 @@ def load_config(path: Path) -> Config:
         fail(exc.problems)
 
 
-def config_warnings(cfg: Config) -> list[str]:
-    """Things that are valid but probably not what the operator meant."""
-    try:
-        from checker.alerting.slo import single_failure_pages
-    except ImportError:  # the SLO core is optional for the probe-only CLI
-        return []
-    warnings = []
-    for t in cfg.targets:
-        slo = cfg.slo(t)
-        if single_failure_pages(cfg.interval(t), slo):
-            warnings.append(
-                f"target {t.name}: with interval {cfg.interval(t):g}s and objective "
-                f"{slo.availability:.3%}, a single failed probe would page; "
-                "raise slo.min_bad, probe more often or relax the objective"
-            )
-    return warnings
-
-
 @app.command()
 def validate(config: ConfigOpt) -> None:
     """Check a config file; exit 0 with a summary, or 2 with one line per problem."""
+    from checker.cli.validate import channel_problems, config_warnings
+
     cfg = load_config(config)
-    for w in config_warnings(cfg):
+    if problems := channel_problems(config, cfg):
+        fail(problems)
+    for w in config_warnings(config, cfg):
         print(f"warning: {w}", file=sys.stderr)
     probes = sum(len(t.probe_names) for t in cfg.targets)
     print(

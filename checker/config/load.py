@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from checker.config.schema import Config
 
-__all__ = ["ConfigError", "load", "parse"]
+__all__ = ["ConfigError", "load", "locate", "parse"]
 
 
 class ConfigError(Exception):
@@ -151,6 +151,13 @@ def parse(text: str, filename: str = "<config>") -> Config:
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def locate(text: str, filename: str, loc: tuple[Any, ...]) -> str:
+    """`file:line: where` of a config path (("notify", 0, "url")), for problems found after
+    loading (a channel URL Apprise rejects)."""
+    root = yaml.compose(text, Loader=_YAML_LOADER)
+    return f"{filename}:{_line_of(root, loc)}: {_fmt_loc(loc)}"
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -356,7 +356,7 @@ class Storage(Strict):
 
 
 class Scheduler(Strict):
-    max_concurrency: int = Field(default=200, ge=1)
+    max_concurrency: int = Field(default=200, ge=1, le=100_000)
     misfire_grace: Duration = 30.0
     shutdown_grace: Duration = 5.0
     evaluate_every: Duration = 30.0

@@ -1,0 +1,85 @@
+"""`checker validate`: what loading a config cannot see, checked before the service runs.
+
+Problems (exit 2, one line each, with the file and line): a channel URL that Apprise cannot
+parse. Warnings: a single failure that would page, a public listen address without basic
+auth, inline API keys in a file others can read, a timeout longer than the interval.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import stat
+from pathlib import Path
+
+from checker.config.load import locate
+from checker.config.schema import Config
+from checker.web.server import parse_listen
+
+__all__ = ["channel_problems", "config_warnings"]
+
+# An `api_key:` (or header) written as a literal, not ${VAR} or credential:NAME.
+_INLINE_KEY = re.compile(
+    r"^\s*-?\s*(api_key|authorization|x-api-key)\s*:\s*(?![\"']?(\$\{|credential:))\S",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def channel_problems(path: Path, cfg: Config) -> list[str]:
+    """Each notify URL Apprise cannot parse, at its line (Apprise loads only here)."""
+    from checker.alerting.deliver import load_plugins, parses
+
+    load_plugins()
+    text = path.read_text(encoding="utf-8")
+    problems = []
+    for i, spec in enumerate(cfg.notify):
+        if not parses(spec.url.get_secret_value()):
+            scheme = spec.url.get_secret_value().split("://", 1)[0] or "(none)"
+            problems.append(
+                f"{locate(text, str(path), ('notify', i, 'url'))}: Apprise cannot use this "
+                f"URL (scheme {scheme!r}, or a required part such as a host, token or "
+                "address is missing); see https://github.com/caronc/apprise/wiki"
+            )
+    return problems
+
+
+def _public(listen: str) -> bool:
+    host, _ = parse_listen(listen)
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host not in ("localhost",)
+
+
+def config_warnings(path: Path | None, cfg: Config) -> list[str]:
+    """Things that are valid but probably not what the operator meant."""
+    from checker.alerting.slo import single_failure_pages
+
+    warnings = []
+    for t in cfg.targets:
+        slo = cfg.slo(t)
+        if single_failure_pages(cfg.interval(t), slo):
+            warnings.append(
+                f"target {t.name}: with interval {cfg.interval(t):g}s and objective "
+                f"{slo.availability:.3%}, a single failed probe would page; "
+                "raise slo.min_bad, probe more often or relax the objective"
+            )
+        if cfg.timeout(t) > cfg.interval(t):
+            warnings.append(
+                f"target {t.name}: timeout {cfg.timeout(t):g}s is longer than its interval "
+                f"{cfg.interval(t):g}s; a slow route skips runs instead of being probed"
+            )
+    if cfg.server is not None and cfg.server.basic_auth is None and _public(cfg.server.listen):
+        warnings.append(
+            f"server.listen {cfg.server.listen} is reachable from other machines and has no "
+            "basic_auth: anyone there can read the status page and metrics"
+        )
+    if path is not None and path.exists():
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+        if mode & (stat.S_IRGRP | stat.S_IROTH) and _INLINE_KEY.search(text):
+            warnings.append(
+                f"{path}: holds API keys inline and others can read it (mode "
+                f"{stat.S_IMODE(mode):o}); use ${{VAR}} or credential:NAME, or chmod 600"
+            )
+    return warnings

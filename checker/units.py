@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -19,7 +20,7 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _SECONDS[m.group(2)]
     else:
         raise ValueError(f"expected a duration like 500ms, 30s, 5m, 1h, 30d (got {value!r})")
-    if seconds <= 0:
+    if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"expected a positive duration (got {value!r})")
     return seconds
 

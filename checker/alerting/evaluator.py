@@ -60,6 +60,8 @@ class Context:
     cert_days_left: Callable[[str], float | None]
     # USD per million output tokens of a target's model (list or override); None: unknown.
     output_price: Callable[[str], float | None] = lambda _name: None
+    # The length of a target's current Retry-After hold, 0 when not held.
+    rate_limit_hold: Callable[[str], float] = lambda _name: 0.0
 
 
 # Built once: a statement object reused with new parameters skips SQLAlchemy's per-call
@@ -220,6 +222,7 @@ def _read_signals(
                 # Usage moves slowly: read on the periodic rounds, not after every flush.
                 usage=_usage(conn, target, cfg) if windows is not None else None,
                 output_usd_per_mtok=ctx.output_price(target.name),
+                rate_limit_hold_s=ctx.rate_limit_hold(target.name),
                 in_maintenance=ctx.calendar.active(target.name, now),
             )
             out[target.name] = (state, stored, signals)

@@ -78,6 +78,7 @@ from checker.alerting.threshold_rules import (
     budget_status,
     burn_statuses,
     cert_status,
+    hold_status,
     latency_status,
     spend_status,
 )
@@ -109,6 +110,7 @@ def rule_statuses(
         spend_status(signals, policy),
         cert_status(signals, policy),
         billing_status(signals, policy),
+        hold_status(signals, policy),
     ]
     return {s.rule: s for s in statuses}, confirmations
 

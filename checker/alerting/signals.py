@@ -35,7 +35,15 @@ __all__ = [
 Severity = Literal["page", "ticket"]
 
 PAGE_RULES: tuple[str, ...] = ("down", "burn_page")
-TICKET_RULES: tuple[str, ...] = ("latency", "burn_ticket", "budget", "spend", "cert", "billing")
+TICKET_RULES: tuple[str, ...] = (
+    "latency",
+    "burn_ticket",
+    "budget",
+    "spend",
+    "cert",
+    "billing",
+    "rate_limited_hold",
+)
 RULES: tuple[str, ...] = PAGE_RULES + TICKET_RULES
 PAGE_GROUP = "page"
 # Evaluation order: fixed, so that notifications come out in the same order every time.
@@ -89,6 +97,9 @@ class Signals:
     # (reported completion, reported reasoning, counted in the streamed text).
     usage: Sequence[tuple[int, int, int]] | None = None
     output_usd_per_mtok: float | None = None  # the target's list or override price
+    # The length of the route's current Retry-After hold (0: not held): a route held longer
+    # than `down` would take to page is failing nobody sees.
+    rate_limit_hold_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +111,7 @@ class Policy:
     spend_cap_usd_per_day: float | None = None
     usage_band: tuple[float, float] = (0.8, 1.25)
     workload_output_tokens: int = 2_000_000  # digest.reference_workload, per month
+    interval_s: float = 60.0
 
     @classmethod
     def for_target(cls, config: Config, target: Target) -> Policy:
@@ -110,6 +122,7 @@ class Policy:
             target.spend_cap_usd_per_day,
             (low, high),
             config.digest.reference_workload.output_tokens_per_month,
+            config.interval(target),
         )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "budget_status",
     "burn_statuses",
     "cert_status",
+    "hold_status",
     "latency_status",
     "spend_status",
 ]
@@ -138,3 +139,14 @@ def billing_status(signals: Signals, policy: Policy) -> RuleStatus:
         Measurement("extra_cost_per_month", extra, None, None, "USD" if price is not None else "")
     )
     return RuleStatus("billing", not low <= ratio <= high, tuple(measurements))
+
+
+def hold_status(signals: Signals, policy: Policy) -> RuleStatus:
+    """A 429 hold longer than `down` would take to page (failures x interval): the route is
+    not probed meanwhile, so whatever fails behind the rate limit would go unseen."""
+    held = signals.rate_limit_hold_s
+    if held is None:
+        return RuleStatus("rate_limited_hold", None)
+    limit = policy.alerts.down.failures * policy.interval_s
+    m = Measurement("rate_limit_hold", held, limit, ">", "s")
+    return RuleStatus("rate_limited_hold", held > limit, (m,))

@@ -130,7 +130,8 @@ class Alerts(Strict):
     @classmethod
     def _known_rules(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         known = {
-            "down", "latency", "burn_page", "burn_ticket", "budget", "spend", "cert", "billing"
+            "down", "latency", "burn_page", "burn_ticket", "budget", "spend", "cert", "billing",
+            "rate_limited_hold",
         }  # fmt: skip
         for rule in v:
             if rule not in known:

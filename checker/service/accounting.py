@@ -28,6 +28,7 @@ class TargetRuntime:
     """
 
     hold_until: float = 0.0  # monotonic; a 429 Retry-After holds the target until then
+    hold_s: float = 0.0  # the length of that hold
     spend_day: str = ""
     spend_usd: float = 0.0
     last_ok: dict[str, bool] = field(default_factory=dict)
@@ -66,6 +67,12 @@ class Accounting:
         if result.error == ErrorKind.rate_limited and result.retry_after_s:
             hold = min(result.retry_after_s, hold_max_s)
             state.hold_until = self.clock.monotonic() + hold
+            state.hold_s = hold
+
+    def held_for(self, name: str) -> float:
+        """The length of the target's current Retry-After hold; 0 when it is not held."""
+        state = self.runtime(name)
+        return state.hold_s if self.clock.monotonic() < state.hold_until else 0.0
 
     def spend_today(self, name: str) -> float | None:
         state = self.runtime(name)

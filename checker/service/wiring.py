@@ -379,6 +379,7 @@ class Service:
             output_price=lambda name: self.prices.output_per_mtok(
                 self._targets.get(name), self.clock.now()
             ),
+            rate_limit_hold=self.accounting.held_for,
         )
 
     def _on_delivery(self, outcome: str) -> None:

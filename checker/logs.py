@@ -35,6 +35,18 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class LocationFilter(logging.Filter):
+    """Stamps every record with the node's location: lines from a fleet say where."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__()
+        self.location = location
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.location = self.location
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -50,17 +62,27 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    def __init__(self, location: bool = False) -> None:
+        where = "[%(location)s] " if location else ""
+        super().__init__(f"%(asctime)s %(levelname)-7s {where}%(name)s: %(message)s")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
         return stamp[:-3] + "Z"  # milliseconds
 
 
-def setup(level: str = "info", fmt: str = "text", redactor: Redactor | None = None) -> None:
+def setup(
+    level: str = "info",
+    fmt: str = "text",
+    redactor: Redactor | None = None,
+    location: str | None = None,
+) -> None:
+    """Log to stdout; `location` (the service's) goes on every line."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    text = TextFormatter(location=location is not None)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text)
+    if location is not None:
+        handler.addFilter(LocationFilter(location))
     handler.addFilter(RedactingFilter(redactor or Redactor()))
     root = logging.getLogger()
     root.handlers[:] = [handler]

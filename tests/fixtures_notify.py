@@ -45,6 +45,7 @@ class Post:
     query: dict[str, str]
     raw: bytes
     payload: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Webhook(LoopThread):
@@ -75,7 +76,8 @@ class Webhook(LoopThread):
         except ValueError:
             payload = {}
         with self._lock:
-            self.posts.append(Post(request.path, dict(request.query), raw, payload))
+            post = Post(request.path, dict(request.query), raw, payload, dict(request.headers))
+            self.posts.append(post)
         await asyncio.sleep(self.delay_s)
         return web.json_response({"ok": True})
 

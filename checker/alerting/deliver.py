@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -23,12 +24,27 @@ from checker.alerting.outbox import claim, finish, reroute
 from checker.config.schema import _url_secrets
 from checker.redact import Redactor
 
-__all__ = ["CLOSE_GRACE_S", "TIMED_OUT", "Deliverer", "load_plugins", "parses", "send"]
+__all__ = [
+    "CLOSE_GRACE_S",
+    "ID_HEADER",
+    "TIMED_OUT",
+    "Deliverer",
+    "load_plugins",
+    "notification_id",
+    "parses",
+    "send",
+]
 
 # The start of an error that may hide a delivery: such a row is sent at most once more.
 TIMED_OUT = "timed out"
 
 log = logging.getLogger("checker.notify")
+
+# The header that carries the notification id (webhooks and email). Apprise writes its own
+# Message-ID for each email and offers no way to set it, so email carries the id here.
+ID_HEADER = "X-Checker-Notification-Id"
+_PAYLOAD_SCHEMES = ("json", "jsons", "form", "forms", "xml", "xmls")
+_HEADER_SCHEMES = (*_PAYLOAD_SCHEMES, "mailto", "mailtos")
 
 # How long close() lets sends in flight finish, so that a restart does not repeat them.
 CLOSE_GRACE_S = 5.0
@@ -51,6 +67,25 @@ def _with_timeouts(url: str, timeout_s: float) -> str:
     return f"{url}{'&' if '?' in url else '?'}rto={timeout_s:g}"
 
 
+def notification_id(dedup_key: str) -> str:
+    """The id every copy of one notification carries, whatever channel and attempt: a
+    receiver that got it twice (a retry after a timeout) can tell it is the same one."""
+    base = dedup_key.rsplit("@", 1)[0]  # outbox keys end in @channel
+    return hashlib.sha256(base.encode()).hexdigest()[:20]
+
+
+def _with_id(url: str, nid: str | None) -> str:
+    """The URL with the notification id where the channel can carry one: a header on
+    webhooks and email, and a `notification_id` field in a webhook's payload."""
+    scheme = url.split("://", 1)[0].lower()
+    if nid is None or scheme not in _HEADER_SCHEMES:
+        return url
+    extra = [f"+{ID_HEADER}={nid}"]
+    if scheme in _PAYLOAD_SCHEMES:
+        extra.append(f":notification_id={nid}")
+    return f"{url}{'&' if '?' in url else '?'}{'&'.join(extra)}"
+
+
 def _apprise_for(url: str) -> apprise.Apprise | None:
     a = apprise.Apprise()
     return a if a.add(url) else None
@@ -62,14 +97,21 @@ def parses(url: str) -> bool:
 
 
 async def send(
-    channel: Channel, title: str, body: str, body_format: str, notify_type: str
+    channel: Channel,
+    title: str,
+    body: str,
+    body_format: str,
+    notify_type: str,
+    *,
+    nid: str | None = None,
 ) -> str | None:
     """Deliver through Apprise; None on success, else the reason (this channel's URL secrets
-    are masked; redact the rest with the config's Redactor)."""
+    are masked; redact the rest with the config's Redactor). `nid`: the notification id."""
+    url = _with_id(_with_timeouts(channel.url, channel.timeout_s), nid)
     # Parsing a URL can import a plugin (when load_plugins() did not run): not on the loop.
-    a = await asyncio.to_thread(_apprise_for, _with_timeouts(channel.url, channel.timeout_s))
+    a = await asyncio.to_thread(_apprise_for, url)
     if a is None:
-        a = await asyncio.to_thread(_apprise_for, channel.url)  # a scheme without rto
+        a = await asyncio.to_thread(_apprise_for, _with_id(channel.url, nid))  # without rto
     if a is None:
         return "Apprise cannot parse this channel URL"
     with apprise.LogCapture(level=logging.WARNING) as captured:
@@ -182,7 +224,12 @@ class Deliverer:
         else:
             try:
                 error = await send(
-                    channel, row["title"], row["body"], row["body_format"], row["notify_type"]
+                    channel,
+                    row["title"],
+                    row["body"],
+                    row["body_format"],
+                    row["notify_type"],
+                    nid=notification_id(str(row["dedup_key"])),
                 )
             except Exception as exc:  # a plugin bug must not kill the worker
                 error = f"{type(exc).__name__}: {exc}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -16,7 +17,7 @@ from checker.cli.table import Cell, Column
 from checker.cli.table import render as render_table
 from checker.config import load as config_mod
 from checker.config.load import ConfigError
-from checker.config.schema import Config, Target
+from checker.config.schema import NAME_PATTERN, Config, Target
 from checker.units import parse_window
 
 app = typer.Typer(
@@ -151,7 +152,7 @@ LogFormat = Annotated[
 ]
 
 
-def _setup_logs(cfg: Config | None, level: str, fmt: str) -> None:
+def _setup_logs(cfg: Config | None, level: str, fmt: str, location: str | None = None) -> None:
     from checker import logs
     from checker.redact import Redactor
 
@@ -159,7 +160,7 @@ def _setup_logs(cfg: Config | None, level: str, fmt: str) -> None:
         fail(f"--log-level: expected debug, info, warning or error (got {level!r})")
     if fmt not in ("text", "json"):
         fail(f"--log-format: expected text or json (got {fmt!r})")
-    logs.setup(level, fmt, Redactor(cfg.secrets() if cfg else []))
+    logs.setup(level, fmt, Redactor(cfg.secrets() if cfg else []), location)
 
 
 @app.command()
@@ -167,15 +168,22 @@ def run(
     config: ConfigOpt,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
+    location: Annotated[
+        str | None,
+        typer.Option(help="This node's location label (overrides the config's `location`)."),
+    ] = None,
 ) -> None:
     """Run the service: scheduled probes, storage, alerts (until SIGTERM/Ctrl-C)."""
     from checker.service.wiring import Service
     from checker.store.startup import StorageUnavailable
 
     cfg = load_config(config)
-    _setup_logs(cfg, log_level, log_format)
+    if location is not None and not re.fullmatch(NAME_PATTERN, location):
+        fail(f"--location: expected lowercase letters, digits and '-' (got {location!r})")
+    where = location or cfg.location
+    _setup_logs(cfg, log_level, log_format, where)
     try:
-        code = asyncio.run(Service(config, cfg).run())
+        code = asyncio.run(Service(config, cfg, location=location).run())
     except StorageUnavailable as exc:
         fail(str(exc))
     raise typer.Exit(code)
@@ -258,6 +266,17 @@ def compare(
     from checker.cli.compare import compare_command
 
     raise typer.Exit(compare_command(config, window, probe, model, as_json))
+
+
+@app.command()
+def nodes(
+    config: ConfigOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
+) -> None:
+    """The nodes of the fleet: location, version, leader, last heartbeat."""
+    from checker.cli.nodes import nodes_command
+
+    raise typer.Exit(nodes_command(config, as_json))
 
 
 @app.command()

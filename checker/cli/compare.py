@@ -15,12 +15,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from checker.cli.config_file import load_or_report
 from checker.cli.table import Cell, Column
 from checker.cli.table import render as render_table
 from checker.compare.build import compare_routes
 from checker.compare.view import CompareView, RouteView
-from checker.config import load as config_mod
-from checker.config.load import ConfigError
 from checker.store.db import make_engine
 
 __all__ = ["compare_command", "compare_text"]
@@ -107,11 +106,8 @@ def compare_command(
     config_path: Path, window: str, probe: str, model: str | None, as_json: bool
 ) -> int:
     """Exit 0, or 2 with one `error:` line on bad input, 1 when the database fails."""
-    try:
-        cfg = config_mod.load(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
+    cfg = load_or_report(config_path)
+    if cfg is None:
         return 2
     engine = make_engine(cfg.storage.resolved_url())
     try:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from checker.config import load as config_mod
-from checker.config.load import ConfigError
+from checker.cli.config_file import load_or_report
 from checker.digest.build import build_period
 from checker.digest.period import last_hours, local_day, parse_day
 from checker.digest.render import render_chat, render_html, render_text
@@ -39,11 +38,8 @@ def digest_command(
     input (one `error:` line each).
     """
 
-    try:
-        cfg = config_mod.load(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            _error(problem)
+    cfg = load_or_report(config_path)
+    if cfg is None:
         return 2
     if preview is None and not send:
         _error("nothing to do: give --preview FILE or --send")

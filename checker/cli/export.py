@@ -17,8 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from checker.config import load as config_mod
-from checker.config.load import ConfigError
+from checker.cli.config_file import load_or_report
 from checker.redact import Redactor
 from checker.store.db import make_engine
 from checker.store.queries.export import RAW_FIELDS, ROLLUP_FIELDS, raw_rows, rollup_rows
@@ -132,11 +131,8 @@ def export_command(
     except ValueError as exc:
         _error(str(exc))
         return 2
-    try:
-        cfg = config_mod.load(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            _error(problem)
+    cfg = load_or_report(config_path)
+    if cfg is None:
         return 2
     engine = make_engine(cfg.storage.resolved_url())
     reader, fields = (rollup_rows, ROLLUP_FIELDS) if rollups else (raw_rows, RAW_FIELDS)

@@ -53,6 +53,14 @@ def status_rows(docs: Sequence[dict[str, Any]]) -> list[list[str | Cell]]:
         last_cell: str | Cell = (
             "-" if not last else ("ok" if last["ok"] else Cell(str(last["error"]), "red"))
         )
+        if doc.get("held_until"):
+            # Probes are skipped while a Retry-After holds the route: say so, and until when.
+            until = doc["held_until"][11:19]
+            last_cell = Cell(
+                f"{last_cell.text if isinstance(last_cell, Cell) else last_cell}"
+                f", held until {until} UTC (429)",
+                "yellow",
+            )
         primary = doc["primary_probe"]
         probes = doc["probes"]
         if not probes:

@@ -57,7 +57,8 @@ __all__ = [
 
 Duration = Annotated[float, BeforeValidator(parse_config_duration)]
 Fraction = Annotated[float, BeforeValidator(parse_fraction)]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class Strict(BaseModel):

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 from sqlalchemy.engine import Engine
 
 from checker.alerting.channels import Channel, load_channels, route
-from checker.alerting.deliver import send
+from checker.alerting.deliver import notification_id, send
 from checker.config.schema import Config
 from checker.cost.prices import PriceBook
 from checker.digest.build import build_period
@@ -77,6 +77,7 @@ async def send_now(engine: Engine, cfg: Config, ctx: DigestContext) -> dict[str,
     }
     title = redact.text(ctx.title)
     notify_type = "info" if ctx.ok else "warning"
+    nid = notification_id(f"digest:{title}")  # one digest is one notification on all channels
 
     async def one(channel: Channel) -> tuple[str, str]:
         if channel.is_email:
@@ -84,7 +85,9 @@ async def send_now(engine: Engine, cfg: Config, ctx: DigestContext) -> dict[str,
         else:
             body_format = "markdown"
         try:
-            error = await send(channel, title, bodies[body_format], body_format, notify_type)
+            error = await send(
+                channel, title, bodies[body_format], body_format, notify_type, nid=nid
+            )
         except Exception as exc:  # a plugin bug must not stop the other channels
             error = f"{type(exc).__name__}: {exc}"
         if error is None:

@@ -1,13 +1,17 @@
 """Spend caps and rate-limit holds: what the scheduler remembers about a target between probes.
 
-In memory only, except today's spend: `load_spend_today()` reads it back from the stored
-results at start, so a restart does not reopen a target's daily budget.
+Held in memory for the probe path, backed by the database where it must outlast the
+process: today's spend is read back from the stored results at start, so a restart does
+not reopen a target's daily budget; a Retry-After hold is written to `route_holds` and
+read back by every node (`share_holds`, `sync_holds`), so another node and a restarted
+one respect it too.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -15,6 +19,7 @@ from checker.config.schema import Target
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.registry import is_free
 from checker.service.clock import Clock
+from checker.store.fleet import Hold, active_holds, save_hold
 from checker.store.queries.counts import spend_since
 
 __all__ = ["Accounting", "TargetRuntime"]
@@ -37,9 +42,11 @@ class TargetRuntime:
 class Accounting:
     """Every target's spend today and Retry-After hold, and whether a probe may run now."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, location: str = "local") -> None:
         self.clock = clock
+        self.location = location
         self.runtimes: dict[str, TargetRuntime] = {}
+        self._unshared: list[Hold] = []  # holds this node started, not yet in the database
 
     def runtime(self, name: str) -> TargetRuntime:
         return self.runtimes.setdefault(name, TargetRuntime())
@@ -68,6 +75,36 @@ class Accounting:
             hold = min(result.retry_after_s, hold_max_s)
             state.hold_until = self.clock.monotonic() + hold
             state.hold_s = hold
+            now = self.clock.now()
+            self._unshared.append(
+                Hold(target.name, now + timedelta(seconds=hold), hold, now, self.location)
+            )
+
+    @property
+    def holds_to_share(self) -> bool:
+        return bool(self._unshared)
+
+    async def share_holds(self, engine: Engine) -> None:
+        """Write the holds started here, so every node (and this one restarted) keeps them.
+        A failed write keeps them for the next try."""
+        pending, self._unshared = self._unshared, []
+        try:
+            for hold in pending:
+                await asyncio.to_thread(save_hold, engine, hold)
+        except Exception:
+            self._unshared[:0] = pending
+            raise
+
+    async def sync_holds(self, engine: Engine) -> dict[str, Hold]:
+        """Adopt the holds any node recorded (a longer local one stays); returns them."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        holds = await asyncio.to_thread(active_holds, engine, now)
+        for hold in holds.values():
+            state = self.runtime(hold.target)
+            until = mono + (hold.held_until - now).total_seconds()
+            if until > state.hold_until:
+                state.hold_until, state.hold_s = until, hold.hold_s
+        return holds
 
     def held_for(self, name: str) -> float:
         """The length of the target's current Retry-After hold; 0 when it is not held."""

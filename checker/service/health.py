@@ -54,7 +54,7 @@ def service_health(
         now = heartbeat.clock()
         w = writer()
         failing_s = w.failing_for(time.monotonic()) if w is not None else 0.0
-        fill = w.queue_depth / current.storage.queue_max if w is not None else 0.0
+        fill = w.queue_depth / w.queue_max if w is not None else 0.0
         idle = now - heartbeat.last_probe
         metrics.writer_failing.set(failing_s)
         metrics.scheduler_idle.set(idle)

@@ -8,6 +8,7 @@
     leader:evaluate           every scheduler.evaluate_every    yes          start + 2 s
     leader:digest             cron digest.at in digest.timezone yes          its cron time
     leader:digest-catch-up    once                              yes          start + 20 s
+    node:tick                 every node.TICK_S (5 s)           no           at start
 
 `service_jobs()` is that table in code (all but the probe jobs, one per target x probe,
 which `schedule_probes()` keeps in step with the config). Leader-only jobs ask
@@ -77,6 +78,8 @@ def service_jobs(
     rollup: Job,
     prune: Job,
     certs: Job,
+    node_tick: Job,
+    node_tick_s: float,
 ) -> list[JobSpec]:
     """Every job but the probes, for this config."""
     hour, minute = (int(x) for x in cfg.digest.at.split(":"))
@@ -102,6 +105,13 @@ def service_jobs(
             "housekeeping:certs",
             certs,
             IntervalTrigger(seconds=CHECK_EVERY_S, timezone=UTC),
+            leader_only=False,
+            first_run=timedelta(0),
+        ),
+        JobSpec(
+            "node:tick",
+            node_tick,
+            IntervalTrigger(seconds=node_tick_s, timezone=UTC),
             leader_only=False,
             first_run=timedelta(0),
         ),

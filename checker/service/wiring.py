@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,16 +19,13 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
-from sqlalchemy.exc import SQLAlchemyError
 
 from checker import logs
 from checker.alerting.certs import CertWatch
 from checker.alerting.channels import load_channels
 from checker.alerting.deliver import Deliverer
 from checker.alerting.evaluator import Context as EvalContext
-from checker.alerting.evaluator import EvaluatorTask, window_signals
 from checker.alerting.maintenance import MaintenanceCalendar
-from checker.alerting.outbox import pending_count
 from checker.config import load as config_mod
 from checker.config.load import ConfigError
 from checker.config.schema import Config
@@ -37,7 +35,6 @@ from checker.redact import Redactor
 from checker.service import jobs, sdnotify
 from checker.service.accounting import Accounting
 from checker.service.clock import SYSTEM_CLOCK, Clock
-from checker.service.gauges import update_slo_gauges
 from checker.service.health import Heartbeat, service_health
 from checker.service.housekeeping import (
     digest_wanted,
@@ -45,10 +42,13 @@ from checker.service.housekeeping import (
     prune_old,
     send_digest,
 )
+from checker.service.judging import Judging
+from checker.service.node import TICK_S, Node
 from checker.service.results import log_transition, settle
 from checker.store.leader import Leadership
 from checker.store.queries import window_cache
 from checker.store.rollup import rollup_due
+from checker.store.single_node import SingleNodeLock
 from checker.web.metrics import Metrics
 
 __all__ = ["Service"]
@@ -66,15 +66,18 @@ class Service:
         *,
         on_result: Callable[[ProbeResult], None] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        location: str | None = None,
     ) -> None:
         self.clock = clock
         self.config_path = config_path
+        self._location = location  # --location: wins over the config's, across reloads
+        cfg = self._localized(cfg)
         self.cfg = cfg
         # Config.target() scans the list: at 500 targets that was a measurable part of each
         # probe job (py-spy at 5,000 probes/min). Rebuilt on reload.
         self._targets = {t.name: t for t in cfg.targets}
         self.redactor = Redactor(cfg.secrets())
-        self.accounting = Accounting(clock)
+        self.accounting = Accounting(clock, cfg.location)
         self.inflight: set[asyncio.Task[Any]] = set()
         self._jobs_running: set[asyncio.Task[Any]] = set()  # see jobs.schedule
         self.scheduler_lag_s: list[float] = []  # recent lags, for metrics and the bench
@@ -87,9 +90,6 @@ class Service:
         self._calendar = MaintenanceCalendar(cfg.maintenance)
         self.metrics = Metrics()
         self.web: Any = None
-        self._flushed_targets: set[str] = set()
-        self._flush_eval: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self.certs = CertWatch()
         self.heartbeat = Heartbeat(self.clock.monotonic)
 
@@ -105,18 +105,30 @@ class Service:
 
         url = self.cfg.storage.resolved_url()
         await asyncio.to_thread(upgrade_or_explain, url)
+        self._single_node = SingleNodeLock(url)
+        self._single_node.acquire(f"pid {os.getpid()}, location {self.cfg.location}")
         self.engine = db.make_engine(url)
         await asyncio.to_thread(sync_targets, self.engine, self.cfg)
         self.prices = await asyncio.to_thread(PriceBook, self.cfg)
         # Tokenizer files load in ~0.7 s: never on the event loop while probes run.
         await asyncio.to_thread(warm_up_tokens, [t.model for t in self.cfg.targets])
-        self.writer = ResultWriter(self.engine, self.cfg.storage, on_flush=self._after_flush)
+        self.writer = ResultWriter(
+            self.engine, self.cfg.storage, on_flush=lambda rows: self.judging.after_flush(rows)
+        )
         await self.writer.start()
         await self.accounting.load_spend_today(self.engine)
+        await self.accounting.sync_holds(self.engine)  # before the first probe runs
         self.pool = ClientPool(self.cfg)
         self.leadership = Leadership(self.engine)
+        self.node = Node(
+            self.engine,
+            self.cfg.location,
+            self.leadership,
+            self.accounting,
+            self.metrics,
+            self.clock,
+        )
         self.channels = load_channels(self.cfg)
-        self.evaluator = EvaluatorTask(self.engine, self._eval_context)
         self.deliverer = Deliverer(
             self.engine,
             lambda: self.channels,
@@ -124,6 +136,17 @@ class Service:
             on_attempt=self._on_delivery,
         )
         self.deliverer.start()
+        self.judging = Judging(
+            self.engine,
+            self._eval_context,
+            self.leadership,
+            self.deliverer,
+            self.metrics,
+            cfg=lambda: self.cfg,
+            now=self.clock.now,
+            reprobe=self._probe_job,
+            known=lambda name: name in self._targets,
+        )
         self.metrics.bind_queue(lambda: self.writer.queue_depth, lambda: self.writer.dropped)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         jobs.watch_lag(self.scheduler, self.metrics, self.scheduler_lag_s, self.skipped)
@@ -205,15 +228,13 @@ class Service:
         if self.web is not None:
             await self.web.stop()
         await self.writer.close()
-        # Results flushed just now may complete an incident: judge them before leaving.
-        if self._flush_eval is not None:
-            await asyncio.wait({self._flush_eval}, timeout=5)
-        for task in list(self._background):
-            task.cancel()
+        await self.judging.close()
         await self.deliverer.close()
         await self.pool.aclose()
+        await self.node.stop()
         await asyncio.to_thread(self.leadership.release)
         await asyncio.to_thread(self.engine.dispose)
+        self._single_node.release()
         gc.unfreeze()  # what start() froze may be garbage now (a process hosting services)
         log.info(
             "stopped: %d results written, %d dropped, %d still queued",
@@ -227,7 +248,7 @@ class Service:
         if self.config_path is None:
             return False
         try:
-            new = await asyncio.to_thread(config_mod.load, self.config_path)
+            new = self._localized(await asyncio.to_thread(config_mod.load, self.config_path))
             # Before anything is swapped: an unreadable apprise_config rejects the reload.
             channels = await asyncio.to_thread(load_channels, new)
         except ConfigError as exc:
@@ -267,12 +288,17 @@ class Service:
         log.info("config reloaded: %d jobs added, %d changed, %d removed", added, changed, removed)
         return True
 
+    def _localized(self, cfg: Config) -> Config:
+        if self._location is None or self._location == cfg.location:
+            return cfg
+        return cfg.model_copy(update={"location": self._location})
+
     # --- scheduling -------------------------------------------------------------------------
 
     def _job_table(self, cfg: Config) -> list[jobs.JobSpec]:
         return jobs.service_jobs(
             cfg,
-            evaluate=self._evaluate_job,
+            evaluate=self.judging.round,
             digest=lambda: send_digest(
                 self.engine, self.cfg, self.prices, self.redactor, self.clock.now()
             ),
@@ -280,6 +306,8 @@ class Service:
             rollup=self._rollup_job,
             prune=lambda: prune_old(self.engine, self.cfg.storage, self.clock.now()),
             certs=lambda: self.certs.refresh(self.cfg),
+            node_tick=self.node.tick,
+            node_tick_s=TICK_S,
         )
 
     def _schedule(self, specs: list[jobs.JobSpec]) -> None:
@@ -324,49 +352,6 @@ class Service:
         finally:
             if task is not None:
                 self.inflight.discard(task)
-
-    def _after_flush(self, rows: list[ProbeResult]) -> None:
-        """Results count only once committed, so `down` is judged right after each flush.
-
-        Runs in the background and coalesces: the writer never waits for the evaluator.
-        """
-        self._flushed_targets.update(r.target for r in rows)
-        if self._flush_eval is None or self._flush_eval.done():
-            self._flush_eval = asyncio.create_task(self._evaluate_flushed())
-
-    async def _evaluate_flushed(self) -> None:
-        while self._flushed_targets:
-            names, self._flushed_targets = self._flushed_targets, set()
-            if not await asyncio.to_thread(self.leadership.check):
-                return
-            confirms = await self.evaluator.run(sorted(names), windows=False)
-            self._confirm(confirms)
-            self.deliverer.wake()
-
-    async def _evaluate_job(self) -> None:
-        """The periodic round: every rule with every window, and the SLO gauges."""
-        cfg, now = self.cfg, self.clock.now()
-        # Read once for both: the rules and the gauges need the same window counts.
-        try:
-            counts = await asyncio.to_thread(window_signals, self.engine, cfg, cfg.targets, now)
-        except SQLAlchemyError as exc:  # the database is away: the next round tries again
-            log.warning("evaluation skipped: database error %s", type(exc).__name__)
-            return
-        confirms = await self.evaluator.run(counts=counts, now=now)
-        self._confirm(confirms)
-        self.deliverer.wake()
-        await update_slo_gauges(self.engine, self.metrics, cfg, counts, now)
-        self.metrics.outbox.set(await asyncio.to_thread(pending_count, self.engine))
-
-    def _confirm(self, requests: list[Any]) -> None:
-        """Run the confirmation re-probe now; its stored result decides whether `down` fires."""
-        for req in requests:
-            if req.target not in self._targets:
-                continue
-            log.info("%s %s: confirming the failure with a re-probe", req.target, req.probe)
-            task = asyncio.create_task(self._probe_job(req.target, req.probe))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
 
     def _eval_context(self) -> EvalContext:
         return EvalContext(

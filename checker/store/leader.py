@@ -8,6 +8,7 @@ SQLite is single-node by nature, so its one process always leads.
 from __future__ import annotations
 
 import logging
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -24,11 +25,18 @@ class Leadership:
         self.key = key
         self._conn: Connection | None = None
         self.leading = engine.dialect.name == "sqlite"
+        # Jobs ask from several threads at once: two concurrent bids from one node would
+        # race for the lock on two connections, and the loser would report "not leading".
+        self._mutex = threading.Lock()
 
     def check(self) -> bool:
         """Are we the leader now? Tries to become it when not (blocking: call in a thread)."""
         if self.engine.dialect.name == "sqlite":
             return True
+        with self._mutex:
+            return self._check()
+
+    def _check(self) -> bool:
         if self._conn is not None:
             try:
                 self._conn.execute(sa.text("SELECT 1"))
@@ -67,6 +75,10 @@ class Leadership:
         self.leading = False
 
     def release(self) -> None:
+        with self._mutex:
+            self._release()
+
+    def _release(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})

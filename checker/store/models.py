@@ -29,12 +29,14 @@ __all__ = [
     "DailyRollupRow",
     "DigestLogRow",
     "IncidentRow",
+    "NodeRow",
     "OutboxRow",
     "ProbeResultRow",
     "RolledDayRow",
     "RolledHourRow",
     "RollupMeasures",
     "RollupRow",
+    "RouteHoldRow",
     "TargetRow",
     "UtcDateTime",
     "WindowSketchRow",
@@ -332,6 +334,32 @@ class DigestLogRow(SQLModel, table=True):
     timezone: str
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     status: str = "pending"  # pending | sent | failed
+
+
+class NodeRow(SQLModel, table=True):
+    """One running `checker run` process: its heartbeat, for `checker nodes` and takeover."""
+
+    __tablename__ = "nodes"
+
+    node: str = Field(primary_key=True)  # host:pid:start, unique per process
+    location: str
+    version: str
+    started_at: datetime = Field(sa_type=UtcDateTime)
+    last_seen: datetime = Field(sa_type=UtcDateTime)
+    leader: bool = False
+    stopped_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class RouteHoldRow(SQLModel, table=True):
+    """A Retry-After hold on a target, shared by every node and kept across restarts."""
+
+    __tablename__ = "route_holds"
+
+    target: str = Field(primary_key=True)
+    held_until: datetime = Field(sa_type=UtcDateTime)
+    hold_s: float
+    set_at: datetime = Field(sa_type=UtcDateTime)
+    set_by: str  # the location whose probe saw the 429
 
 
 # --- ProbeResult <-> row ------------------------------------------------------------------

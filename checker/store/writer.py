@@ -134,6 +134,10 @@ class ResultWriter:
         return len(self._queue) + len(self._inflight)
 
     @property
+    def queue_max(self) -> int:
+        return self._queue_max
+
+    @property
     def dropped(self) -> int:
         """Results discarded because the queue was full (oldest first)."""
         return self._dropped

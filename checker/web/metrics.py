@@ -69,6 +69,11 @@ class Metrics:
             "How long result writes have been failing (0 while they succeed).",
             registry=r,
         )
+        self.node_leader = Gauge(
+            "checker_node_leader",
+            "1 while this node leads the fleet (evaluates alerts, delivers, sends the digest).",
+            registry=r,
+        )
         self.scheduler_idle = Gauge(
             "checker_scheduler_idle_seconds", "Seconds since a probe job last started.", registry=r
         )

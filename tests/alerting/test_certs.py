@@ -225,7 +225,7 @@ async def test_an_expiring_certificate_opens_one_cert_ticket(
     service = Service(config, load(config))
     await service.start()
     try:
-        await eventually(lambda: service.evaluator.rounds >= 2)
+        await eventually(lambda: service.judging.evaluator.rounds >= 2)
         assert webhook.received() == [] and service.certs.expiry == {}
         # A reload that moves it to the server reads the certificate at once.
         config.write_text(config_for(tls_server.url, db) + channel)

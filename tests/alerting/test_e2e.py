@@ -220,7 +220,7 @@ async def test_the_smtp_server_is_down_when_the_alert_fires(
         # ...and the service keeps probing and judging meanwhile.
         probed = count(engine, PROBES)
         await eventually(lambda: count(engine, PROBES) >= probed + 5)
-        assert service.evaluator.last_error is None and service.evaluator.rounds > 0
+        assert service.judging.evaluator.last_error is None and service.judging.evaluator.rounds > 0
         assert max(service.scheduler_lag_s[-20:]) < 1.0  # an SMTP wait would be seconds
 
         smtp_down.start()
@@ -256,7 +256,7 @@ async def test_a_restart_mid_incident_neither_pages_again_nor_forgets(
         before = count(engine, PROBES)
         await eventually(lambda: count(engine, PROBES) >= before + 5)
         await asyncio.sleep(QUIET_S)  # also past the first periodic round (all windows)
-        assert second.evaluator.rounds > 0
+        assert second.judging.evaluator.rounds > 0
         assert webhook.titles() == [FIRING] and smtp.subjects() == [FIRING]
 
         sim.set(ROUTE)
@@ -281,8 +281,8 @@ async def test_a_maintenance_window_mutes_and_is_left_out_of_the_slo(
     service = await started(cfg)
     try:
         await eventually(lambda: count(engine, PROBES) >= 8)
-        rounds = service.evaluator.rounds
-        await eventually(lambda: service.evaluator.rounds >= rounds + 3)  # incl. windows
+        rounds = service.judging.evaluator.rounds
+        await eventually(lambda: service.judging.evaluator.rounds >= rounds + 3)  # incl. windows
         await asyncio.sleep(QUIET_S)
     finally:
         await service.stop()

@@ -183,6 +183,13 @@ async def test_each_row_is_delivered_once_with_the_right_body(
     assert html is not None and "<strong>main-route</strong>" in html.get_content()
     rows = outbox(db_engine)
     assert all(r["delivered_at"] is not None and r["attempts"] == 1 for r in rows)
+    # One notification, one id on every channel: in the webhook's JSON and headers, and
+    # in a header of the email (Apprise writes the Message-ID itself).
+    ids = {deliver.notification_id(k) for k in ("k1", "k2")}
+    assert len(ids) == 2
+    assert {p.payload["notification_id"] for p in webhook.received()} == ids
+    assert {p.headers[deliver.ID_HEADER] for p in webhook.received()} == ids
+    assert {m[deliver.ID_HEADER] for m in mails} == ids
     assert all(r["claimed_by"] is None for r in rows)
 
 
@@ -346,7 +353,10 @@ async def test_a_receiver_slower_than_its_timeout_gets_at_most_one_duplicate(
     for _ in range(4):
         await worker.run_once()
         await asyncio.sleep(0.3)
-    assert len(webhook.received()) == 2  # the first try and one retry, never more
+    copies = webhook.received()
+    assert len(copies) == 2  # the first try and one retry, never more
+    # The receiver can tell the copy from a new page: both carry the same id.
+    assert copies[0].payload["notification_id"] == copies[1].payload["notification_id"]
     [row] = outbox(db_engine)
     assert row["failed_at"] is not None and row["last_error"].startswith("timed out after 1s")
 

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 from checker.config.load import parse
+from checker.probes.base import ProbeResult
 from checker.service.health import Heartbeat, service_health
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from checker.store import migrate
 from checker.store.db import make_engine
+from checker.store.writer import ResultWriter
 from checker.web.metrics import Metrics
 from tests.waiting import abecomes_true
 
@@ -108,3 +112,30 @@ def test_health_facts_queue_idle_scheduler_and_database(tmp_path: Path) -> None:
         assert check() == (False, "database does not answer (OperationalError)")
     finally:
         away.dispose()
+
+
+async def test_healthz_reason_while_the_result_queue_is_over_90_percent_full(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    cfg = parse("targets: [{name: t, kind: http, base_url: 'http://127.0.0.1:9'}]\n")
+    # A real writer that has not started: nothing drains it, as while the database is slow.
+    writer = ResultWriter(engine, queue_max=10, flush_every=0.05)
+    check = service_health(
+        engine, lambda: cfg, lambda: writer, Heartbeat(time.monotonic), lambda: True, Metrics()
+    )
+
+    def submit(n: int) -> None:
+        for _ in range(n):
+            writer.submit(ProbeResult(target="t", probe="http", started_at=datetime.now(UTC)))
+
+    submit(9)
+    assert check() == (True, "ok")  # 90% is the limit, not over it
+    submit(1)
+    assert check() == (False, "result queue 100% full")
+    async with writer:  # the writer runs: the queue drains and health returns
+        await writer.flush()
+    assert writer.queue_depth == 0 and check() == (True, "ok")
+    engine.dispose()

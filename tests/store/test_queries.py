@@ -184,7 +184,9 @@ def test_status_matches_brute_force(loaded: tuple[Engine, Items], count_rate_lim
         "tokens_per_s_p50",
         "probes",
         "last",
+        "held_until",
     }
+    assert silent.to_json()["held_until"] is None  # no Retry-After hold on it
 
 
 def test_last_result_is_the_newest_at_now_not_after(loaded: tuple[Engine, Items]) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from checker.config.schema import ProbeLayout
 from checker.probes import registry
 from checker.store.db import one_of
+from checker.store.fleet import Hold, holds_at
 from checker.store.models import row_to_result
 from checker.store.plan import DAY, Range, WindowPlan, as_utc, plan_window
 from checker.store.queries import window_cache
@@ -109,6 +110,7 @@ class TargetStatus:
     primary_probe: str | None
     probes: dict[str, ProbeStatus]
     last: dict[str, Any] | None
+    hold: Hold | None = None  # a Retry-After hold in force: its probes are skipped
 
     @property
     def primary(self) -> ProbeStatus:
@@ -154,6 +156,7 @@ class TargetStatus:
             "tokens_per_s_p50": primary["tokens_per_s_p50"],
             "probes": {name: p.to_json() for name, p in self.probes.items()},
             "last": self.last,
+            "held_until": self.hold.held_until.isoformat() if self.hold else None,
         }
 
 
@@ -339,6 +342,7 @@ def status(
         counts = {w: counts_by_probe(conn, targets, plans[w], memo) for w in plans}
         dists = _distributions(conn, targets, plans[main_window])
         last = _last(conn, targets, now) if with_last else {}
+        holds = holds_at(conn, now)
 
     seen: dict[str, list[str]] = {}
     for target, probe in sorted({k for c in counts.values() for k in c} | set(dists)):
@@ -367,5 +371,5 @@ def status(
                 good=main.sli_ok,
             )
         head = (layout.primary.get(t) if layout else None) or registry.primary_probe(names)
-        out.append(TargetStatus(t, head, per_probe, last.get(t)))
+        out.append(TargetStatus(t, head, per_probe, last.get(t), holds.get(t)))
     return out

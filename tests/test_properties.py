@@ -131,6 +131,10 @@ def test_slo_math_bounds_and_monotonicity(
     half = WindowCounts(valid // 2, min(bad, valid // 2))
     rest = WindowCounts(valid - half.valid, bad - half.bad)
     assert half + rest == counts
+    # ...and its uptime lies between theirs: a long window never reads better (or worse)
+    # than every one of its sub-windows.
+    parts = [x for x in (sli(half), sli(rest)) if x is not None]
+    assert min(parts) - 1e-12 <= up <= max(parts) + 1e-12
 
 
 @settings(max_examples=150, deadline=None)

@@ -51,9 +51,12 @@ def load_config(path: Path) -> Config:
 @app.command()
 def validate(config: ConfigOpt) -> None:
     """Check a config file; exit 0 with a summary, or 2 with one line per problem."""
-    from checker.cli.validate import channel_problems, config_warnings
+    from checker.cli.validate import channel_problems, config_warnings, raw_channel_problems
 
-    cfg = load_config(config)
+    try:
+        cfg = config_mod.load(config)
+    except ConfigError as exc:  # every problem in one pass: the channel URLs too
+        fail([*exc.problems, *raw_channel_problems(config)])
     if problems := channel_problems(config, cfg):
         fail(problems)
     for w in config_warnings(config, cfg):

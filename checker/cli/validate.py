@@ -12,11 +12,13 @@ import re
 import stat
 from pathlib import Path
 
+import yaml
+
 from checker.config.load import locate
 from checker.config.schema import Config
 from checker.web.server import parse_listen
 
-__all__ = ["channel_problems", "config_warnings"]
+__all__ = ["channel_problems", "config_warnings", "raw_channel_problems"]
 
 # An `api_key:` (or header) written as a literal, not ${VAR} or credential:NAME.
 _INLINE_KEY = re.compile(
@@ -27,14 +29,36 @@ _INLINE_KEY = re.compile(
 
 def channel_problems(path: Path, cfg: Config) -> list[str]:
     """Each notify URL Apprise cannot parse, at its line (Apprise loads only here)."""
+    return _url_problems(path, [spec.url.get_secret_value() for spec in cfg.notify])
+
+
+def raw_channel_problems(path: Path) -> list[str]:
+    """The same check on a file that did not load, so that one pass reports its channel
+    URLs too: the literal ones (a ${VAR} or credential: URL needs the loaded config)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    notify = doc.get("notify") if isinstance(doc, dict) else None
+    if not isinstance(notify, list):
+        return []
+    urls = [e.get("url") if isinstance(e, dict) else None for e in notify]
+    return _url_problems(
+        path,
+        [u if isinstance(u, str) and "${" not in u and "credential:" not in u else None
+         for u in urls],
+    )  # fmt: skip
+
+
+def _url_problems(path: Path, urls: list[str | None]) -> list[str]:
     from checker.alerting.deliver import load_plugins, parses
 
     load_plugins()
     text = path.read_text(encoding="utf-8")
     problems = []
-    for i, spec in enumerate(cfg.notify):
-        if not parses(spec.url.get_secret_value()):
-            scheme = spec.url.get_secret_value().split("://", 1)[0] or "(none)"
+    for i, url in enumerate(urls):
+        if url is not None and not parses(url):
+            scheme = url.split("://", 1)[0] or "(none)"
             problems.append(
                 f"{locate(text, str(path), ('notify', i, 'url'))}: Apprise cannot use this "
                 f"URL (scheme {scheme!r}, or a required part such as a host, token or "

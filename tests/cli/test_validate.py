@@ -37,6 +37,23 @@ def test_channel_urls_apprise_rejects_are_errors_at_their_line(tmp_path: Path) -
     assert lines[1].startswith(f"error: {tmp_path / 'c.yaml'}:6: notify[2].url:")
 
 
+def test_schema_problems_and_channel_urls_are_reported_in_one_pass(tmp_path: Path) -> None:
+    code, _, err = validate(
+        tmp_path,
+        "targets:\n"
+        "  - {name: t, kind: http, base_url: 'http://127.0.0.1:9', intervall: 5s}\n"
+        "notify:\n"
+        "  - {url: 'notascheme://x'}\n"
+        "  - {url: '${CHECKER_TEST_UNSET_HOOK}'}\n",
+    )
+    assert code == 2 and "Traceback" not in err
+    lines = sorted(err.strip().splitlines(), key=lambda line: int(line.split(":")[2]))
+    assert len(lines) == 3, err
+    assert ":2: targets[0].intervall: unknown key" in lines[0]
+    assert ":4: notify[0].url: Apprise cannot use this URL" in lines[1]
+    assert ":5: notify[1].url: environment variable CHECKER_TEST_UNSET_HOOK is not set" in lines[2]
+
+
 def test_absurd_numbers_are_rejected(tmp_path: Path) -> None:
     code, _, err = validate(
         tmp_path,

@@ -62,13 +62,18 @@ class Context:
     output_price: Callable[[str], float | None] = lambda _name: None
     # The length of a target's current Retry-After hold, 0 when not held.
     rate_limit_hold: Callable[[str], float] = lambda _name: 0.0
+    # Nodes running now (at least the locations results come from): each probe's recent
+    # results are read that many times deeper, so every location has its own streak.
+    nodes: int = 1
 
 
 # Built once: a statement object reused with new parameters skips SQLAlchemy's per-call
 # construction and cache-key work, which was most of a flush round's cost (py-spy at 5,000
 # probes/min: the evaluator thread was 18 % of the service's CPU).
 _RECENT = (
-    sa.select(RESULTS.c.started_at, RESULTS.c.ok, RESULTS.c.error, RESULTS.c.detail)
+    sa.select(
+        RESULTS.c.started_at, RESULTS.c.ok, RESULTS.c.error, RESULTS.c.detail, RESULTS.c.location
+    )
     .where(RESULTS.c.target == sa.bindparam("target"), RESULTS.c.probe == sa.bindparam("probe"))
     .order_by(RESULTS.c.started_at.desc())
     .limit(sa.bindparam("n", type_=sa.Integer))
@@ -93,7 +98,11 @@ def _recent(
         # Details are redacted when probed; again here, as they go on into the rule state,
         # the incidents table and messages.
         detail = redactor(r.detail)
-        out.append(ProbeOutcome(at=r.started_at, bad=bad, error=r.error, detail=detail))
+        out.append(
+            ProbeOutcome(
+                at=r.started_at, bad=bad, error=r.error, detail=detail, location=r.location or ""
+            )
+        )
     return out
 
 
@@ -202,7 +211,7 @@ def _read_signals(
         stored_states = _stored_states(conn, [t.name for t in targets])
         for target in targets:
             alerts = cfg.alerts(target)
-            depth = max(alerts.down.failures, alerts.down.recoveries) + 2
+            depth = (max(alerts.down.failures, alerts.down.recoveries) + 2) * max(1, ctx.nodes)
             windows = counts.get(target.name, {}) if counts is not None else None
             stored = stored_states.get(target.name)
             state = (

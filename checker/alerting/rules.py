@@ -27,6 +27,10 @@ Rules
   and the window holds at least `slo.min_bad` bad probes.
 - `spend` (ticket): today's probe spend has reached `spend_cap_usd_per_day`.
 - `cert` (ticket): the TLS certificate expires within `cert_days` days (days left <= D).
+- `billing` (ticket): the median reported / counted output tokens is outside the band.
+- `rate_limited_hold` (ticket): a Retry-After holds the route longer than `down` would take.
+- `location_down` (ticket): with several locations, some find a probe down but fewer than
+  the quorum the fleet verdict needs (see `down_rule`).
 A rule without data this time (its signal is None) keeps its previous state: missing data
 neither opens nor resolves anything. A rule switched off in the config resolves.
 
@@ -68,7 +72,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from checker.alerting.down_rule import down_status
+from checker.alerting.down_rule import down_status, location_status
 from checker.alerting.incidents import IncidentRun
 from checker.alerting.notification import Notification
 from checker.alerting.signals import GROUPS, ConfirmRequest, Policy, RuleStatus, Signals
@@ -111,6 +115,7 @@ def rule_statuses(
         cert_status(signals, policy),
         billing_status(signals, policy),
         hold_status(signals, policy),
+        location_status(state, signals, policy),
     ]
     return {s.rule: s for s in statuses}, confirmations
 

@@ -43,6 +43,7 @@ TICKET_RULES: tuple[str, ...] = (
     "cert",
     "billing",
     "rate_limited_hold",
+    "location_down",
 )
 RULES: tuple[str, ...] = PAGE_RULES + TICKET_RULES
 PAGE_GROUP = "page"
@@ -73,6 +74,7 @@ class ProbeOutcome:
     bad: bool
     error: str | None = None
     detail: str | None = None  # short and secret-free (ProbeResult.detail)
+    location: str = ""  # the node's location that measured it ("" when unlabelled)
 
 
 @dataclass(frozen=True, slots=True)

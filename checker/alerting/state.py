@@ -160,9 +160,12 @@ class AlertState:
     """Everything the rules remember about one target between evaluations."""
 
     target: str
+    # Per probe: the verdict (of the fleet, when results come from several locations).
     down: dict[str, ProbeDownState] = field(default_factory=dict)
     groups: dict[str, GroupState] = field(default_factory=dict)
     muted: bool = False  # in maintenance at the last evaluation
+    # Per probe and location, each location's own hysteresis (several locations only).
+    down_at: dict[str, dict[str, ProbeDownState]] = field(default_factory=dict)
 
     def group(self, name: str) -> GroupState:
         return self.groups.setdefault(name, GroupState())
@@ -177,6 +180,10 @@ class AlertState:
             "down": {probe: s.to_json() for probe, s in sorted(self.down.items())},
             "groups": {name: g.to_json() for name, g in sorted(self.groups.items())},
             "muted": self.muted,
+            "down_at": {
+                probe: {loc: s.to_json() for loc, s in sorted(by_loc.items())}
+                for probe, by_loc in sorted(self.down_at.items())
+            },
         }
 
     @classmethod
@@ -188,4 +195,9 @@ class AlertState:
             down={p: ProbeDownState.from_json(s) for p, s in d["down"].items()},
             groups={n: GroupState.from_json(g) for n, g in d["groups"].items()},
             muted=d["muted"],
+            # Absent in states written before fleets were judged per location.
+            down_at={
+                probe: {loc: ProbeDownState.from_json(s) for loc, s in by_loc.items()}
+                for probe, by_loc in d.get("down_at", {}).items()
+            },
         )

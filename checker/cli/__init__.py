@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -192,16 +192,25 @@ def run(
     raise typer.Exit(code)
 
 
+def _seen(row: Any) -> bool:
+    """A location row worth a line: it has results in the window, or a last result."""
+    return bool(row.results or row.last is not None)
+
+
 @app.command()
 def status(
     config: ConfigOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
     window: Annotated[str, typer.Option(help="Window for counts and percentiles.")] = "24h",
+    by_location: Annotated[
+        bool, typer.Option("--by-location", help="Each location's figures under the route's.")
+    ] = False,
 ) -> None:
     """Per target: uptime over 1h/24h/7d/30d, latency and TTFT percentiles, errors, last result."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from checker.store import db
+    from checker.store.fleet import locations_seen
     from checker.store.queries.status import status as query_status
 
     cfg = load_config(config)
@@ -211,15 +220,30 @@ def status(
         fail(f"--window: {exc} (got {window!r})")
     url = cfg.storage.resolved_url()
     engine = db.make_engine(url)
-    try:
-        rows = query_status(
+    now = datetime.now(UTC)
+
+    def figures(location: str | None = None) -> list[Any]:
+        return query_status(
             engine,
             [t.name for t in cfg.targets],
-            datetime.now(UTC),
+            now,
             main_window=window,
             count_rate_limited={t.name: cfg.slo(t).count_rate_limited for t in cfg.targets},
             layout=cfg.probe_layout(),
+            location=location,
         )
+
+    try:
+        rows = figures()
+        if by_location:
+            since = now - timedelta(seconds=max(parse_window(window, 400 * 86400), 30 * 86400))
+            at = {loc: figures(loc) for loc in locations_seen(engine, since)}
+            # Each target's row for the whole route, then one per location it was seen at.
+            rows = [
+                r
+                for i, whole in enumerate(rows)
+                for r in (whole, *(at[loc][i] for loc in at if _seen(at[loc][i])))
+            ]
     except Exception as exc:
         fail(
             f"{cfg.storage.resolved_url().split('://')[0]} database: {type(exc).__name__}: "

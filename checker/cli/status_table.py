@@ -63,13 +63,16 @@ def status_rows(docs: Sequence[dict[str, Any]]) -> list[list[str | Cell]]:
             )
         primary = doc["primary_probe"]
         probes = doc["probes"]
+        # --by-location: a location's rows follow the route's, named by the location.
+        where = doc.get("location")
+        head = doc["target"] if where is None else f"  @{where or '(unlabelled)'}"
         if not probes:
-            rows.append([doc["target"], "-", *_probe_cells(doc), last_cell])
+            rows.append([head, "-", *_probe_cells(doc), last_cell])
             continue
         order = [primary, *(p for p in probes if p != primary)] if primary in probes else probes
         for i, name in enumerate(order):
             label = f"{name} *" if name == primary else name
             first = i == 0
             cells = _probe_cells(probes[name])
-            rows.append([doc["target"] if first else "", label, *cells, last_cell if first else ""])
+            rows.append([head if first else "", label, *cells, last_cell if first else ""])
     return rows

@@ -6,6 +6,7 @@ YAML file (${VAR}, `credential:`, errors by line) is `checker.config.load`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -99,6 +100,39 @@ class DownRule(Strict):
     failures: int = Field(default=3, ge=1)
     recoveries: int = Field(default=2, ge=1)
     confirm: bool = False
+    # With several locations: how many of those reporting must find the probe down for the
+    # fleet to page. A number of locations, or a share ("50%"); None: a majority.
+    quorum: int | float | None = None
+    # A location down while the fleet is not opens a `location_down` ticket.
+    location_ticket: bool = True
+
+    @field_validator("quorum", mode="before")
+    @classmethod
+    def _quorum(cls, v: object) -> object:
+        expected = "expected a number of locations (1 or more) or a share like 50%"
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 10_000:
+            return v
+        if v == "100%":
+            return 1.0
+        try:
+            return parse_fraction(v)
+        except ValueError:
+            raise ValueError(f"{expected} (got {v!r})") from None
+
+    def needed(self, reporting: int) -> int:
+        """Locations that must be down, of `reporting`, for the fleet verdict."""
+        if reporting <= 0:
+            return 1
+        q = self.quorum
+        if q is None:
+            need = reporting // 2 + 1
+        elif isinstance(q, int):
+            need = q
+        else:
+            need = math.ceil(q * reporting - 1e-9)
+        return max(1, min(need, reporting))
 
 
 class LatencyRule(Strict):
@@ -132,7 +166,7 @@ class Alerts(Strict):
     def _known_rules(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         known = {
             "down", "latency", "burn_page", "burn_ticket", "budget", "spend", "cert", "billing",
-            "rate_limited_hold",
+            "rate_limited_hold", "location_down",
         }  # fmt: skip
         for rule in v:
             if rule not in known:
@@ -198,6 +232,8 @@ class Target(Strict):
     verify_tls: bool = True
     headers: dict[str, SecretStr] = {}
     tags: list[str] = []
+    # Only nodes at these locations probe it (None: every node).
+    locations: list[Name] | None = None
     expect_model: str | None = None
     max_tokens: int = Field(default=16, ge=1, le=4096)
     prompt: str = "Count from 1 to 10, separated by spaces."

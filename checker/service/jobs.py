@@ -220,6 +220,8 @@ def schedule_probes(
     """
     wanted: dict[str, tuple[Target, str, float]] = {}
     for t in cfg.targets:
+        if t.locations is not None and cfg.location not in t.locations:
+            continue  # another location's target: the leader still judges it
         for p in t.probe_names:
             wanted[job_id(t.name, p)] = (t, p, cfg.interval(t))
     existing = {j.id: j for j in scheduler.get_jobs() if j.id.startswith(PROBE_JOB_PREFIX)}

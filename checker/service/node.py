@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from checker import __version__
 from checker.service.accounting import Accounting
 from checker.service.clock import Clock
-from checker.store.fleet import NodeInfo, beat, mark_stopped
+from checker.store.fleet import NodeInfo, beat, mark_stopped, other_live_nodes
 from checker.store.leader import Leadership
 from checker.web.metrics import Metrics
 
@@ -58,6 +58,7 @@ class Node:
         self.started_at = clock.now()
         self.id = node_id(self.started_at)
         self.ticks = 0
+        self.live_nodes = 1  # this one, until the first tick has read the others
 
     def info(self, now: datetime) -> NodeInfo:
         return NodeInfo(
@@ -71,6 +72,10 @@ class Node:
             leading = await asyncio.to_thread(self.leadership.check)
             self.metrics.node_leader.set(1 if leading else 0)
             await asyncio.to_thread(beat, self.engine, self.info(self.clock.now()))
+            others = await asyncio.to_thread(
+                other_live_nodes, self.engine, self.id, self.clock.now(), self.live_within()
+            )
+            self.live_nodes = 1 + len(others)
             if self.accounting.holds_to_share:
                 await self.accounting.share_holds(self.engine)
             await self.accounting.sync_holds(self.engine)

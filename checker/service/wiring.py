@@ -88,7 +88,7 @@ class Service:
         self._watchdog: asyncio.Task[None] | None = None
         self._semaphore = asyncio.Semaphore(cfg.scheduler.max_concurrency)
         self._calendar = MaintenanceCalendar(cfg.maintenance)
-        self.metrics = Metrics()
+        self.metrics = Metrics(cfg.location)
         self.web: Any = None
         self.certs = CertWatch()
         self.heartbeat = Heartbeat(self.clock.monotonic)
@@ -365,6 +365,7 @@ class Service:
                 self._targets.get(name), self.clock.now()
             ),
             rate_limit_hold=self.accounting.held_for,
+            nodes=self.node.live_nodes,
         )
 
     def _on_delivery(self, outcome: str) -> None:

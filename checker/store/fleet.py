@@ -13,17 +13,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker.store.models import NodeRow, RouteHoldRow
+from checker.store.tables import DAILY, RAW, ROLLUPS
 from checker.store.upsert import upsert
 
 __all__ = [
     "Hold",
+    "LocationFigures",
     "NodeInfo",
     "active_holds",
     "beat",
     "holds_at",
     "list_nodes",
+    "locations_seen",
     "mark_stopped",
     "other_live_nodes",
+    "per_location",
     "save_hold",
 ]
 
@@ -122,3 +126,63 @@ def holds_at(conn: sa.Connection, now: datetime) -> dict[str, Hold]:
 def active_holds(engine: Engine, now: datetime) -> dict[str, Hold]:
     with engine.connect() as conn:
         return holds_at(conn, now)
+
+
+def locations_seen(engine: Engine, since: datetime) -> list[str]:
+    """Every location results were measured at since `since` (raw rows and rollups),
+    sorted; "" stands for results without a location label."""
+    raw = sa.select(sa.func.coalesce(RAW.location, "")).where(RAW.started_at >= since).distinct()
+    hourly = sa.select(ROLLUPS.c.location).where(ROLLUPS.c.hour >= since).distinct()
+    daily = sa.select(DAILY.c.location).where(DAILY.c.day >= since).distinct()
+    with engine.connect() as conn:
+        found = {r[0] for q in (raw, hourly, daily) for r in conn.execute(q)}
+    return sorted(found)
+
+
+@dataclass(frozen=True, slots=True)
+class LocationFigures:
+    """One probe of one target as one location measured it over a recent span."""
+
+    location: str
+    results: int
+    ok: int
+    last_ok: bool
+    last_error: str | None
+
+
+def per_location(
+    engine: Engine, probes: dict[str, str], since: datetime
+) -> dict[str, list[LocationFigures]]:
+    """Per target, its probe `probes[target]` per location since `since` (by location).
+    One grouped query for the counts, one ranked query for each location's newest result."""
+    if not probes:
+        return {}
+    where = sa.and_(
+        RAW.started_at >= since,
+        sa.or_(*(sa.and_(RAW.target == t, RAW.probe == p) for t, p in probes.items())),
+    )
+    loc = sa.func.coalesce(RAW.location, "")
+    counts = (
+        sa.select(RAW.target, loc, sa.func.count(), sa.func.sum(sa.case((RAW.ok, 1), else_=0)))
+        .where(where)
+        .group_by(RAW.target, loc)
+    )
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=(RAW.target, loc), order_by=(RAW.started_at.desc(), RAW.id.desc()))
+        .label("rank")
+    )
+    ranked = (
+        sa.select(RAW.target, loc.label("loc"), RAW.ok, RAW.error, rank).where(where).subquery()
+    )
+    newest = sa.select(ranked.c.target, ranked.c.loc, ranked.c.ok, ranked.c.error).where(
+        ranked.c.rank == 1
+    )
+    with engine.connect() as conn:
+        totals = {(t, lo): (int(n), int(good or 0)) for t, lo, n, good in conn.execute(counts)}
+        last = {(t, lo): (bool(ok), err) for t, lo, ok, err in conn.execute(newest)}
+    out: dict[str, list[LocationFigures]] = {}
+    for (target, location), (n, good) in sorted(totals.items()):
+        ok, error = last.get((target, location), (False, None))
+        out.setdefault(target, []).append(LocationFigures(location, n, good, ok, error))
+    return out

@@ -12,6 +12,7 @@ import threading
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger("checker.leader")
 
@@ -19,9 +20,25 @@ log = logging.getLogger("checker.leader")
 LOCK_KEY = 7_236_508_373_151_351_666
 
 
+# A leader cut off from PostgreSQL must lose the lock soon, on both sides: the server drops
+# a silent client after about idle + interval x count seconds (11 s), and the client's own
+# keepalives fail its next check as fast instead of hanging for the kernel's 2 hours.
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+_SERVER_KEEPALIVE = (
+    "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3"
+)
+
+
 class Leadership:
     def __init__(self, engine: Engine, key: int = LOCK_KEY) -> None:
         self.engine = engine
+        if engine.dialect.name == "postgresql":
+            # The lock lives on a connection of its own, outside the pool, with keepalives.
+            self.engine = sa.create_engine(
+                engine.url,
+                poolclass=NullPool,
+                connect_args={**KEEPALIVE, "connect_timeout": 5},
+            )
         self.key = key
         self._conn: Connection | None = None
         self.leading = engine.dialect.name == "sqlite"
@@ -49,6 +66,8 @@ class Leadership:
         except sa.exc.DBAPIError:
             return False
         try:
+            for statement in _SERVER_KEEPALIVE.split("; "):
+                conn.execute(sa.text(statement))
             got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
             conn.commit()
         except sa.exc.DBAPIError:

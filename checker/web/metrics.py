@@ -22,42 +22,46 @@ LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, location: str = "local") -> None:
+        # This node's location: a label on every series of what its own probes measured, so
+        # a fleet's nodes scraped into one Prometheus stay apart. Figures the leader computes
+        # from the database for the whole route (uptime, burn, budget) carry none.
+        self.location = location
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         PromInfo("checker_build", "checker version.", registry=r).info({"version": __version__})
         self.latency = Histogram(
             "checker_probe_latency_seconds",
             "End-of-response latency of a probe.",
-            ["target", "probe"],
+            ["target", "probe", "location"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             "checker_probe_ttft_seconds",
             "Time to first generated token.",
-            ["target", "probe"],
+            ["target", "probe", "location"],
             buckets=TTFT_BUCKETS,
             registry=r,
         )
         self.ttfo = Histogram(
             "checker_probe_ttfo_seconds",
             "Time to the first answer token (content, not reasoning).",
-            ["target", "probe"],
+            ["target", "probe", "location"],
             buckets=TTFT_BUCKETS,
             registry=r,
         )
         self.itl = Histogram(
             "checker_probe_itl_seconds",
             "Median inter-chunk gap of a stream after its first token.",
-            ["target", "probe"],
+            ["target", "probe", "location"],
             buckets=ITL_BUCKETS,
             registry=r,
         )
         self.tps = Histogram(
             "checker_probe_tokens_per_second",
             "Decode speed after the first token.",
-            ["target", "probe"],
+            ["target", "probe", "location"],
             buckets=TPS_BUCKETS,
             registry=r,
         )
@@ -86,11 +90,14 @@ class Metrics:
         self.results = Counter(
             "checker_probe_results",
             "Probe results by outcome (ok or an error kind).",
-            ["target", "probe", "result"],
+            ["target", "probe", "location", "result"],
             registry=r,
         )
         self.up = Gauge(
-            "checker_probe_up", "1 when the last probe succeeded.", ["target", "probe"], registry=r
+            "checker_probe_up",
+            "1 when the last probe succeeded.",
+            ["target", "probe", "location"],
+            registry=r,
         )
         self.spend = Counter(
             "checker_probe_spend_usd", "What probes cost, in USD.", ["target"], registry=r
@@ -152,18 +159,19 @@ class Metrics:
         self.writer_dropped.set_function(dropped)
 
     def observe(self, r: ProbeResult) -> None:
-        self.results.labels(r.target, r.probe, "ok" if r.ok else str(r.error)).inc()
-        self.up.labels(r.target, r.probe).set(1 if r.ok else 0)
+        key = (r.target, r.probe, r.location or self.location)
+        self.results.labels(*key, "ok" if r.ok else str(r.error)).inc()
+        self.up.labels(*key).set(1 if r.ok else 0)
         if r.ok and r.latency_ms is not None:
-            self.latency.labels(r.target, r.probe).observe(r.latency_ms / 1000)
+            self.latency.labels(*key).observe(r.latency_ms / 1000)
         if r.ok and r.ttft_ms is not None:
-            self.ttft.labels(r.target, r.probe).observe(r.ttft_ms / 1000)
+            self.ttft.labels(*key).observe(r.ttft_ms / 1000)
         if r.ok and r.ttfo_ms is not None:
-            self.ttfo.labels(r.target, r.probe).observe(r.ttfo_ms / 1000)
+            self.ttfo.labels(*key).observe(r.ttfo_ms / 1000)
         if r.ok and r.itl_p50_ms is not None:
-            self.itl.labels(r.target, r.probe).observe(r.itl_p50_ms / 1000)
+            self.itl.labels(*key).observe(r.itl_p50_ms / 1000)
         if r.ok and r.tokens_per_s is not None:
-            self.tps.labels(r.target, r.probe).observe(r.tokens_per_s)
+            self.tps.labels(*key).observe(r.tokens_per_s)
         if r.cost_usd:
             self.spend.labels(r.target).inc(r.cost_usd)
 
@@ -172,7 +180,7 @@ class Metrics:
         for metric in (self.latency, self.ttft, self.ttfo, self.itl, self.tps, self.up):
             for p in probes:
                 with contextlib.suppress(KeyError):
-                    metric.remove(target, p)
+                    metric.remove(target, p, self.location)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
+from checker.store.fleet import per_location
 from checker.store.plan import as_utc
 from checker.store.queries import page as page_queries
 from checker.store.queries.counts import window_counts_many
@@ -97,6 +98,9 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
             now - timedelta(hours=SPARK_HOURS),
             now,
             probes={t.name: t.primary for t in cfg.targets},
+        ),
+        locations=per_location(
+            engine, {t.name: t.primary for t in cfg.targets}, now - timedelta(hours=1)
         ),
     )
 

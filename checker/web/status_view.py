@@ -258,6 +258,36 @@ class TargetPage:
     ttft: Sparkline | None  # None for targets without a streaming probe
     incidents: Sequence[IncidentLike]
     budget: Budget
+    # With results from several locations: the primary probe as each saw it (last hour).
+    locations: Sequence[LocationLine] = ()
+
+
+@dataclass(frozen=True)
+class LocationLine:
+    location: str
+    uptime: float | None
+    results: int
+    failing: bool  # its newest result failed
+    error: str | None
+
+    @property
+    def text(self) -> str:
+        share = "-" if self.uptime is None else f"{self.uptime:.1%}"
+        now = f", failing now ({self.error or 'error'})" if self.failing else ""
+        return f"{self.location or '(unlabelled)'}: {share} of {self.results}{now}"
+
+
+def location_lines(figures: Sequence[Any]) -> tuple[LocationLine, ...]:
+    """Lines for a target measured from more than one location (none for one)."""
+    if len(figures) < 2:
+        return ()
+    return tuple(
+        LocationLine(
+            f.location, f.ok / f.results if f.results else None, f.results, not f.last_ok,
+            f.last_error,
+        )
+        for f in figures
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -316,6 +346,7 @@ def assemble_page(
     open_incidents: Iterable[IncidentLike],
     budgets: Mapping[str, Budget],
     sparks: Mapping[str, Sequence[HourLike]],
+    locations: Mapping[str, Sequence[Any]] | None = None,
 ) -> StatusPage:
     """Everything the status page shows, for every configured target, from what the store
     read: uptime per window, current states, daily bars, open incidents (oldest first),
@@ -347,6 +378,7 @@ def assemble_page(
                 else None,
                 incidents=open_by_target[t.name],
                 budget=budgets[t.name],
+                locations=location_lines((locations or {}).get(t.name, ())),
             )
         )
     page_level, verdict = _verdict(pages)

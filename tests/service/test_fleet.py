@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 
 from checker.config import load as config_mod
@@ -160,3 +162,68 @@ async def test_a_hold_one_node_saw_holds_the_route_for_another(sim: SimServer, p
         assert {n.location for n in list_nodes(engine)} == {"east", "west"}
     finally:
         engine.dispose()
+
+
+async def test_status_by_location_and_metrics_keep_locations_apart(
+    sim: SimServer, pg_url: str, tmp_path: Path
+) -> None:
+    sim.set("west", status=503)  # the route fails from west only
+
+    def text(location: str) -> str:
+        return config_yaml(pg_url, [target_yaml("route", sim.url(location), probes=("models",))])
+
+    served = text("east") + "server: {listen: '127.0.0.1:0'}\n"
+    east = Service(None, config_mod.parse(served), location="east")
+    west = Service(None, config_mod.parse(text("west")), location="west")
+    await east.start()
+    await west.start()
+    try:
+        assert await abecomes_true(
+            lambda: east.writer.written >= 5 and west.writer.written >= 5, 15
+        )
+        async with httpx.AsyncClient(base_url=east.web.url, timeout=10) as client:
+            page = (await client.get("/")).text
+        # The status page has a line per location: where the route fails, and how.
+        assert re.search(r"east: 100\.0% of \d+</li>", page), page
+        assert re.search(r"west: 0\.0% of \d+, failing now \(server_error\)</li>", page)
+        labels = {"target": "route", "probe": "models", "location": "east"}
+        assert east.metrics.registry.get_sample_value("checker_probe_up", labels) == 1
+        west_labels = {**labels, "location": "west"}
+        assert west.metrics.registry.get_sample_value("checker_probe_up", west_labels) == 0
+    finally:
+        await east.stop()
+        await west.stop()
+    config = _write(tmp_path, text("east"))
+    shown = cli("status", "-c", str(config), "--by-location", "--json")
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    assert [r["location"] for r in rows] == [None, "east", "west"]
+    whole, at_east, at_west = rows
+    assert at_east["uptime"]["1h"] == 1.0 and at_west["uptime"]["1h"] == 0.0
+    assert whole["results"] == at_east["results"] + at_west["results"]
+    assert 0.0 < whole["uptime"]["1h"] < 1.0
+    assert at_west["errors"] == {"server_error": at_west["results"]}
+    table = cli("status", "-c", str(config), "--by-location")
+    assert "@east" in table.stdout and "@west" in table.stdout
+
+
+async def test_a_target_limited_to_other_locations_is_not_probed_here(
+    sim: SimServer, tmp_path: Path
+) -> None:
+    url = sqlite_url(tmp_path / "checker.db")
+    text = config_yaml(
+        url,
+        [
+            target_yaml("everywhere", sim.url("everywhere"), probes=("models",)),
+            target_yaml("west-only", sim.url("west-only"), probes=("models",),
+                        extra="locations: [west]"),
+        ],
+    )  # fmt: skip
+    east = Service(None, config_mod.parse(text), location="east")
+    await east.start()
+    try:
+        assert await abecomes_true(lambda: requests(sim, "everywhere") >= 5, 10)
+        assert requests(sim, "west-only") == 0
+        assert [j.id for j in east.scheduler.get_jobs() if "west-only" in j.id] == []
+    finally:
+        await east.stop()

@@ -185,6 +185,7 @@ def test_status_matches_brute_force(loaded: tuple[Engine, Items], count_rate_lim
         "probes",
         "last",
         "held_until",
+        "location",
     }
     assert silent.to_json()["held_until"] is None  # no Retry-After hold on it
 

@@ -111,6 +111,7 @@ class TargetStatus:
     probes: dict[str, ProbeStatus]
     last: dict[str, Any] | None
     hold: Hold | None = None  # a Retry-After hold in force: its probes are skipped
+    location: str | None = None  # the figures of one location; None: of every location
 
     @property
     def primary(self) -> ProbeStatus:
@@ -157,6 +158,7 @@ class TargetStatus:
             "probes": {name: p.to_json() for name, p in self.probes.items()},
             "last": self.last,
             "held_until": self.hold.held_until.isoformat() if self.hold else None,
+            "location": self.location,
         }
 
 
@@ -183,22 +185,28 @@ def _quantiles(sketch: Sketch) -> dict[str, float | None]:
     return {name: sketch.quantile(q) for name, q in QUANTILES}
 
 
+def _at(c: Any, location: str | None) -> Any:
+    """The condition "measured at `location`" (true when None: every location)."""
+    return sa.true() if location is None else sa.func.coalesce(c.location, "") == location
+
+
 def counts_by_probe(
     conn: Connection,
     targets: Sequence[str],
     plan: WindowPlan,
     memo: Memo | None = None,
+    location: str | None = None,
 ) -> dict[Key, Counts]:
-    """Counts per (target, probe) over a plan. `memo` shares per-range sums between the
-    windows of one status() call: they all end at the same raw tail, read once instead of
-    four times."""
+    """Counts per (target, probe) over a plan, of one location or all. `memo` shares
+    per-range sums between the windows of one status() call: they all end at the same raw
+    tail, read once instead of four times."""
     out: dict[Key, Counts] = {}
 
     def sums(source: Source) -> sa.Select[Any]:
         c = source.c
         return (
             sa.select(c.target, c.probe, *count_sums(source))
-            .where(one_of(conn, c.target, targets))
+            .where(one_of(conn, c.target, targets), _at(c, location))
             .group_by(c.target, c.probe)
         )
 
@@ -208,14 +216,19 @@ def counts_by_probe(
 
 
 def _distributions(
-    conn: Connection, targets: Sequence[str], plan: WindowPlan
+    conn: Connection, targets: Sequence[str], plan: WindowPlan, location: str | None = None
 ) -> dict[Key, _Distributions]:
     out: dict[Key, _Distributions] = {}
     decoded: list[list[Any]] = []  # [(target, probe), errors, latency, ttft, tokens/s]
     uncached: dict[str, list[Range]] = {"hour": [], "day": []}
     for kind, ranges in (("hour", plan.rollup), ("day", plan.daily)):
         for since, until in ranges:
-            cached = window_cache.lookup(conn, kind, targets, since, until)
+            # The cache merges locations: one location's figures come from the rollups.
+            cached = (
+                None
+                if location is not None
+                else window_cache.lookup(conn, kind, targets, since, until)
+            )
             if cached is None:
                 uncached[kind].append((since, until))
             else:
@@ -225,7 +238,7 @@ def _distributions(
         c = source.c
         json_columns = (c.errors, *(c[name] for name in SKETCH_COLUMNS))
         return sa.select(c.target, c.probe, *(sa.cast(col, sa.Text) for col in json_columns)).where(
-            one_of(conn, c.target, targets)
+            one_of(conn, c.target, targets), _at(c, location)
         )
 
     from_rollups = WindowPlan(tuple(uncached["hour"]), (), tuple(uncached["day"]))
@@ -245,7 +258,7 @@ def _distributions(
     if plan.raw:
         error_counts = (
             sa.select(RAW.target, RAW.probe, RAW.error, sa.func.count())
-            .where(one_of(conn, RAW.target, targets), RAW.error.is_not(None))
+            .where(one_of(conn, RAW.target, targets), RAW.error.is_not(None), _at(RAW, location))
             .group_by(RAW.target, RAW.probe, RAW.error)
         )
         for target, probe, kind, n in per_range(conn, error_counts, RAW_ROWS.period, plan.raw):
@@ -257,6 +270,7 @@ def _distributions(
             one_of(conn, RAW.target, targets),
             RAW.ok == sa.true(),
             RAW.maintenance == sa.false(),
+            _at(RAW, location),
         )
         keyed = (
             ((target, probe), *values)
@@ -266,7 +280,9 @@ def _distributions(
     return out
 
 
-def _last(conn: Connection, targets: Sequence[str], now: datetime) -> dict[str, dict[str, Any]]:
+def _last(
+    conn: Connection, targets: Sequence[str], now: datetime, location: str | None = None
+) -> dict[str, dict[str, Any]]:
     """The newest result of each target at `now` (results after `now` are ignored).
 
     One statement, one index seek per target on (target, started_at): PostgreSQL joins a
@@ -276,7 +292,7 @@ def _last(conn: Connection, targets: Sequence[str], now: datetime) -> dict[str, 
     """
     newest = (
         sa.select(RAW.id)
-        .where(RAW.started_at <= now)
+        .where(RAW.started_at <= now, _at(RAW, location))
         .order_by(RAW.started_at.desc(), RAW.id.desc())
         .limit(1)
     )
@@ -311,16 +327,18 @@ def status(
     count_rate_limited: bool | Mapping[str, bool] = True,
     with_last: bool = True,
     layout: ProbeLayout | None = None,
+    location: str | None = None,
 ) -> list[TargetStatus]:
     """Per target, in the given order, and per probe of it: uptime over each window, and
     counts, errors and percentiles over the main window. `count_rate_limited` may differ per
     target name. `with_last=False` skips looking up each target's newest result (`last` is
     None).
 
-    `layout` gives each target's configured probes (shown even before their first result,
-    in that order; probes found only in the store follow) and the probe whose figures are
-    its headline; without it, the first of registry.PRIMARY_ORDER the target has results
-    for."""
+    `location` restricts every figure to the results measured there (the window cache,
+    which merges locations, is then bypassed). `layout` gives each target's configured
+    probes (shown even before their first result, in that order; probes found only in the
+    store follow) and the probe whose figures are its headline; without it, the first of
+    registry.PRIMARY_ORDER the target has results for."""
     targets = list(dict.fromkeys(targets))
     if not targets:
         return []
@@ -339,9 +357,9 @@ def status(
         days = rolled_days(conn, since, now) if max(spans.values()) >= DAY else set()
         plans = {w: plan_window(now - span, now, rolled, days) for w, span in spans.items()}
         memo: Memo = {}
-        counts = {w: counts_by_probe(conn, targets, plans[w], memo) for w in plans}
-        dists = _distributions(conn, targets, plans[main_window])
-        last = _last(conn, targets, now) if with_last else {}
+        counts = {w: counts_by_probe(conn, targets, plans[w], memo, location) for w in plans}
+        dists = _distributions(conn, targets, plans[main_window], location)
+        last = _last(conn, targets, now, location) if with_last else {}
         holds = holds_at(conn, now)
 
     seen: dict[str, list[str]] = {}
@@ -371,5 +389,5 @@ def status(
                 good=main.sli_ok,
             )
         head = (layout.primary.get(t) if layout else None) or registry.primary_probe(names)
-        out.append(TargetStatus(t, head, per_probe, last.get(t), holds.get(t)))
+        out.append(TargetStatus(t, head, per_probe, last.get(t), holds.get(t), location))
     return out

@@ -236,6 +236,16 @@ class Target(Strict):
     locations: list[Name] | None = None
     expect_model: str | None = None
     max_tokens: int = Field(default=16, ge=1, le=4096)
+    # A unique line at the end of every chat/stream prompt, so no response cache answers.
+    fresh_prompt: bool = True
+    # The prefill probe's prompt length (Artificial Analysis measures 100, 1k, 10k, 100k).
+    prefill_tokens: int = Field(default=1000, ge=16, le=200_000)
+    # The cache probe's shared prefix: at least the providers' 1,024-token minimum.
+    cache_prefix_tokens: int = Field(default=1100, ge=1024, le=200_000)
+    # Sent as `reasoning_effort` (OpenAI) to reasoning models: the lowest the API accepts.
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    # A probe costing more than this opens a `probe_cost` ticket; None: 10x its expected cost.
+    probe_cost_max_usd: float | None = Field(default=None, gt=0)
     prompt: str = "Count from 1 to 10, separated by spaces."
     known_answer: KnownAnswer = KnownAnswer()
     http: HttpCheck = HttpCheck()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from checker.probes import chat
+from checker.probes import chat, identity, long_prompts
 from checker.probes.base import ProbeResult
 from checker.probes.chat import Redact, Step, StreamState, parse_object
 from checker.probes.exchange import error_in_body
@@ -117,11 +117,17 @@ class Anthropic(chat.Dialect):
         return client.build_request("POST", _url(target, "/messages"), json=body, headers=headers)
 
     def body(
-        self, target: Target, prompt: str, *, stream: bool, temperature: float | None
+        self,
+        target: Target,
+        prompt: str,
+        *,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": target.model,
-            "max_tokens": target.max_tokens,
+            "max_tokens": max_tokens or target.max_tokens,
             "messages": [{"role": "user", "content": prompt}],
             "stream": stream,
         }
@@ -160,14 +166,20 @@ probe_models = partial(chat.probe_models, DIALECT)
 probe_chat = partial(chat.probe_chat, DIALECT)
 probe_stream = partial(chat.probe_stream, DIALECT)
 probe_known_answer = partial(chat.probe_known_answer, DIALECT)
+probe_prefill = partial(long_prompts.probe_prefill, DIALECT)
+probe_cache = partial(long_prompts.probe_cache, DIALECT)
+probe_identity = partial(identity.probe_identity, DIALECT)
 
 
 __all__ = [
     "DIALECT",
     "Anthropic",
     "apply_usage",
+    "probe_cache",
     "probe_chat",
+    "probe_identity",
     "probe_known_answer",
     "probe_models",
+    "probe_prefill",
     "probe_stream",
 ]

@@ -67,7 +67,7 @@ JSON_FIELDS: tuple[str, ...] = (
 
 
 # Fields that live only in memory: never written to the database.
-TRANSIENT_FIELDS: frozenset[str] = frozenset({"output_text"})
+TRANSIENT_FIELDS: frozenset[str] = frozenset({"output_text", "warmup"})
 
 
 def utcnow() -> datetime:
@@ -112,6 +112,9 @@ class ProbeResult:
     signature: str | None = None  # the identity probe's normalized answers, hashed
     # The generated text, held only until its tokens are counted: never stored or printed.
     output_text: str | None = field(default=None, repr=False)
+    # A call the probe made before the measured one (the cache probe's first): priced into
+    # this result's cost, never stored on its own.
+    warmup: ProbeResult | None = field(default=None, repr=False)
 
     def fail(self, kind: ErrorKind, detail: str | None = None) -> ProbeResult:
         """Mark failed; the first classification wins, so later symptoms never mask the cause."""

@@ -40,6 +40,7 @@ from checker.probes.exchange import (
     fail_on_status,
     read_json,
 )
+from checker.probes.prompts import fresh, new_nonce
 from checker.probes.reads import read_capped
 from checker.probes.sse import EventStream, StreamClock
 
@@ -89,9 +90,15 @@ class Dialect(ABC):
 
     @abstractmethod
     def body(
-        self, target: Target, prompt: str, *, stream: bool, temperature: float | None
+        self,
+        target: Target,
+        prompt: str,
+        *,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
-        """The completion request's JSON body."""
+        """The completion request's JSON body (`max_tokens` overrides the target's)."""
 
     @abstractmethod
     def has_answer(self, doc: Any) -> bool:
@@ -192,6 +199,34 @@ async def probe_models(
         result.ok = True
 
 
+async def ask(
+    dialect: Dialect,
+    target: Target,
+    client: httpx.AsyncClient,
+    result: ProbeResult,
+    redact: Redact,
+    prompt: str,
+    *,
+    temperature: float | None = None,
+) -> tuple[str, str] | None:
+    """One non-streaming completion: (answer, all generated text), or None once `result`
+    holds why there is none. Records status, timings, usage and model on `result`."""
+    body = dialect.body(target, prompt, stream=False, temperature=temperature)
+    request = dialect.chat_request(client, target, body, stream=False)
+    answered, doc = await fetch_json(client, request, target, result, redact)
+    if not answered:
+        return None
+    if (verdict := error_in_body(doc, redact)) is not None:
+        result.fail(verdict.kind, verdict.detail)
+        return None
+    if not isinstance(doc, dict) or not dialect.has_answer(doc):
+        result.fail(ErrorKind.bad_response, dialect.no_answer)
+        return None
+    model = doc.get("model")
+    result.model = model if isinstance(model, str) else None
+    return dialect.answer(doc, result)
+
+
 async def probe_chat(
     dialect: Dialect,
     target: Target,
@@ -203,25 +238,14 @@ async def probe_chat(
     expect: str | None = None,
 ) -> None:
     """Non-streaming completion; with `expect`, the answer must contain that regex."""
-    body = dialect.body(
-        target,
-        prompt or target.prompt,
-        stream=False,
-        temperature=0.0 if expect is not None else None,
-    )
-    request = dialect.chat_request(client, target, body, stream=False)
-    answered, doc = await fetch_json(client, request, target, result, redact)
-    if not answered:
+    temperature = 0.0 if expect is not None else None
+    answer = await ask(
+        dialect, target, client, result, redact, prompt or prompt_for(target),
+        temperature=temperature,
+    )  # fmt: skip
+    if answer is None:
         return
-    if (verdict := error_in_body(doc, redact)) is not None:
-        result.fail(verdict.kind, verdict.detail)
-        return
-    if not isinstance(doc, dict) or not dialect.has_answer(doc):
-        result.fail(ErrorKind.bad_response, dialect.no_answer)
-        return
-    model = doc.get("model")
-    result.model = model if isinstance(model, str) else None
-    content, generated = dialect.answer(doc, result)
+    content, generated = answer
     result.output_chars = len(generated)
     result.output_text = generated
     judge(result, target, redact, has_text=bool(generated), content=content, expect=expect)
@@ -239,6 +263,14 @@ async def probe_known_answer(
     await probe_chat(dialect, target, client, result, redact, prompt=ka.prompt, expect=ka.expect)
 
 
+def prompt_for(target: Target) -> str:
+    """The target's prompt, made unique per request unless `fresh_prompt: false`.
+
+    known_answer and identity send their fixed prompts as they are: their answers are
+    compared with an expectation or with earlier answers."""
+    return fresh(target.prompt, new_nonce()) if target.fresh_prompt else target.prompt
+
+
 async def probe_stream(
     dialect: Dialect,
     target: Target,
@@ -247,7 +279,20 @@ async def probe_stream(
     redact: Redact,
 ) -> None:
     """Streaming completion: ttft, decode speed, gaps, usage and stream integrity."""
-    body = dialect.body(target, target.prompt, stream=True, temperature=None)
+    await stream_once(dialect, target, client, result, redact, prompt_for(target))
+
+
+async def stream_once(
+    dialect: Dialect,
+    target: Target,
+    client: httpx.AsyncClient,
+    result: ProbeResult,
+    redact: Redact,
+    prompt: str,
+    max_tokens: int | None = None,
+) -> None:
+    """One streamed completion of `prompt`, measured and judged into `result`."""
+    body = dialect.body(target, prompt, stream=True, temperature=None, max_tokens=max_tokens)
     request = dialect.chat_request(client, target, body, stream=True)
     async with exchange(client, request, result) as ex:
         if await fail_on_status(ex, result, target.max_body_bytes, redact):
@@ -333,6 +378,7 @@ __all__ = [
     "Redact",
     "Step",
     "StreamState",
+    "ask",
     "fetch_json",
     "judge",
     "model_ids",
@@ -341,5 +387,7 @@ __all__ = [
     "probe_known_answer",
     "probe_models",
     "probe_stream",
+    "prompt_for",
     "require_event_stream",
+    "stream_once",
 ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from httpx_sse import ServerSentEvent
 
-from checker.probes import chat
+from checker.probes import chat, identity, long_prompts
 from checker.probes.base import ProbeResult
 from checker.probes.chat import Redact, Step, StreamState, parse_object
 from checker.probes.exchange import error_in_body
@@ -110,6 +110,14 @@ def _answer_text(chunk: dict[str, Any]) -> str:
     return "".join(_text(c.get("delta"), "content") for c in choices if isinstance(c, dict))
 
 
+def _fingerprint(doc: dict[str, Any], result: ProbeResult) -> None:
+    """The backend configuration id (`system_fingerprint`): a change means the route now
+    runs something else. The first one of a stream counts."""
+    fp = doc.get("system_fingerprint")
+    if result.system_fingerprint is None and isinstance(fp, str) and fp:
+        result.system_fingerprint = fp[:200]
+
+
 class OpenAI(chat.Dialect):
     """OpenAI's Chat Completions API, as OpenAI-compatible routes and relays speak it."""
 
@@ -130,18 +138,27 @@ class OpenAI(chat.Dialect):
         )
 
     def body(
-        self, target: Target, prompt: str, *, stream: bool, temperature: float | None
+        self,
+        target: Target,
+        prompt: str,
+        *,
+        stream: bool,
+        temperature: float | None,
+        max_tokens: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": target.model,
             "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": target.max_tokens,
+            "max_tokens": max_tokens or target.max_tokens,
             "stream": stream,
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
         if temperature is not None:
             body["temperature"] = temperature
+        if target.reasoning_effort is not None:
+            # A reasoning model ignores max_tokens for its thinking: ask it to think least.
+            body["reasoning_effort"] = target.reasoning_effort
         return body
 
     def has_answer(self, doc: Any) -> bool:
@@ -149,6 +166,7 @@ class OpenAI(chat.Dialect):
 
     def answer(self, doc: dict[str, Any], result: ProbeResult) -> tuple[str, str]:
         parse_usage(doc.get("usage")).apply(result)
+        _fingerprint(doc, result)
         choices = doc["choices"]
         message = choices[0].get("message") if choices and isinstance(choices[0], dict) else None
         return _text(message, "content"), _text(message, *_GENERATED)
@@ -167,6 +185,7 @@ class OpenAI(chat.Dialect):
         text = _chunk_text(chunk, state)
         if result.model is None and isinstance(model := chunk.get("model"), str):
             result.model = model
+        _fingerprint(chunk, result)
         if isinstance(chunk.get("usage"), dict):
             parse_usage(chunk["usage"]).apply(result)
         return Step(text=text, answer=_answer_text(chunk))
@@ -177,6 +196,9 @@ probe_models = partial(chat.probe_models, DIALECT)
 probe_chat = partial(chat.probe_chat, DIALECT)
 probe_stream = partial(chat.probe_stream, DIALECT)
 probe_known_answer = partial(chat.probe_known_answer, DIALECT)
+probe_prefill = partial(long_prompts.probe_prefill, DIALECT)
+probe_cache = partial(long_prompts.probe_cache, DIALECT)
+probe_identity = partial(identity.probe_identity, DIALECT)
 
 
 __all__ = [
@@ -184,8 +206,11 @@ __all__ = [
     "OpenAI",
     "ReportedUsage",
     "parse_usage",
+    "probe_cache",
     "probe_chat",
+    "probe_identity",
     "probe_known_answer",
     "probe_models",
+    "probe_prefill",
     "probe_stream",
 ]

@@ -32,10 +32,16 @@ _ALL: tuple[ProbeSpec, ...] = (
     ProbeSpec("openai", "chat", free=False, default=False),
     ProbeSpec("openai", "stream", free=False, default=True),
     ProbeSpec("openai", "known_answer", free=False, default=False),
+    ProbeSpec("openai", "prefill", free=False, default=False),
+    ProbeSpec("openai", "cache", free=False, default=False),
+    ProbeSpec("openai", "identity", free=False, default=False),
     ProbeSpec("anthropic", "models", free=True, default=False),
     ProbeSpec("anthropic", "chat", free=False, default=False),
     ProbeSpec("anthropic", "stream", free=False, default=True),
     ProbeSpec("anthropic", "known_answer", free=False, default=False),
+    ProbeSpec("anthropic", "prefill", free=False, default=False),
+    ProbeSpec("anthropic", "cache", free=False, default=False),
+    ProbeSpec("anthropic", "identity", free=False, default=False),
     ProbeSpec("http", "http", free=True, default=True),
 )
 

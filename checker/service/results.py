@@ -38,6 +38,10 @@ def settle(
     """Price the result (unless the probe did), count its output tokens, charge its cost."""
     if result.cost_usd is None and result.prompt_tokens is not None:
         result.cost_usd = prices.cost_of_result(target, result)
+        warmup = result.warmup
+        if warmup is not None and warmup.prompt_tokens is not None and result.cost_usd is not None:
+            first = prices.cost_of_result(target, warmup)
+            result.cost_usd += first or 0.0
     count_output_tokens(result, target)
     mismatch = counted_usage_mismatch(
         result.completion_tokens,

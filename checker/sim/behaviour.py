@@ -27,6 +27,7 @@ __all__ = [
     "TokenPlan",
     "known_answer",
     "plan_tokens",
+    "prompt_parts",
     "split_even",
 ]
 
@@ -47,7 +48,15 @@ _NONNEG_INTS = (
     "empty_deltas",
     "fault_after_tokens",
 )
-_OPTIONAL_STRS = ("answer", "model", "error_code", "error_message", "retry_after", "retry_after_ms")
+_OPTIONAL_STRS = (
+    "answer",
+    "model",
+    "error_code",
+    "error_message",
+    "retry_after",
+    "retry_after_ms",
+    "system_fingerprint",
+)
 _BOOLS = ("usage", "role_chunk", "echo_auth")
 
 
@@ -84,6 +93,13 @@ class Behavior:
     fault: Fault | None = None
     fault_after_tokens: int = 3
     stall_s: float = 30
+    system_fingerprint: str | None = "fp_sim"  # change it to play a silent model swap
+    # Prompt processing: when set, prompt_tokens is the prompt's word count (the sim's
+    # token) and the first token waits ttft_ms + prompt_tokens / prefill_tokens_per_s.
+    prefill_tokens_per_s: float | None = None
+    # A prompt cache: "prefix" reports the words of the prompt's first part (all but its
+    # last line) as cached when this route saw that part before; "never" never does.
+    cache: Literal["prefix", "never"] | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -134,6 +150,11 @@ def _validate(b: Behavior) -> None:
     ka = b.keepalive_every_ms
     if ka is not None and (not _is_number(ka) or ka <= 0):
         fail("keepalive_every_ms", "a number > 0 or null")
+    pf = b.prefill_tokens_per_s
+    if pf is not None and (not _is_number(pf) or pf <= 0):
+        fail("prefill_tokens_per_s", "a number > 0 or null")
+    if b.cache not in (None, "prefix", "never"):
+        fail("cache", "null, prefix or never")
     if not isinstance(b.status, int) or isinstance(b.status, bool) or not 100 <= b.status <= 599:
         fail("status", "an HTTP status 100..599")
     if b.cache_style not in CACHE_STYLES:
@@ -212,3 +233,10 @@ def plan_tokens(b: Behavior, prompt: str) -> TokenPlan:
     reported = b.reported_completion_tokens
     completion = reported if reported is not None else len(reasoning) + len(content)
     return TokenPlan(reasoning, content, completion)
+
+
+def prompt_parts(prompt: str) -> tuple[str, int, int]:
+    """(the cacheable part: all but the last line, its words, all words): the sim's token
+    is a word, so a probe's prefill speed can be checked against what the sim counted."""
+    head, _, _ = prompt.rpartition("\n")
+    return head, len(head.split()), len(prompt.split())

@@ -150,7 +150,7 @@ def openai_completion(b: Behavior, plan: TokenPlan, ident: str, model: str) -> d
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "system_fingerprint": "fp_sim",
+        "system_fingerprint": b.system_fingerprint,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
     }
     if b.usage:
@@ -206,7 +206,7 @@ class OpenAIStream:
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
-            "system_fingerprint": "fp_sim",
+            "system_fingerprint": self.b.system_fingerprint,
             "choices": choices,
         }
 

@@ -37,6 +37,11 @@ class Timing:
     last_byte_sent: float | None = None
     tokens_sent: int = 0
     token_times: list[float] = field(default_factory=list)  # every token chunk's send time
+    prompt_sha: str | None = None  # of the last user message, so tests can compare bodies
+    prompt_tokens: int | None = None  # as reported in usage
+    cached_tokens: int | None = None  # as reported in usage
+    # What the request asked for: max_tokens, reasoning_effort, temperature (when sent).
+    asked: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ttft_ms(self) -> float | None:
@@ -64,6 +69,7 @@ class _Route:
     requests: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     completed: int = 0
+    cached_prefixes: set[str] = field(default_factory=set)  # digests, for Behavior.cache
 
 
 def check_route(route: str) -> None:
@@ -106,6 +112,14 @@ class Registry:
         with self._lock:
             self._route(name).requests[endpoint] += 1
             self._timings.append(timing)
+
+    def cache_lookup(self, name: str, prefix_digest: str) -> bool:
+        """Whether the route saw this prompt prefix before; remembers it either way."""
+        with self._lock:
+            seen = self._route(name).cached_prefixes
+            hit = prefix_digest in seen
+            seen.add(prefix_digest)
+            return hit
 
     def status(self, name: str, status: int) -> None:
         with self._lock:

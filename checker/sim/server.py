@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import itertools
 import signal
 import threading
@@ -27,7 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
-from checker.sim.behaviour import Behavior, plan_tokens
+from checker.sim.behaviour import Behavior, plan_tokens, prompt_parts
 from checker.sim.dialects import (
     OPENAI_STREAM_ERROR,
     AnthropicStream,
@@ -264,10 +266,14 @@ class SimServer:
         payload = await self._json_request(ex, openai_error)
         if isinstance(payload, web.StreamResponse):
             return payload
-        b = self._registry.next_for_chat(ex.route)
+        prompt = last_user_text(payload.get("messages"))
+        b = self._for_prompt(ex, self._registry.next_for_chat(ex.route), prompt)
+        ex.timing.asked = {
+            k: payload[k] for k in ("max_tokens", "reasoning_effort", "temperature") if k in payload
+        }
         if (done := await prelude(ex, b, openai_error)) is not None:
             return done
-        plan = plan_tokens(b, last_user_text(payload.get("messages")))
+        plan = plan_tokens(b, prompt)
         model = b.model or str(payload.get("model") or "sim")
         ident = self._next_id("chatcmpl-sim-")
         if payload.get("stream"):
@@ -288,10 +294,11 @@ class SimServer:
         payload = await self._json_request(ex, anthropic_error)
         if isinstance(payload, web.StreamResponse):
             return payload
-        b = self._registry.next_for_chat(ex.route)
+        prompt = last_user_text(payload.get("messages"))
+        b = self._for_prompt(ex, self._registry.next_for_chat(ex.route), prompt)
         if (done := await prelude(ex, b, anthropic_error)) is not None:
             return done
-        plan = plan_tokens(b, last_user_text(payload.get("messages")))
+        plan = plan_tokens(b, prompt)
         model = b.model or str(payload.get("model") or "sim")
         ident = self._next_id("msg_sim_")
         if payload.get("stream"):
@@ -300,6 +307,26 @@ class SimServer:
         ready_at = ex.at(b.ttft_ms + max(plan.total - 1, 0) * b.inter_token_ms)
         error = anthropic_error(529, "simulated error", "overloaded_error")
         return await send_body(ex, b, body, ready_at=ready_at, tokens=plan.total, error_body=error)
+
+    def _for_prompt(self, ex: Exchange, b: Behavior, prompt: str) -> Behavior:
+        """The behaviour for this prompt: its prefill time and cache hit, when the route
+        models them; the prompt's digest and token counts go into the request's Timing."""
+        head, head_words, words = prompt_parts(prompt)
+        if b.prefill_tokens_per_s is not None:
+            prefill_ms = words / b.prefill_tokens_per_s * 1000
+            b = dataclasses.replace(b, prompt_tokens=words, ttft_ms=b.ttft_ms + prefill_ms)
+        if b.cache is not None:
+            digest = hashlib.sha256(head.encode()).hexdigest()
+            hit = self._registry.cache_lookup(ex.route, digest) and b.cache == "prefix"
+            b = dataclasses.replace(
+                b,
+                prompt_tokens=max(b.prompt_tokens, words),
+                cached_tokens=head_words if hit else 0,
+            )
+        ex.timing.prompt_sha = hashlib.sha256(prompt.encode()).hexdigest()[:16]
+        ex.timing.prompt_tokens = b.prompt_tokens
+        ex.timing.cached_tokens = b.cached_tokens
+        return b
 
     # HTTP control
 

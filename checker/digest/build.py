@@ -27,6 +27,7 @@ from checker.digest.context import make_context
 from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, Usage
 from checker.digest.models import DigestContext
 from checker.digest.period import Period
+from checker.digest.shift import MEASURES, Measure, Quartiles, quartiles
 from checker.probes.base import ErrorKind
 from checker.redact import Redactor
 from checker.store.plan import as_utc
@@ -122,6 +123,18 @@ def hour_points(
 # --- building the context --------------------------------------------------------------------
 
 
+def _profile(s: TargetStatus) -> dict[Measure, Quartiles]:
+    """The primary probe's TTFT and decode-speed quartiles (the same sketches as its
+    percentiles: the status query already merged rollups and raw rows for the window)."""
+    out: dict[Measure, Quartiles] = {}
+    for measure in MEASURES:
+        sketch = s.primary.sketches.get(measure)
+        found = quartiles(sketch) if sketch is not None else None
+        if found is not None:
+            out[measure] = found
+    return out
+
+
 def _figures(s: TargetStatus, key: str) -> Figures:
     return Figures(
         results=s.results,
@@ -132,6 +145,8 @@ def _figures(s: TargetStatus, key: str) -> Figures:
         ttft_p95=s.ttft_ms.get("p95"),
         tokens_per_s_p50=s.tokens_per_s_p50,
         errors=dict(s.errors),
+        probe=s.primary_probe,
+        profile=_profile(s),
     )
 
 

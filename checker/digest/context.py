@@ -28,12 +28,14 @@ from checker.digest.honesty import token_honesty
 from checker.digest.inputs import Hour, IncidentSpan, Spend, TargetInputs
 from checker.digest.models import DigestContext, HourBar, IncidentLine, TargetDigest, WorkloadRow
 from checker.digest.period import Period
+from checker.digest.shift import MEASURES, ProfileShift, profile_shift
 
 __all__ = [
     "MIN_RESULTS_FOR_BILLING",
     "hour_bars",
     "incident_lines",
     "make_context",
+    "profile_shifts",
     "verdict_line",
 ]
 
@@ -183,6 +185,24 @@ def _target_digest(
     )
 
 
+def profile_shifts(inputs: Sequence[TargetInputs]) -> list[ProfileShift]:
+    """Every route whose primary probe's TTFT or decode speed shifted against the day
+    before (checker.digest.shift). Both days must be of the same probe: a primary probe
+    changed in the config would compare two probe kinds."""
+    out = []
+    for t in inputs:
+        now, before = t.figures, t.previous_day
+        if before is None or now.probe is None or before.probe != now.probe:
+            continue
+        for measure in MEASURES:
+            found = profile_shift(
+                t.name, now.probe, measure, before.profile.get(measure), now.profile.get(measure)
+            )
+            if found is not None:
+                out.append(found)
+    return out
+
+
 def verdict_line(
     total: int,
     breaching: Sequence[str],
@@ -242,4 +262,5 @@ def make_context(
         workload=workload,
         comparison=comparison,
         usage_band=usage_band,
+        shifts=profile_shifts(inputs),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from checker.alerting.slo import WindowCounts
+from checker.digest.shift import Measure, Quartiles
 
 __all__ = ["Figures", "Hour", "IncidentSpan", "Spend", "TargetInputs", "Usage"]
 
@@ -33,6 +34,10 @@ class Figures:
     ttft_p95: float | None
     tokens_per_s_p50: float | None
     errors: Mapping[str, int]
+    # The probe these figures are of (the target's primary), and its TTFT and decode-speed
+    # quartiles with their counts: what the profile shift compares (checker.digest.shift).
+    probe: str | None = None
+    profile: Mapping[Measure, Quartiles] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

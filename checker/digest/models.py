@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from checker.compare.view import CompareView
 from checker.digest.period import Period
+from checker.digest.shift import ProfileShift
 
 __all__ = [
     "Change",
@@ -159,6 +160,8 @@ class DigestContext:
     workload: list[WorkloadRow]
     comparison: CompareView | None  # routes to the same model (checker.compare)
     usage_band: tuple[float, float]
+    # Routes whose TTFT or decode speed jumped against the day before (checker.digest.shift).
+    shifts: list[ProfileShift] = field(default_factory=list)
 
     @property
     def title(self) -> str:

@@ -87,6 +87,9 @@ class ProbeStatus:
     # them (uptime = good / valid; a confidence interval needs both, not the ratio).
     valid: int = 0
     good: int = 0
+    # The main window's sketches by SKETCHED name, for callers that need more than these
+    # percentiles (the digest's profile shift wants quartiles and counts). Not in to_json.
+    sketches: dict[str, Sketch] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         # Ratios at full precision; timings to the microsecond.
@@ -387,6 +390,7 @@ def status(
                 itl_ms=_quantiles(d.itl),
                 valid=main.valid(counts_rl(t)),
                 good=main.sli_ok,
+                sketches={m: getattr(d, m) for m, _ in SKETCHED},
             )
         head = (layout.primary.get(t) if layout else None) or registry.primary_probe(names)
         out.append(TargetStatus(t, head, per_probe, last.get(t), holds.get(t), location))

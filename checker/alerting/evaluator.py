@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from checker.alerting.channels import Channel, route
+from checker.alerting.drift_inputs import identities_of
+from checker.alerting.drift_rule import Identity
 from checker.alerting.maintenance import MaintenanceCalendar
 from checker.alerting.messages import alert_message
 from checker.alerting.outbox import enqueue
@@ -28,6 +30,7 @@ from checker.alerting.slo import WindowCounts, is_bad, required_windows
 from checker.alerting.state import AlertState, Incident
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
+from checker.store import baselines as store_baselines
 from checker.store.db import one_of_param
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
 from checker.store.queries.counts import window_counts_many
@@ -207,8 +210,12 @@ def _read_signals(
     """Each target's stored state and its signals, read on one connection."""
     cfg = ctx.cfg
     out: dict[str, tuple[AlertState, Any, Signals]] = {}
+    identities: dict[str, Identity] = {}
+    adopt: dict[str, dict[str, str]] = {}
     with engine.connect() as conn:
         stored_states = _stored_states(conn, [t.name for t in targets])
+        if counts is not None:  # identity moves slowly: the periodic rounds read it
+            identities, adopt = identities_of(conn, cfg, targets)
         for target in targets:
             alerts = cfg.alerts(target)
             depth = (max(alerts.down.failures, alerts.down.recoveries) + 2) * max(1, ctx.nodes)
@@ -233,8 +240,13 @@ def _read_signals(
                 output_usd_per_mtok=ctx.output_price(target.name),
                 rate_limit_hold_s=ctx.rate_limit_hold(target.name),
                 in_maintenance=ctx.calendar.active(target.name, now),
+                identity=identities.get(target.name),
             )
             out[target.name] = (state, stored, signals)
+    if adopt:
+        with engine.begin() as conn:
+            for name, values in adopt.items():
+                store_baselines.adopt(conn, name, values, now)
     return out
 
 

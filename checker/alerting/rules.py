@@ -29,6 +29,8 @@ Rules
 - `cert` (ticket): the TLS certificate expires within `cert_days` days (days left <= D).
 - `billing` (ticket): the median reported / counted output tokens is outside the band.
 - `rate_limited_hold` (ticket): a Retry-After holds the route longer than `down` would take.
+- `drift` (ticket): the route's system fingerprint, returned model or identity signature
+  differs from its baseline or its reference route's (see `drift_rule`).
 - `location_down` (ticket): with several locations, some find a probe down but fewer than
   the quorum the fleet verdict needs (see `down_rule`).
 A rule without data this time (its signal is None) keeps its previous state: missing data
@@ -73,6 +75,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from checker.alerting.down_rule import down_status, location_status
+from checker.alerting.drift_rule import drift_status
 from checker.alerting.incidents import IncidentRun
 from checker.alerting.notification import Notification
 from checker.alerting.signals import GROUPS, ConfirmRequest, Policy, RuleStatus, Signals
@@ -116,6 +119,7 @@ def rule_statuses(
         billing_status(signals, policy),
         hold_status(signals, policy),
         location_status(state, signals, policy),
+        drift_status(signals.identity, policy.alerts.drift),
     ]
     return {s.rule: s for s in statuses}, confirmations
 

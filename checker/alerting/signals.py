@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from checker.alerting.slo import WindowCounts
+
+if TYPE_CHECKING:
+    from checker.alerting.drift_rule import Identity
 from checker.config.schema import Alerts, Config, Slo, Target
 
 __all__ = [
@@ -44,6 +47,7 @@ TICKET_RULES: tuple[str, ...] = (
     "billing",
     "rate_limited_hold",
     "location_down",
+    "drift",
 )
 RULES: tuple[str, ...] = PAGE_RULES + TICKET_RULES
 PAGE_GROUP = "page"
@@ -102,6 +106,8 @@ class Signals:
     # The length of the route's current Retry-After hold (0: not held): a route held longer
     # than `down` would take to page is failing nobody sees.
     rate_limit_hold_s: float | None = None
+    # The route's identity fields, its baselines and its reference route's (drift rule).
+    identity: Identity | None = None
 
 
 @dataclass(frozen=True, slots=True)

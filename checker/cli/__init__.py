@@ -296,6 +296,21 @@ def compare(
 
 
 @app.command()
+def baseline(
+    config: ConfigOpt,
+    target: Annotated[str, typer.Argument(help="The target (route) to show or accept.")],
+    accept: Annotated[
+        bool, typer.Option("--accept", help="Make what it serves now its baseline.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable document.")] = False,
+) -> None:
+    """A route's accepted fingerprint, model and identity signature against what it serves."""
+    from checker.cli.baseline import baseline_command
+
+    raise typer.Exit(baseline_command(config, target, accept, as_json))
+
+
+@app.command()
 def nodes(
     config: ConfigOpt,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,

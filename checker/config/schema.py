@@ -154,6 +154,8 @@ class Alerts(Strict):
     latency: LatencyRule = LatencyRule()
     billing: BillingRule = BillingRule()
     burn: bool = True
+    # A ticket when the route's fingerprint, returned model or identity signature changes.
+    drift: bool = True
     budget_below: Fraction | None = 0.25
     cert_days: int | None = Field(default=14, ge=1)
     renotify: Duration = 4 * 3600.0
@@ -166,7 +168,7 @@ class Alerts(Strict):
     def _known_rules(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
         known = {
             "down", "latency", "burn_page", "burn_ticket", "budget", "spend", "cert", "billing",
-            "rate_limited_hold", "location_down",
+            "rate_limited_hold", "location_down", "drift", "probe_cost",
         }  # fmt: skip
         for rule in v:
             if rule not in known:

@@ -25,6 +25,7 @@ from checker.redact import Redactor
 
 __all__ = [
     "AlertStateRow",
+    "BaselineRow",
     "BigIntPK",
     "DailyRollupRow",
     "DigestLogRow",
@@ -334,6 +335,20 @@ class DigestLogRow(SQLModel, table=True):
     timezone: str
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     status: str = "pending"  # pending | sent | failed
+
+
+class BaselineRow(SQLModel, table=True):
+    """What a route is accepted to serve: its system fingerprint, returned model and
+    identity signature, for the `drift` rule. The first value seen is adopted; an operator
+    accepts a new one with `checker baseline --accept`."""
+
+    __tablename__ = "baselines"
+
+    target: str = Field(primary_key=True)
+    field: str = Field(primary_key=True)  # system_fingerprint | model | signature
+    value: str
+    accepted_at: datetime = Field(sa_type=UtcDateTime)
+    accepted_by: str  # "first seen" or "operator"
 
 
 class NodeRow(SQLModel, table=True):

@@ -68,6 +68,8 @@ class Context:
     # Nodes running now (at least the locations results come from): each probe's recent
     # results are read that many times deeper, so every location has its own streak.
     nodes: int = 1
+    # The most one run of a target's probe may cost (target name, probe) -> USD or None.
+    probe_cost_limit: Callable[[str, str], float | None] = lambda _name, _probe: None
 
 
 # Built once: a statement object reused with new parameters skips SQLAlchemy's per-call
@@ -75,7 +77,12 @@ class Context:
 # probes/min: the evaluator thread was 18 % of the service's CPU).
 _RECENT = (
     sa.select(
-        RESULTS.c.started_at, RESULTS.c.ok, RESULTS.c.error, RESULTS.c.detail, RESULTS.c.location
+        RESULTS.c.started_at,
+        RESULTS.c.ok,
+        RESULTS.c.error,
+        RESULTS.c.detail,
+        RESULTS.c.location,
+        RESULTS.c.cost_usd,
     )
     .where(RESULTS.c.target == sa.bindparam("target"), RESULTS.c.probe == sa.bindparam("probe"))
     .order_by(RESULTS.c.started_at.desc())
@@ -103,7 +110,12 @@ def _recent(
         detail = redactor(r.detail)
         out.append(
             ProbeOutcome(
-                at=r.started_at, bad=bad, error=r.error, detail=detail, location=r.location or ""
+                at=r.started_at,
+                bad=bad,
+                error=r.error,
+                detail=detail,
+                location=r.location or "",
+                cost_usd=r.cost_usd,
             )
         )
     return out
@@ -241,6 +253,11 @@ def _read_signals(
                 rate_limit_hold_s=ctx.rate_limit_hold(target.name),
                 in_maintenance=ctx.calendar.active(target.name, now),
                 identity=identities.get(target.name),
+                probe_cost_limits={
+                    p: limit
+                    for p in target.probe_names
+                    if (limit := ctx.probe_cost_limit(target.name, p)) is not None
+                },
             )
             out[target.name] = (state, stored, signals)
     if adopt:

@@ -31,6 +31,8 @@ Rules
 - `rate_limited_hold` (ticket): a Retry-After holds the route longer than `down` would take.
 - `drift` (ticket): the route's system fingerprint, returned model or identity signature
   differs from its baseline or its reference route's (see `drift_rule`).
+- `probe_cost` (ticket): a probe run cost more than `probe_cost_max_usd` (default 10x
+  its expected cost, cost.probe_usage).
 - `location_down` (ticket): with several locations, some find a probe down but fewer than
   the quorum the fleet verdict needs (see `down_rule`).
 A rule without data this time (its signal is None) keeps its previous state: missing data
@@ -87,6 +89,7 @@ from checker.alerting.threshold_rules import (
     cert_status,
     hold_status,
     latency_status,
+    probe_cost_status,
     spend_status,
 )
 
@@ -120,6 +123,7 @@ def rule_statuses(
         hold_status(signals, policy),
         location_status(state, signals, policy),
         drift_status(signals.identity, policy.alerts.drift),
+        probe_cost_status(signals),
     ]
     return {s.rule: s for s in statuses}, confirmations
 

@@ -48,6 +48,7 @@ TICKET_RULES: tuple[str, ...] = (
     "rate_limited_hold",
     "location_down",
     "drift",
+    "probe_cost",
 )
 RULES: tuple[str, ...] = PAGE_RULES + TICKET_RULES
 PAGE_GROUP = "page"
@@ -79,6 +80,7 @@ class ProbeOutcome:
     error: str | None = None
     detail: str | None = None  # short and secret-free (ProbeResult.detail)
     location: str = ""  # the node's location that measured it ("" when unlabelled)
+    cost_usd: float | None = None  # what the run cost (None: free or unpriced)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,8 @@ class Signals:
     rate_limit_hold_s: float | None = None
     # The route's identity fields, its baselines and its reference route's (drift rule).
     identity: Identity | None = None
+    # Per probe, the most one run may cost before `probe_cost` fires (probes with a price).
+    probe_cost_limits: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)

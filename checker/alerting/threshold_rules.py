@@ -22,6 +22,7 @@ __all__ = [
     "cert_status",
     "hold_status",
     "latency_status",
+    "probe_cost_status",
     "spend_status",
 ]
 
@@ -150,3 +151,25 @@ def hold_status(signals: Signals, policy: Policy) -> RuleStatus:
     limit = policy.alerts.down.failures * policy.interval_s
     m = Measurement("rate_limit_hold", held, limit, ">", "s")
     return RuleStatus("rate_limited_hold", held > limit, (m,))
+
+
+def probe_cost_status(signals: Signals) -> RuleStatus:
+    """A probe run that cost more than its limit (`probe_cost_max_usd`, default 10x its
+    expected cost): a reasoning model thinking past max_tokens, or a relay over-billing.
+    The spend cap (spend_cap_usd_per_day) is what then stops it; this says it happened."""
+    limits, recent = signals.probe_cost_limits, signals.recent
+    if limits is None or recent is None:
+        return RuleStatus("probe_cost", None)
+    measurements = []
+    for probe, limit in sorted(limits.items()):
+        priced = [o for o in recent.get(probe, ()) if o.cost_usd is not None]
+        if priced and (cost := priced[-1].cost_usd) is not None and cost > limit:
+            measurements.append(Measurement("probe_cost", cost, limit, ">", "USD", probe))
+    detail = (
+        "; ".join(
+            f"one {m.scope} run cost ${m.value:.6f}, over its limit ${m.threshold:.6f}"
+            for m in measurements
+        )
+        or None
+    )
+    return RuleStatus("probe_cost", bool(measurements), tuple(measurements), detail)

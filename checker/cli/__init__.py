@@ -51,7 +51,12 @@ def load_config(path: Path) -> Config:
 @app.command()
 def validate(config: ConfigOpt) -> None:
     """Check a config file; exit 0 with a summary, or 2 with one line per problem."""
-    from checker.cli.validate import channel_problems, config_warnings, raw_channel_problems
+    from checker.cli.validate import (
+        channel_problems,
+        config_warnings,
+        probe_costs,
+        raw_channel_problems,
+    )
 
     try:
         cfg = config_mod.load(config)
@@ -66,6 +71,8 @@ def validate(config: ConfigOpt) -> None:
         f"{config}: valid: {len(cfg.targets)} targets, {probes} probes, "
         f"{len(cfg.notify)} notification channels"
     )
+    for line in probe_costs(cfg):
+        print(line)
 
 
 def select(cfg: Config, names: list[str] | None, probe: str | None) -> list[tuple[Target, str]]:

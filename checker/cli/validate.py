@@ -18,7 +18,7 @@ from checker.config.load import locate
 from checker.config.schema import Config
 from checker.web.server import parse_listen
 
-__all__ = ["channel_problems", "config_warnings", "raw_channel_problems"]
+__all__ = ["channel_problems", "config_warnings", "probe_costs", "raw_channel_problems"]
 
 # An `api_key:` (or header) written as a literal, not ${VAR} or credential:NAME.
 _INLINE_KEY = re.compile(
@@ -107,3 +107,37 @@ def config_warnings(path: Path | None, cfg: Config) -> list[str]:
                 f"{stat.S_IMODE(mode):o}); use ${{VAR}} or credential:NAME, or chmod 600"
             )
     return warnings
+
+
+def probe_costs(cfg: Config) -> list[str]:
+    """What each paid probe is expected to cost per day at its interval (the prefill and
+    cache probes send long prompts on every run), and the total, at list or override
+    prices; probes without a known price are named as such."""
+    from datetime import UTC, datetime
+
+    from checker.cost.prices import PriceBook
+    from checker.cost.probe_usage import expected_usage
+
+    book = PriceBook(cfg)
+    now = datetime.now(UTC)
+    lines: list[str] = []
+    total = 0.0
+    for t in cfg.targets:
+        runs = 86400.0 / cfg.interval(t)
+        for probe in t.probe_names:
+            usage = expected_usage(t, probe)
+            if usage is None:
+                continue
+            each = book.expected_cost(t, probe, now)
+            tokens = f"{usage[0]:,} prompt + {usage[1]:,} output tokens a run"
+            if each is None:
+                lines.append(f"cost: {t.name}/{probe}: no known price ({tokens})")
+                continue
+            total += each * runs
+            lines.append(
+                f"cost: {t.name}/{probe}: about ${each * runs:.4f}/day at "
+                f"{cfg.interval(t):g}s ({tokens})"
+            )
+    if lines:
+        lines.append(f"cost: all probes: about ${total:.4f}/day")
+    return lines

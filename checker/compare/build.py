@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
-from checker.compare.view import CompareView, RouteInputs, build_view, usage_ratio
+from checker.compare.view import CACHE_RUNS, CompareView, RouteInputs, build_view, usage_ratio
 from checker.config.schema import Config, Target
 from checker.cost.prices import PriceBook
 from checker.store.plan import as_utc
-from checker.store.queries.compare import route_samples
+from checker.store.queries.compare import cache_runs, route_samples
 from checker.store.queries.status import status
 from checker.units import parse_window
 
@@ -56,6 +56,7 @@ def compare_routes(
         with_last=False,
     )
     samples = route_samples(engine, names, probe, now - timedelta(seconds=seconds), now)
+    caching = cache_runs(engine, [t.name for t in targets if "cache" in t.probe_names], CACHE_RUNS)
     workload = cfg.digest.reference_workload
     inputs = []
     for t, row in zip(targets, rows, strict=True):
@@ -78,6 +79,7 @@ def compare_routes(
                 itl_ms=figures.itl_ms if figures else {},
                 tokens_per_s_p50=figures.tokens_per_s_p50 if figures else None,
                 ttft_samples=mine.ttft_ms,
+                cache_runs=caching.get(t.name),
                 usage_ratio=ratio,
                 usage_samples=len(mine.usage),
                 output_per_mtok=price.output_per_mtok if price else None,

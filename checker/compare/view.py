@@ -28,6 +28,7 @@ from checker.compare.stats import (
 from checker.cost.counting import ratio_of_counts
 
 __all__ = [
+    "CACHE_RUNS",
     "FLAGS",
     "MIN_N",
     "CompareView",
@@ -38,7 +39,9 @@ __all__ = [
     "usage_ratio",
 ]
 
-FLAGS = ("over_reports_usage", "model_mismatch", "slower", "less_available")
+FLAGS = ("over_reports_usage", "model_mismatch", "slower", "less_available", "no_cache_hits")
+# The cache probe's last this many runs without a single cached token: `no_cache_hits`.
+CACHE_RUNS = 5
 # Fewer probes than this and a comparison is reported as "not enough probes" in words.
 MIN_N = 30
 # Below this many TTFT samples on either side the difference interval is degenerate (for
@@ -78,6 +81,8 @@ class RouteInputs:
     workload_usd_per_month: float | None  # the reference workload at the usage ratio
     ttfo_ms: Mapping[str, float | None] = field(default_factory=dict)
     itl_ms: Mapping[str, float | None] = field(default_factory=dict)
+    # The cache probe's last runs: (with cached tokens, runs); None: it runs no cache probe.
+    cache_runs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,10 @@ def _flags(
         flags.append("over_reports_usage")
     if route.errors.get("model_mismatch", 0) > 0:
         flags.append("model_mismatch")
+    if route.cache_runs is not None:
+        hits, runs = route.cache_runs
+        if runs >= CACHE_RUNS and hits == 0:
+            flags.append("no_cache_hits")  # prompt caching promised, never delivered
     if ref is not None and route is not ref:
         if (
             added is not None
@@ -205,6 +214,8 @@ def _notes(route: RouteInputs, added: dict[str, Any] | None) -> list[str]:
             )
     if route.usage_ratio is None:
         notes.append("usage ratio unknown (no counted streams)")
+    if route.cache_runs is not None and route.cache_runs[0] == 0:
+        notes.append(f"no cached tokens in its last {route.cache_runs[1]} cache probes")
     return notes
 
 

@@ -38,8 +38,10 @@ from genai_prices import Usage
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
 
+from checker.config.schema import Config, Target
+from checker.cost.probe_usage import expected_usage
+
 if TYPE_CHECKING:
-    from checker.config.schema import Config, Target
     from checker.probes.base import ProbeResult
 
 __all__ = [
@@ -299,6 +301,14 @@ class PriceBook:
         if card is None:
             return None
         return float(_card_cost(card, prompt - cached, cached, completion, reasoning))
+
+    def expected_cost(self, target: Target, probe: str, at: datetime) -> float | None:
+        """What one run of `probe` should cost (probe_usage.expected_usage); None when free
+        or no price is known."""
+        usage = expected_usage(target, probe)
+        if usage is None:
+            return None
+        return self.cost_usd(target, usage[0], usage[1], at=at)
 
     def cost_of_result(self, target: Target, result: ProbeResult) -> float | None:
         """The cost of a probe result's reported usage at its start time."""

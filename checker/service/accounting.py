@@ -12,17 +12,22 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from checker.config.schema import Target
+
+if TYPE_CHECKING:  # genai_prices loads in a thread at start
+    from checker.cost.prices import PriceBook
+from checker.cost.probe_usage import COST_ALERT_FACTOR
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.registry import is_free
 from checker.service.clock import Clock
 from checker.store.fleet import Hold, active_holds, save_hold
 from checker.store.queries.counts import spend_since
 
-__all__ = ["Accounting", "TargetRuntime"]
+__all__ = ["Accounting", "CostLimits", "TargetRuntime"]
 
 
 @dataclass
@@ -129,3 +134,26 @@ class Accounting:
         for name, usd in spent.items():
             state = self.runtime(name)
             state.spend_day, state.spend_usd = today, usd
+
+
+class CostLimits:
+    """The most one run of each probe may cost before `probe_cost` fires: the target's
+    `probe_cost_max_usd`, else COST_ALERT_FACTOR x its expected cost. Prices change with
+    the config (a reload makes a new CostLimits) or the catalogue, not per evaluation
+    round: each is computed once per target, probe and day."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._known: dict[tuple[str, str, str], float | None] = {}
+
+    def limit(self, target: Target | None, probe: str, prices: PriceBook) -> float | None:
+        if target is None:
+            return None
+        if target.probe_cost_max_usd is not None:
+            return target.probe_cost_max_usd
+        now = self.clock.now()
+        key = (target.name, probe, now.date().isoformat())
+        if key not in self._known:
+            expected = prices.expected_cost(target, probe, now)
+            self._known[key] = None if expected is None else COST_ALERT_FACTOR * expected
+        return self._known[key]

@@ -33,7 +33,7 @@ from checker.cost.tokens import warm_up as warm_up_tokens
 from checker.probes.base import ProbeResult
 from checker.redact import Redactor
 from checker.service import jobs, sdnotify
-from checker.service.accounting import Accounting
+from checker.service.accounting import Accounting, CostLimits
 from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.health import Heartbeat, service_health
 from checker.service.housekeeping import (
@@ -76,6 +76,7 @@ class Service:
         # Config.target() scans the list: at 500 targets that was a measurable part of each
         # probe job (py-spy at 5,000 probes/min). Rebuilt on reload.
         self._targets = {t.name: t for t in cfg.targets}
+        self.cost_limits = CostLimits(clock)
         self.redactor = Redactor(cfg.secrets())
         self.accounting = Accounting(clock, cfg.location)
         self.inflight: set[asyncio.Task[Any]] = set()
@@ -268,6 +269,7 @@ class Service:
         old = self.cfg
         self.cfg = new
         self._targets = {t.name: t for t in new.targets}
+        self.cost_limits = CostLimits(self.clock)  # the new config's limits
         self.redactor = Redactor(new.secrets())
         self._calendar = MaintenanceCalendar(new.maintenance)
         logs.set_redactor(self.redactor)
@@ -366,6 +368,9 @@ class Service:
             ),
             rate_limit_hold=self.accounting.held_for,
             nodes=self.node.live_nodes,
+            probe_cost_limit=lambda name, probe: self.cost_limits.limit(
+                self._targets.get(name), probe, self.prices
+            ),
         )
 
     def _on_delivery(self, outcome: str) -> None:

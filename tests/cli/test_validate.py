@@ -89,3 +89,19 @@ def test_warnings_for_what_is_valid_but_risky(tmp_path: Path) -> None:
     )
     code, _, err = validate(tmp_path, quiet.replace("timeout: 30s", "timeout: 5s"), mode=0o644)
     assert code == 0 and "warning" not in err, err
+
+
+def test_validate_prints_what_paid_probes_cost_per_day(tmp_path: Path) -> None:
+    code, out, err = validate(
+        tmp_path,
+        "targets:\n"
+        "  - {name: t, kind: openai, base_url: 'http://127.0.0.1:9/v1', model: gpt-4o-mini,\n"
+        "     probes: [models, prefill], interval: 60s, prefill_tokens: 10000,\n"
+        "     pricing: {input_per_mtok: 0.5, output_per_mtok: 2.0}}\n",
+    )
+    assert code == 0, err
+    # 1,440 runs a day of 10,000 prompt tokens at $0.50 and one output token at $2.00 per M.
+    per_day = 1440 * (10000 * 0.5 + 1 * 2.0) / 1e6
+    assert f"cost: t/prefill: about ${per_day:.4f}/day at 60s" in out
+    assert "t/models" not in out  # free
+    assert f"cost: all probes: about ${per_day:.4f}/day" in out

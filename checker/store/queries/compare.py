@@ -19,7 +19,7 @@ from checker.store.plan import as_utc
 from checker.store.queries.window import snapshot
 from checker.store.tables import RAW
 
-__all__ = ["SAMPLE_CAP", "RouteSamples", "route_samples"]
+__all__ = ["SAMPLE_CAP", "RouteSamples", "cache_runs", "route_samples"]
 
 # The newest this many results per route: enough for a tight interval, bounded memory.
 SAMPLE_CAP = 5000
@@ -75,4 +75,22 @@ def route_samples(
                     samples.usage.append((int(completion), int(reasoning or 0), int(counted)))
                 if model:
                     samples.models[model] += 1
+    return out
+
+
+def cache_runs(engine: Engine, targets: Sequence[str], last: int) -> dict[str, tuple[int, int]]:
+    """Per target that runs the cache probe: (runs with cached tokens, runs) over its last
+    `last` successful cache-probe results."""
+    out: dict[str, tuple[int, int]] = {}
+    with engine.connect() as conn:
+        for target in dict.fromkeys(targets):
+            stmt = (
+                sa.select(RAW.cached_tokens)
+                .where(RAW.target == target, RAW.probe == "cache", RAW.ok == sa.true())
+                .order_by(RAW.started_at.desc())
+                .limit(last)
+            )
+            cached = [c for (c,) in conn.execute(stmt)]
+            if cached:
+                out[target] = (sum(1 for c in cached if c), len(cached))
     return out

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from checker.cli.status_table import status_columns, status_rows
-from checker.cli.table import Cell, Column
+from checker.cli.table import Column
 from checker.cli.table import render as render_table
 from checker.config import load as config_mod
 from checker.config.load import ConfigError
@@ -89,10 +89,6 @@ def select(cfg: Config, names: list[str] | None, probe: str | None) -> list[tupl
     return chosen
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 @app.command()
 def check(
     config: ConfigOpt,
@@ -127,29 +123,9 @@ def check(
         for r in results:
             print(json.dumps(r.to_json()))
     else:
-        columns = [Column("target"), Column("probe")]
-        columns += [Column(h, right=True) for h in ("result", "status", "latency", "ttfb", "ttft")]
-        columns += [Column("tok/s", right=True), Column("detail")]
-        stdout.print(
-            render_table(
-                columns,
-                (
-                    [
-                        r.target,
-                        r.probe,
-                        Cell("ok", "green") if r.ok else Cell(str(r.error), "red"),
-                        _fmt(r.status),
-                        _fmt(r.latency_ms),
-                        _fmt(r.ttfb_ms),
-                        _fmt(r.ttft_ms),
-                        _fmt(r.tokens_per_s, 1),
-                        r.detail or "",
-                    ]
-                    for r in results
-                ),
-            ),
-            soft_wrap=True,
-        )
+        from checker.cli.check_table import CHECK_COLUMNS, check_rows
+
+        stdout.print(render_table(CHECK_COLUMNS, check_rows(results)), soft_wrap=True)
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 

@@ -63,6 +63,7 @@ JSON_FIELDS: tuple[str, ...] = (
     "max_gap_ms",
     "prefill_tokens_per_s",
     "system_fingerprint",
+    "signature",
 )
 
 

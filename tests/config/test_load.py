@@ -184,7 +184,9 @@ def test_validate_cli_ok_and_errors(tmp_path: Path) -> None:
     good.write_text(VALID)
     ok = _cli("validate", "-c", str(good))
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.strip() == f"{good}: valid: 2 targets, 4 probes, 1 notification channels"
+    summary, *costs = ok.stdout.strip().splitlines()
+    assert summary == f"{good}: valid: 2 targets, 4 probes, 1 notification channels"
+    assert costs and all(line.startswith("cost: ") for line in costs)  # paid probes, per day
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(textwrap.dedent(_broken("interval: 60s", "intervall: 60s")))

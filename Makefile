@@ -39,7 +39,7 @@ pytest: $(STAMP) ops-tools
 	@if [ -z "$$CHECKER_TEST_PG_URL" ] && $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1).close()" 2>/dev/null; then \
 		export CHECKER_TEST_PG_URL='$(PG_URL)'; echo "PostgreSQL found: CHECKER_TEST_PG_URL=$$CHECKER_TEST_PG_URL"; \
 	fi; \
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not timing" tests && \
+	$(BIN)/python -m pytest -q -n 4 --dist loadfile -m "not timing" tests && \
 	$(BIN)/python -m pytest -q -m timing tests
 
 test: lint pytest

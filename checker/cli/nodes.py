@@ -20,7 +20,7 @@ from checker.cli.table import render as render_table
 from checker.store.db import make_engine
 from checker.store.fleet import NodeInfo, list_nodes
 
-__all__ = ["node_json", "node_state", "nodes_command"]
+__all__ = ["current_leader", "node_json", "node_state", "nodes_command"]
 
 LIVE_S = 15.0  # three heartbeats
 
@@ -31,14 +31,22 @@ def node_state(node: NodeInfo, now: datetime) -> str:
     return "up" if (now - node.last_seen).total_seconds() <= LIVE_S else "gone"
 
 
-def node_json(node: NodeInfo, now: datetime) -> dict[str, Any]:
+def current_leader(nodes: list[NodeInfo], now: datetime) -> str | None:
+    """The node that leads now: of the live nodes whose heartbeat says so, the one that
+    said it last (a leader killed a moment ago still looks live, and says so, for up to
+    three heartbeats)."""
+    claims = [n for n in nodes if n.leader and node_state(n, now) == "up"]
+    return max(claims, key=lambda n: n.last_seen).node if claims else None
+
+
+def node_json(node: NodeInfo, now: datetime, leader: str | None) -> dict[str, Any]:
     return {
         "node": node.node,
         "location": node.location,
         "version": node.version,
         "started_at": node.started_at.isoformat(),
         "last_seen": node.last_seen.isoformat(),
-        "leader": node.leader and node_state(node, now) == "up",
+        "leader": node.node == leader,
         "state": node_state(node, now),
     }
 
@@ -64,8 +72,9 @@ def nodes_command(config_path: Path, as_json: bool) -> int:
         return 1
     finally:
         engine.dispose()
+    leader = current_leader(nodes, now)
     if as_json:
-        print(json.dumps([node_json(n, now) for n in nodes]))
+        print(json.dumps([node_json(n, now, leader) for n in nodes]))
         return 0
     columns = [
         Column("node"),
@@ -86,7 +95,7 @@ def nodes_command(config_path: Path, as_json: bool) -> int:
                 n.location,
                 n.version,
                 Cell(state, style),
-                "yes" if n.leader and state == "up" else "",
+                "yes" if n.node == leader else "",
                 _ago((now - n.last_seen).total_seconds()),
                 f"{n.started_at:%Y-%m-%d %H:%M:%S}",
             ]

@@ -89,19 +89,19 @@ def test_one_location_down_is_shown_two_down_page_once(
     assert "location_down" in ticket
     message = next(p for p in webhook.received() if p.path == "/ticket").payload["message"]
     assert "failing from east only" in message
-    time.sleep(3)  # ten more rounds of east failing alone
+    time.sleep(1.5)  # five more rounds of east failing alone
     assert titles(webhook, "page") == []  # one location's trouble pages nobody
 
     sim.set("west", status=503)
     assert becomes_true(lambda: len(titles(webhook, "page")) >= 1, 20)
-    time.sleep(2)
+    time.sleep(1)
     [page] = titles(webhook, "page")  # exactly one, though three nodes judged
     assert "route" in page and "RESOLVED" not in page
 
     sim.set("east")
     sim.set("west")
     assert becomes_true(lambda: len(titles(webhook, "page")) >= 2, 20)
-    time.sleep(2)
+    time.sleep(1)
     assert len(titles(webhook, "page")) == 2 and titles(webhook, "page")[1].startswith("[RESOLVED]")
     for node in fleet.values():
         assert node.running()
@@ -123,16 +123,17 @@ def test_killing_the_leader_mid_incident_loses_no_resolve_and_no_result(
     # A survivor takes the lead (its next tick) and resolves the incident, once.
     assert becomes_true(lambda: len(titles(webhook, "page")) >= 2, 30)
     assert time.monotonic() - killed_at < 30
-    time.sleep(2)
+    time.sleep(1)
     pages = titles(webhook, "page")
     assert len(pages) == 2 and pages[1].startswith("[RESOLVED]"), pages
 
-    # The killed node is shown as gone once its heartbeat is three ticks old.
-    def states() -> list[str]:
-        return sorted(str(n["state"]) for n in nodes(tmp_path / "east.yaml"))
+    # One leader, a survivor (the killed one looks live for up to three heartbeats; the
+    # leader is the live node that claimed the lead last).
+    # The new leader says so at its next heartbeat (within a tick, 5 s).
+    def leading() -> list[object]:
+        return [n["location"] for n in nodes(tmp_path / "east.yaml") if n["leader"]]
 
-    assert becomes_true(lambda: states() == ["gone", "up", "up"], 25)
-    assert sum(1 for n in nodes(tmp_path / "east.yaml") if n["leader"]) == 1
+    assert becomes_true(lambda: len(leading()) == 1 and leading() != [leader["location"]], 10)
     engine = make_engine(pg_url)
     try:
         with engine.connect() as conn:

@@ -16,19 +16,50 @@ from checker.cli.status_table import status_columns, status_rows
 from checker.cli.table import Column
 from checker.cli.table import render as render_table
 from checker.config import load as config_mod
-from checker.config.load import ConfigError
+from checker.config.load import ConfigError, SecretsMode
 from checker.config.schema import NAME_PATTERN, Config, Target
 from checker.units import parse_window
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     no_args_is_help=True,
+    # Click's plain help: flags read as flags (`--json`), not `--json <bool>`.
+    rich_markup_mode=None,
     help="Synthetic monitor for LLM APIs: uptime, latency, TTFT, SLO burn, cost, alerts.",
 )
-db_app = typer.Typer(no_args_is_help=True, help="Database schema management.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from checker import __version__
+
+        print(f"checker {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Synthetic monitor for LLM APIs: uptime, latency, TTFT, SLO burn, cost, alerts."""
+
+
+db_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Database schema management."
+)
 app.add_typer(db_app, name="db")
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")]
+# -c FILE, else $CHECKER_CONFIG, else ./checker.yaml.
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", envvar="CHECKER_CONFIG", help="YAML config file.", show_default=True
+    ),
+]
+DEFAULT_CONFIG = Path("checker.yaml")
 # Piped output (CI logs, `make demo`) gets room for the whole table instead of 80 columns.
 stdout = Console() if sys.stdout.isatty() else Console(width=160)
 stderr = Console(stderr=True)
@@ -41,15 +72,23 @@ def fail(lines: list[str] | str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, secrets: SecretsMode = "all") -> Config:
+    """The config, or exit 2 with its problems. Read-only commands pass secrets="storage":
+    they need the database, not the API keys."""
     try:
-        return config_mod.load(path)
+        return config_mod.load(path, secrets)
     except ConfigError as exc:
         fail(exc.problems)
 
 
 @app.command()
-def validate(config: ConfigOpt) -> None:
+def validate(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    lint: Annotated[
+        bool,
+        typer.Option("--lint", help="Check everything but that secrets resolve (for CI)."),
+    ] = False,
+) -> None:
     """Check a config file; exit 0 with a summary, or 2 with one line per problem."""
     from checker.cli.validate import (
         channel_problems,
@@ -59,10 +98,11 @@ def validate(config: ConfigOpt) -> None:
     )
 
     try:
-        cfg = config_mod.load(config)
+        cfg = config_mod.load(config, "none" if lint else "all")
     except ConfigError as exc:  # every problem in one pass: the channel URLs too
         fail([*exc.problems, *raw_channel_problems(config)])
-    if problems := channel_problems(config, cfg):
+    # Without the secrets, only the URLs written out can be parsed.
+    if problems := raw_channel_problems(config) if lint else channel_problems(config, cfg):
         fail(problems)
     for w in config_warnings(config, cfg):
         print(f"warning: {w}", file=sys.stderr)
@@ -91,7 +131,7 @@ def select(cfg: Config, names: list[str] | None, probe: str | None) -> list[tupl
 
 @app.command()
 def check(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     targets: Annotated[
         list[str] | None, typer.Argument(help="Target names (default: all).")
     ] = None,
@@ -151,7 +191,7 @@ def _setup_logs(cfg: Config | None, level: str, fmt: str, location: str | None =
 
 @app.command()
 def run(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     log_level: LogLevel = "info",
     log_format: LogFormat = "text",
     location: Annotated[
@@ -182,7 +222,7 @@ def _seen(row: Any) -> bool:
 
 @app.command()
 def status(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
     window: Annotated[str, typer.Option(help="Window for counts and percentiles.")] = "24h",
     by_location: Annotated[
@@ -196,7 +236,7 @@ def status(
     from checker.store.fleet import locations_seen
     from checker.store.queries.status import status as query_status
 
-    cfg = load_config(config)
+    cfg = load_config(config, secrets="storage")
     try:
         parse_window(window, cfg.storage.rollup_retention)
     except ValueError as exc:
@@ -245,7 +285,7 @@ def status(
 
 @app.command()
 def digest(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     preview: Annotated[
         Path | None, typer.Option(help="Write the digest here (.html, .txt or .md).")
     ] = None,
@@ -264,7 +304,7 @@ def digest(
 
 @app.command()
 def compare(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     window: Annotated[str, typer.Option(help="Window, e.g. 1h, 24h, 7d, 90d.")] = "24h",
     probe: Annotated[str, typer.Option(help="The probe to compare.")] = "stream",
     model: Annotated[
@@ -280,8 +320,8 @@ def compare(
 
 @app.command()
 def baseline(
-    config: ConfigOpt,
     target: Annotated[str, typer.Argument(help="The target (route) to show or accept.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
     accept: Annotated[
         bool, typer.Option("--accept", help="Make what it serves now its baseline.")
     ] = False,
@@ -295,7 +335,7 @@ def baseline(
 
 @app.command()
 def nodes(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable list.")] = False,
 ) -> None:
     """The nodes of the fleet: location, version, leader, last heartbeat."""
@@ -306,7 +346,7 @@ def nodes(
 
 @app.command()
 def export(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     since: Annotated[
         str | None, typer.Option(help="From this time: ISO date/datetime (UTC) or 24h, 7d ago.")
     ] = None,
@@ -334,7 +374,7 @@ def export(
 
 @app.command("notify-test")
 def notify_test(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     tag: Annotated[str | None, typer.Option(help="Only channels with this tag.")] = None,
 ) -> None:
     """Send a test notification to each channel; report delivered or the error per channel."""
@@ -377,7 +417,7 @@ def notify_test(
 
 @app.command()
 def incidents(
-    config: ConfigOpt,
+    config: ConfigOpt = DEFAULT_CONFIG,
     open_only: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
 ) -> None:
@@ -386,7 +426,7 @@ def incidents(
     from checker.store import db
     from checker.web.status_data import incidents as query_incidents
 
-    cfg = load_config(config)
+    cfg = load_config(config, secrets="storage")
     engine = db.make_engine(cfg.storage.resolved_url())
     try:
         rows = query_incidents(engine, Redactor(cfg.secrets()), open_only=open_only)
@@ -417,21 +457,21 @@ def incidents(
 
 
 @db_app.command("upgrade")
-def db_upgrade(config: ConfigOpt) -> None:
+def db_upgrade(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Create or migrate the database schema to the latest revision."""
     from checker.store import migrate
 
-    cfg = load_config(config)
+    cfg = load_config(config, secrets="storage")
     migrate.upgrade(cfg.storage.resolved_url())
     print("database schema is up to date")
 
 
 @db_app.command("check")
-def db_check(config: ConfigOpt) -> None:
+def db_check(config: ConfigOpt = DEFAULT_CONFIG) -> None:
     """Exit 1 when the database schema differs from the models."""
     from checker.store import migrate
 
-    cfg = load_config(config)
+    cfg = load_config(config, secrets="storage")
     diffs = migrate.check(cfg.storage.resolved_url())
     for d in diffs:
         print(f"difference: {d}")

@@ -38,7 +38,8 @@ def digest_command(
     input (one `error:` line each).
     """
 
-    cfg = load_or_report(config_path)
+    # A preview reads the store; sending needs the channels' secrets too.
+    cfg = load_or_report(config_path, "all" if send else "storage")
     if cfg is None:
         return 2
     if preview is None and not send:

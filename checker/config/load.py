@@ -10,14 +10,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
 
 from checker.config.schema import Config
 
-__all__ = ["ConfigError", "load", "locate", "parse"]
+__all__ = ["ConfigError", "SecretsMode", "load", "locate", "parse", "placeholder"]
 
 
 class ConfigError(Exception):
@@ -65,14 +65,39 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def _substitute(data: Any, loc: tuple[Any, ...], errors: list[tuple[tuple[Any, ...], str]]) -> Any:
-    """Resolve ${VAR} and credential:NAME in every string value; collect misses as errors."""
+# Secrets mode: "all" resolves every reference (the service, check, notify-test); "storage"
+# only those under `storage:` (read-only commands need the database, not the API keys);
+# "none" none (validate --lint, in CI without the secrets).
+SecretsMode = Literal["all", "storage", "none"]
+
+
+def placeholder(name: str) -> str:
+    """What stands for a reference left unresolved: valid in URLs and keys, never sent
+    (nothing that sends runs without its secrets) and recognizable in any output."""
+    return f"unset-{name.lower().replace('_', '-')}"
+
+
+def _substitute(
+    data: Any,
+    loc: tuple[Any, ...],
+    errors: list[tuple[tuple[Any, ...], str]],
+    mode: SecretsMode = "all",
+) -> Any:
+    """Resolve ${VAR} and credential:NAME in every string value; collect misses as errors
+    (or, where `mode` does not need them, leave a placeholder)."""
     if isinstance(data, dict):
-        return {k: _substitute(v, (*loc, k), errors) for k, v in data.items()}
+        return {k: _substitute(v, (*loc, k), errors, mode) for k, v in data.items()}
     if isinstance(data, list):
-        return [_substitute(v, (*loc, i), errors) for i, v in enumerate(data)]
+        return [_substitute(v, (*loc, i), errors, mode) for i, v in enumerate(data)]
     if not isinstance(data, str):
         return data
+    needed = mode == "all" or (mode == "storage" and loc[:1] == ("storage",))
+    if not needed:
+        if m := _CREDENTIAL.match(data):
+            return placeholder(m.group(1))
+        return _ENV.sub(
+            lambda match: os.environ.get(match.group(1)) or placeholder(match.group(1)), data
+        )
     if m := _CREDENTIAL.match(data):
         directory = os.environ.get("CREDENTIALS_DIRECTORY")
         if not directory:
@@ -121,8 +146,9 @@ def _iter_pydantic_errors(exc: ValidationError) -> Iterator[tuple[tuple[Any, ...
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def parse(text: str, filename: str = "<config>") -> Config:
-    """Parse and validate config text; raise ConfigError with one line per problem."""
+def parse(text: str, filename: str = "<config>", secrets: SecretsMode = "all") -> Config:
+    """Parse and validate config text; raise ConfigError with one line per problem.
+    `secrets` says which ${VAR} and credential: references must resolve."""
     try:
         data = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
@@ -133,7 +159,7 @@ def parse(text: str, filename: str = "<config>") -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"{filename}:1: (top level): expected a mapping with `targets:`"])
     env_errors: list[tuple[tuple[Any, ...], str]] = []
-    data = _substitute(data, (), env_errors)
+    data = _substitute(data, (), env_errors, secrets)
     nodes: list[yaml.Node | None] = []
 
     def where(loc: tuple[Any, ...]) -> str:
@@ -160,8 +186,9 @@ def locate(text: str, filename: str, loc: tuple[Any, ...]) -> str:
     return f"{filename}:{_line_of(root, loc)}: {_fmt_loc(loc)}"
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    """Read and validate the config file at `path`; raise ConfigError with one line per problem."""
+def load(path: str | os.PathLike[str], secrets: SecretsMode = "all") -> Config:
+    """Read and validate the config file at `path`; raise ConfigError with one line per
+    problem (`secrets`: see parse)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -169,4 +196,4 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([f"{p}: file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{p}: cannot read: {exc.__class__.__name__}"]) from None
-    return parse(text, str(p))
+    return parse(text, str(p), secrets)

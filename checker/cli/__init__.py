@@ -238,7 +238,7 @@ def status(
 
     cfg = load_config(config, secrets="storage")
     try:
-        parse_window(window, cfg.storage.rollup_retention)
+        window_s = parse_window(window, cfg.storage.rollup_retention)
     except ValueError as exc:
         fail(f"--window: {exc} (got {window!r})")
     url = cfg.storage.resolved_url()
@@ -259,7 +259,7 @@ def status(
     try:
         rows = figures()
         if by_location:
-            since = now - timedelta(seconds=max(parse_window(window, 400 * 86400), 30 * 86400))
+            since = now - timedelta(seconds=max(window_s, 30 * 86400))
             at = {loc: figures(loc) for loc in locations_seen(engine, since)}
             # Each target's row for the whole route, then one per location it was seen at.
             rows = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from checker.cli.table import Cell, Column
+from checker.cli.table import Cell, Column, fmt
 from checker.probes.base import ProbeResult
 
 __all__ = ["CHECK_COLUMNS", "check_rows"]
@@ -26,10 +26,6 @@ CHECK_COLUMNS = [
 ]
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _tokens(r: ProbeResult) -> str:
     if r.prompt_tokens is None and r.completion_tokens is None:
         return "-"
@@ -49,12 +45,12 @@ def check_rows(results: Sequence[ProbeResult]) -> list[list[str | Cell]]:
             r.probe,
             Cell("ok", "green") if r.ok else Cell(str(r.error), "red"),
             "-" if r.status is None else str(r.status),
-            _fmt(r.latency_ms),
-            _fmt(r.ttfb_ms),
-            _fmt(r.ttft_ms),
-            _fmt(r.ttfo_ms),
-            _fmt(r.itl_p50_ms, 1),
-            _fmt(r.tokens_per_s, 1),
+            fmt(r.latency_ms),
+            fmt(r.ttfb_ms),
+            fmt(r.ttft_ms),
+            fmt(r.ttfo_ms),
+            fmt(r.itl_p50_ms, 1),
+            fmt(r.tokens_per_s, 1),
             _tokens(r),
             _cost(r.cost_usd),
             r.detail or "",

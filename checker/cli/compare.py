@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from checker.cli.config_file import load_or_report
-from checker.cli.table import Cell, Column
+from checker.cli.table import Cell, Column, fmt
 from checker.cli.table import render as render_table
 from checker.compare.build import compare_routes
 from checker.compare.view import CompareView, RouteView
@@ -37,10 +37,6 @@ COLUMNS = [
     Column("usage", right=True),
     Column("$/Mtok out", right=True),
 ]
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 def _uptime(route: RouteView) -> str:
@@ -69,7 +65,7 @@ def _cells(route: RouteView) -> list[str | Cell]:
         name,
         str(route.n),
         _uptime(route),
-        _ms(route.ttft_ms.get("p50")),
+        fmt(route.ttft_ms.get("p50")),
         _added(route),
         "-" if route.tokens_per_s_p50 is None else f"{route.tokens_per_s_p50:.1f}",
         "-" if route.usage_ratio is None else f"{route.usage_ratio:.2f}x",

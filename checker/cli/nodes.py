@@ -18,17 +18,15 @@ from checker.cli.config_file import load_or_report
 from checker.cli.table import Cell, Column
 from checker.cli.table import render as render_table
 from checker.store.db import make_engine
-from checker.store.fleet import NodeInfo, list_nodes
+from checker.store.fleet import LIVE_AFTER, NodeInfo, list_nodes
 
 __all__ = ["current_leader", "node_json", "node_state", "nodes_command"]
-
-LIVE_S = 15.0  # three heartbeats
 
 
 def node_state(node: NodeInfo, now: datetime) -> str:
     if node.stopped_at is not None:
         return "stopped"
-    return "up" if (now - node.last_seen).total_seconds() <= LIVE_S else "gone"
+    return "up" if now - node.last_seen <= LIVE_AFTER else "gone"
 
 
 def current_leader(nodes: list[NodeInfo], now: datetime) -> str | None:

@@ -10,15 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from checker.cli.table import Cell, Column
+from checker.cli.table import Cell, Column, fmt
 
 __all__ = ["UPTIME_WINDOWS", "status_columns", "status_rows"]
 
 UPTIME_WINDOWS = ("1h", "24h", "7d", "30d")
-
-
-def fmt(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def status_columns(window: str) -> list[Column]:

@@ -16,6 +16,11 @@ from rich.text import Text
 GAP = "  "
 
 
+def fmt(value: float | None, digits: int = 0) -> str:
+    """A table number: "-" when not measured."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 @dataclass(frozen=True)
 class Column:
     header: str

@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import socket
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,15 +22,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from checker import __version__
 from checker.service.accounting import Accounting
 from checker.service.clock import Clock
-from checker.store.fleet import NodeInfo, beat, mark_stopped, other_live_nodes
+from checker.store.fleet import (
+    LIVE_AFTER,
+    TICK_S,
+    NodeInfo,
+    beat,
+    mark_stopped,
+    other_live_nodes,
+)
 from checker.store.leader import Leadership
 from checker.web.metrics import Metrics
 
 __all__ = ["TICK_S", "Node", "node_id"]
 
 log = logging.getLogger("checker.node")
-
-TICK_S = 5.0
 
 
 def node_id(started_at: datetime) -> str:
@@ -73,7 +78,7 @@ class Node:
             self.metrics.node_leader.set(1 if leading else 0)
             await asyncio.to_thread(beat, self.engine, self.info(self.clock.now()))
             others = await asyncio.to_thread(
-                other_live_nodes, self.engine, self.id, self.clock.now(), self.live_within()
+                other_live_nodes, self.engine, self.id, self.clock.now(), LIVE_AFTER
             )
             self.live_nodes = 1 + len(others)
             if self.accounting.holds_to_share:
@@ -90,8 +95,3 @@ class Node:
             await asyncio.to_thread(mark_stopped, self.engine, self.id, self.clock.now())
         except SQLAlchemyError as exc:
             log.warning("could not record this node's stop: %s", type(exc).__name__)
-
-    @staticmethod
-    def live_within() -> timedelta:
-        """A node whose last heartbeat is older than this is shown as gone."""
-        return timedelta(seconds=3 * TICK_S)

@@ -17,6 +17,8 @@ from checker.store.tables import DAILY, RAW, ROLLUPS
 from checker.store.upsert import upsert
 
 __all__ = [
+    "LIVE_AFTER",
+    "TICK_S",
     "Hold",
     "LocationFigures",
     "NodeInfo",
@@ -30,6 +32,11 @@ __all__ = [
     "per_location",
     "save_hold",
 ]
+
+# Every node writes its heartbeat this often; one not seen for LIVE_AFTER (three beats)
+# is gone: `checker nodes` shows it so, and the leader stops counting it.
+TICK_S = 5.0
+LIVE_AFTER = timedelta(seconds=3 * TICK_S)
 
 NODES: sa.Table = NodeRow.__table__  # type: ignore[attr-defined]
 HOLDS: sa.Table = RouteHoldRow.__table__  # type: ignore[attr-defined]

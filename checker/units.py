@@ -5,21 +5,36 @@ from __future__ import annotations
 import math
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+# One or more number-unit parts, largest unit first: `90s`, `1m30s`, `1h 30m`, `1.5h`.
+_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_ORDER = ("w", "d", "h", "m", "s", "ms")
 _SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
+def _parts(text: str) -> list[tuple[str, str]] | None:
+    """The (number, unit) parts of `1m30s`, or None unless the whole text is such parts
+    with each unit once and the larger first (`30s1m` is a typo, not 90 seconds)."""
+    parts, pos = [], 0
+    while m := _PART.match(text, pos):
+        parts.append((m.group(1), m.group(2)))
+        pos = m.end()
+    units = [unit for _, unit in parts]
+    ordered = sorted(units, key=_ORDER.index) == units and len(set(units)) == len(units)
+    return parts if parts and text[pos:].strip() == "" and ordered else None
+
+
 def parse_duration(value: object) -> float:
-    """Seconds from `500ms`, `30s`, `5m`, `1h`, `30d`, `1w`; a bare number means seconds."""
+    """Seconds from `500ms`, `30s`, `1m30s`, `5m`, `1h`, `30d`, `1w`; a bare number means
+    seconds."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 500ms, 30s, 5m, 1h, 30d")
+        raise ValueError("expected a duration like 500ms, 30s, 1m30s, 5m, 1h, 30d")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _SECONDS[m.group(2)]
+    elif isinstance(value, str) and (parts := _parts(value)):
+        seconds = sum(float(number) * _SECONDS[unit] for number, unit in parts)
     else:
-        raise ValueError(f"expected a duration like 500ms, 30s, 5m, 1h, 30d (got {value!r})")
+        raise ValueError(f"expected a duration like 500ms, 30s, 1m30s, 5m, 1h, 30d (got {value!r})")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"expected a positive duration (got {value!r})")
     return seconds

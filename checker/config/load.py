@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
 
+from checker.config.messages import explain
 from checker.config.schema import Config
 
 __all__ = ["ConfigError", "SecretsMode", "load", "locate", "parse", "placeholder"]
@@ -124,23 +124,6 @@ def _substitute(
     return _ENV.sub(repl, data)
 
 
-def _iter_pydantic_errors(exc: ValidationError) -> Iterator[tuple[tuple[Any, ...], str]]:
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; unknown keys are rejected)"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
-            msg = "expected lowercase letters, digits and '-' (like deepseek-direct)"
-        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "base_url":
-            msg = "expected an http:// or https:// URL"
-        yield loc, msg
-
-
 # libyaml's loader when PyYAML has it (its wheels do): the pure-Python one took 0.2 s of CPU
 # to read a 200-target file, twice over with the node tree for line numbers.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -172,7 +155,7 @@ def parse(text: str, filename: str = "<config>", secrets: SecretsMode = "all") -
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [f"{where(loc)}: {msg}" for loc, msg in _iter_pydantic_errors(exc)]
+        problems += [f"{where(loc)}: {msg}" for loc, msg in explain(exc.errors())]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)

@@ -21,10 +21,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from checker.config.messages import FieldProblem
 from checker.cron import crontab_trigger
 from checker.probes import registry
 from checker.probes.conditions import parse_condition
@@ -283,17 +285,29 @@ class Target(Strict):
                 raise ValueError(f"expected a regular expression ({exc})") from None
         return v
 
+    @field_validator("probes")
+    @classmethod
+    def _probes_exist(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        # Each unknown or repeated probe at its own line (its index), all in one pass.
+        kind = info.data.get("kind")
+        if v is None or kind is None:
+            return v
+        allowed = registry.probe_names(kind)
+        problems: list[tuple[tuple[Any, ...], str]] = []
+        for i, probe in enumerate(v):
+            if probe not in allowed:
+                problems.append(
+                    ((i,), f"probe {probe!r} does not exist for kind {kind}; "
+                     f"expected one of {', '.join(allowed)}")
+                )  # fmt: skip
+            elif probe in v[:i]:
+                problems.append(((i,), f"probe {probe!r} is listed twice"))
+        if problems:
+            raise FieldProblem(problems)
+        return v
+
     @model_validator(mode="after")
     def _probes_fit_kind(self) -> Target:
-        allowed = registry.probe_names(self.kind)
-        for probe in self.probes or []:
-            if probe not in allowed:
-                raise ValueError(
-                    f"probe {probe!r} does not exist for kind {self.kind}; "
-                    f"expected one of {', '.join(allowed)}"
-                )
-        if self.probes is not None and len(set(self.probes)) != len(self.probes):
-            raise ValueError("probes are listed more than once")
         if self.kind != "http" and not self.model and (set(self.probes or ["stream"]) - {"models"}):
             raise ValueError(f"kind {self.kind} needs `model` for chat/stream probes")
         if self.primary_probe is not None and self.primary_probe not in self.probe_names:
@@ -446,11 +460,18 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
-        seen: set[str] = set()
-        for t in self.targets:
-            if t.name in seen:
-                raise ValueError(f"target name {t.name!r} is used twice; names must be unique")
-            seen.add(t.name)
+        first: dict[str, int] = {}
+        twice: list[tuple[tuple[Any, ...], str]] = []
+        for i, t in enumerate(self.targets):
+            if t.name in first:
+                # At the second definition: the first is the one the operator meant to keep.
+                twice.append(
+                    (("targets", i, "name"), f"target name {t.name!r} is already used by "
+                     f"targets[{first[t.name]}]; names must be unique")
+                )  # fmt: skip
+            first.setdefault(t.name, i)
+        if twice:
+            raise FieldProblem(twice)
         names = {t.name for t in self.targets}
         for m in self.maintenance:
             for name in m.targets or []:

@@ -91,7 +91,7 @@ BROKEN = [
     (
         "bad duration",
         _broken("interval: 60s", "interval: 60 seconds"),
-        "c.yaml:8: targets[0].interval: expected a duration like 500ms, 30s, 5m, 1h, 30d",
+        "c.yaml:8: targets[0].interval: expected a duration like 500ms, 30s, 1m30s, 5m, 1h, 30d",
     ),
     (
         "bad percentage",
@@ -111,12 +111,12 @@ BROKEN = [
     (
         "unknown kind",
         _broken("kind: http", "kind: grpc"),
-        "c.yaml:14: targets[1].kind: Input should be 'openai', 'anthropic' or 'http'",
+        "c.yaml:14: targets[1].kind: expected one of openai, anthropic or http",
     ),
     (
         "probe that does not exist for the kind",
         _broken("probes: [models, stream, known_answer]", "probes: [models, streem]"),
-        "targets[0]: probe 'streem' does not exist for kind openai",
+        "c.yaml:7: targets[0].probes[1]: probe 'streem' does not exist for kind openai",
     ),
     (
         "bad condition",
@@ -126,7 +126,7 @@ BROKEN = [
     (
         "duplicate target names",
         _broken("name: health", "name: deepseek-direct"),
-        "(top level): target name 'deepseek-direct' is used twice",
+        "c.yaml:13: targets[1].name: target name 'deepseek-direct' is already used by targets[0]",
     ),
     (
         "bad time zone",
@@ -150,7 +150,7 @@ BROKEN = [
     ),
     ("invalid yaml", VALID + "  - [unclosed\n", "c.yaml:"),
     ("not a mapping", "- just a list\n", "c.yaml:1: (top level): expected a mapping"),
-    ("no targets", "targets: []\n", "c.yaml:1: targets: List should have at least 1 item"),
+    ("no targets", "targets: []\n", "c.yaml:1: targets: expected at least 1 item"),
 ]
 
 
@@ -166,6 +166,45 @@ def test_all_problems_reported_at_once() -> None:
     with pytest.raises(config.ConfigError) as info:
         config.parse(text, "c.yaml")
     assert len(info.value.problems) == 2
+
+
+PYDANTIC_WORDS = ("Input should", "should be a valid", "Field required", "Extra inputs")
+
+
+def test_problems_in_our_words_each_on_its_own_line() -> None:
+    # Wrong types everywhere, two unknown probes in a block list, a repeated probe: every
+    # problem at the line where it is, and none in pydantic's words.
+    text = _broken(
+        "    probes: [models, stream, known_answer]",
+        "    probes:\n      - models\n      - streem\n      - models\n      - kache",
+    )
+    text = text.replace("tags: [prod]", "tags: prod").replace(
+        "    timeout: 30s", "    timeout: 30s\n    verify_tls: maybe\n    max_tokens: lots"
+    )
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(text, "c.yaml")
+    problems = info.value.problems
+    assert not [p for p in problems if any(w in p for w in PYDANTIC_WORDS)], problems
+    expected = [
+        "c.yaml:9: targets[0].probes[1]: probe 'streem' does not exist for kind openai",
+        "c.yaml:10: targets[0].probes[2]: probe 'models' is listed twice",
+        "c.yaml:11: targets[0].probes[3]: probe 'kache' does not exist for kind openai",
+        "c.yaml:14: targets[0].verify_tls: expected true or false",
+        "c.yaml:15: targets[0].max_tokens: expected a whole number",
+        "c.yaml:16: targets[0].tags: expected a list",
+    ]
+    for line in expected:
+        assert any(p.startswith(line) for p in problems), (line, problems)
+
+
+def test_compound_durations() -> None:
+    cfg = config.parse(_broken("interval: 60s", "interval: 1m30s"), "c.yaml")
+    assert cfg.interval(cfg.target("deepseek-direct")) == 90.0
+    assert parse_duration("1h 30m") == 5400.0
+    assert parse_duration("2d12h") == 216000.0
+    for typo in ("30s1m", "1m1m", "1m30", "m"):
+        with pytest.raises(ValueError, match="expected a duration like"):
+            parse_duration(typo)
 
 
 def _cli(*args: str, env_key: bool = True) -> subprocess.CompletedProcess[str]:

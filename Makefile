@@ -13,7 +13,9 @@ $(BIN)/python:
 
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing checker and its dependencies into $(VENV) (first time: 1-3 minutes, quiet until done)"
 	$(BIN)/pip install -q -e '.[dev]'
+	@echo "installed: $$($(BIN)/pip list --format=freeze | wc -l) packages in $(VENV)"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,7 +1,9 @@
 """`make demo`: the whole service against the built-in simulator, then `checker status`.
 
-Runs on the embedded defaults (SQLite under ./var/demo, the simulator on a free loopback
-port) for CHECKER_DEMO_SECONDS (default 60) or until Ctrl-C.
+Runs on the embedded defaults (SQLite under ./var/demo, the simulator and the status page on
+free loopback ports) for CHECKER_DEMO_SECONDS (default 60) or until Ctrl-C, then prints the
+commands to try next, each of which works as printed: read-only commands need the database,
+not the demo's API key.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from pathlib import Path
 
 from checker.sim import Behavior, SimServer
@@ -34,7 +37,14 @@ ROUTES: dict[str, Behavior] = {
 }
 
 
-def demo_config(sim: SimServer, db: Path) -> str:
+def free_port() -> int:
+    """A loopback port nothing listens on now (the status page's)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_config(sim: SimServer, db: Path, port: int) -> str:
     def target(name: str, model: str, probes: str, interval: str, extra: str = "") -> str:
         return f"""
   - name: {name}
@@ -68,6 +78,7 @@ targets:{targets}
 defaults:
   slo: {{availability: 99%, window: 30d, min_bad: 3}}
 storage: {{url: "sqlite:///{db}"}}
+server: {{listen: "127.0.0.1:{port}"}}
 """
 
 
@@ -86,7 +97,7 @@ def flaky_script() -> list[Behavior]:
     return script
 
 
-def prepare() -> tuple[SimServer, Path]:
+def prepare(port: int) -> tuple[SimServer, Path]:
     """Start the simulator and write a fresh config and database location."""
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     db = DEMO_DIR / "checker.db"
@@ -100,7 +111,7 @@ def prepare() -> tuple[SimServer, Path]:
         sim.set(route, behavior)
     sim.script("flaky", flaky_script())
     path = DEMO_DIR / "demo.yaml"
-    path.write_text(demo_config(sim, db))
+    path.write_text(demo_config(sim, db, port))
     return sim, path
 
 
@@ -141,8 +152,11 @@ def rollup_everything(url: str) -> None:
 
 def main() -> None:
     seconds = float(os.environ.get("CHECKER_DEMO_SECONDS", "60"))
-    sim, path = prepare()
+    port = free_port()
+    sim, path = prepare(port)
     print(f"demo: simulator on {sim.root_url}, config {path}, running {seconds:g}s (Ctrl-C stops)")
+    # Printed before the service starts so it is on screen while the page fills in.
+    print(f"status page: http://127.0.0.1:{port}/  (metrics: /metrics, while the demo runs)")
     try:
         asyncio.run(run_service(path, seconds))
     finally:
@@ -159,6 +173,23 @@ def main() -> None:
         except SystemExit as exc:
             if exc.code:
                 raise
+    print("\n" + next_steps(path))
+
+
+def next_steps(path: Path) -> str:
+    """What to try next; every line runs as printed from the checkout."""
+    cli = ".venv/bin/checker"
+    return "\n".join(
+        [
+            "next, try:",
+            f"  {cli} status -c {path} --by-location   # uptime and percentiles per probe",
+            f"  {cli} compare -c {path}                # routes of one model, with uncertainty",
+            f"  {cli} incidents -c {path}              # what paged, what resolved",
+            f"  {cli} digest -c {path} --preview var/demo/digest.html   # the daily e-mail",
+            f"  {cli} init -o checker.yaml --preset openai   # your own config, commented",
+            "  CHECKER_DEMO_SECONDS=300 make demo       # a longer run, the page open meanwhile",
+        ]
+    )
 
 
 if __name__ == "__main__":

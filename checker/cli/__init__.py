@@ -82,6 +82,36 @@ def load_config(path: Path, secrets: SecretsMode = "all") -> Config:
 
 
 @app.command()
+def init(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write it; - prints it.")
+    ] = DEFAULT_CONFIG,
+    preset: Annotated[
+        str,
+        typer.Option(help="openai, deepseek-relays (one model, several routes), anthropic, vllm."),
+    ] = "openai",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config that validates as written."""
+    from checker.cli.init import PRESETS, starter, write_starter
+
+    if preset not in PRESETS:
+        fail(f"--preset {preset}: unknown preset; expected one of {', '.join(PRESETS)}")
+    if str(output) == "-":
+        print(starter(preset), end="")
+        return
+    try:
+        write_starter(output, preset, force)
+    except FileExistsError:
+        fail(f"{output}: already exists; pass --force to overwrite it, or -o another file")
+    except OSError as exc:
+        fail(f"{output}: cannot write: {exc.strerror}")
+    flag = "" if output == DEFAULT_CONFIG else f" -c {output}"
+    print(f"wrote {output} (preset {preset}); set the ${{...}} variables it names, then:")
+    print(f"  checker validate{flag}\n  checker check{flag}\n  checker run{flag}")
+
+
+@app.command()
 def validate(
     config: ConfigOpt = DEFAULT_CONFIG,
     lint: Annotated[

@@ -21,6 +21,7 @@ from checker.alerting.slo import WindowCounts, budget_remaining
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.units import format_duration
+from checker.web.heartbeat import Heartbeats, ResultLike, heartbeat_rows
 
 __all__ = [
     "DAYS",
@@ -260,6 +261,8 @@ class TargetPage:
     budget: Budget
     # With results from several locations: the primary probe as each saw it (last hour).
     locations: Sequence[LocationLine] = ()
+    # The newest results of each probe, the primary one first.
+    heartbeats: Sequence[Heartbeats] = ()
 
 
 @dataclass(frozen=True)
@@ -347,6 +350,7 @@ def assemble_page(
     budgets: Mapping[str, Budget],
     sparks: Mapping[str, Sequence[HourLike]],
     locations: Mapping[str, Sequence[Any]] | None = None,
+    recent: Mapping[tuple[str, str], Sequence[ResultLike]] | None = None,
 ) -> StatusPage:
     """Everything the status page shows, for every configured target, from what the store
     read: uptime per window, current states, daily bars, open incidents (oldest first),
@@ -379,6 +383,7 @@ def assemble_page(
                 incidents=open_by_target[t.name],
                 budget=budgets[t.name],
                 locations=location_lines((locations or {}).get(t.name, ())),
+                heartbeats=heartbeat_rows(cfg, t, recent or {}),
             )
         )
     page_level, verdict = _verdict(pages)

@@ -337,6 +337,8 @@ async def test_page_shows_targets_and_escapes_details(loaded: tuple[Engine, Item
     assert '<meta http-equiv="refresh" content="60">' in html
     assert "1 of 3 targets failing" in html  # gamma: open page incident, newest result failed
     assert html.count("<rect x=") >= 3 * DAYS  # one bar per day per target
+    # Heartbeats: gamma's newest result is the failure, its error class in the tooltip.
+    assert 'class="beat b-failed" title="2026-06-03 09:23:41 UTC · failed: server_error"' in html
 
 
 def test_page_data_matches_brute_force(loaded: tuple[Engine, Items]) -> None:

@@ -14,6 +14,11 @@ table (one row per local day, unique):
   that day is not retried automatically (a duplicate is worse than a missing digest here);
   `checker digest --send` sends one by hand, without touching the log.
 
+A period with nothing to report is not sent: one that ends before the first stored result
+(a service started for the first time after the send time would otherwise mail "6 without
+data" 20 s later, from its catch-up run) or that holds no result of any target. Nothing is
+claimed then, and one log line says why (`empty_period_reason`).
+
 Email channels get the HTML digest. Apprise's email plugin builds the multipart/alternative
 itself: its text/plain part is Apprise's own conversion of the HTML (apprise.conversion), not
 templates/digest.txt.j2, because the plugin has no way to take a separate text part. The
@@ -36,12 +41,20 @@ from checker.config.schema import Config
 from checker.cost.prices import PriceBook
 from checker.digest.build import build_period
 from checker.digest.models import DigestContext
-from checker.digest.period import scheduled_period
+from checker.digest.period import Period, scheduled_period
 from checker.digest.render import render_chat, render_html, render_text
 from checker.redact import Redactor
 from checker.store.digest_log import claim_day, finish_day
+from checker.store.queries.digest import first_result_at, holds_results
 
-__all__ = ["DELIVERED", "digest_channels", "public_status_url", "run_scheduled", "send_now"]
+__all__ = [
+    "DELIVERED",
+    "digest_channels",
+    "empty_period_reason",
+    "public_status_url",
+    "run_scheduled",
+    "send_now",
+]
 
 log = logging.getLogger("checker.digest")
 
@@ -101,6 +114,18 @@ async def send_now(engine: Engine, cfg: Config, ctx: DigestContext) -> dict[str,
     return dict(results)
 
 
+def empty_period_reason(engine: Engine, cfg: Config, period: Period) -> str | None:
+    """Why the period has nothing to report, or None when it has. Blocking."""
+    first = first_result_at(engine)
+    if first is None:
+        return "no result stored yet"
+    if period.until <= first:
+        return f"the period ends before the first stored result ({first:%Y-%m-%d %H:%M} UTC)"
+    if not holds_results(engine, [t.name for t in cfg.targets], period.since, period.until):
+        return "the period holds no results"
+    return None
+
+
 async def run_scheduled(
     engine: Engine, cfg: Config, now: datetime, *, prices: PriceBook | None = None
 ) -> bool:
@@ -108,7 +133,8 @@ async def run_scheduled(
 
     True when this call delivered it (to at least one channel). Safe to call more often
     than once a day, on several nodes: calls before the day's send time, for a day already
-    sent or being sent, or with no digest channel configured do nothing.
+    sent or being sent, for a period with nothing to report, or with no digest channel
+    configured do nothing.
     """
     due = scheduled_period(now, cfg.digest.at, cfg.digest.timezone)
     if due is None:
@@ -117,6 +143,10 @@ async def run_scheduled(
     day_text = day.isoformat()
     if not digest_channels(cfg):
         log.warning("digest: no notify channel is tagged %s", ", ".join(cfg.digest.tags))
+        return False
+    empty = await asyncio.to_thread(empty_period_reason, engine, cfg, period)
+    if empty is not None:
+        log.info("digest for %s (%s) skipped: %s", day_text, period.label, empty)
         return False
     if not await asyncio.to_thread(claim_day, engine, day_text, cfg.digest.timezone):
         return False

@@ -31,8 +31,9 @@ from checker.render import env
 from checker.units import parse_window
 from checker.web import status_data
 from checker.web.badges import BADGE_WINDOWS, badge_svg, badge_uptime
+from checker.web.charts import pct
 from checker.web.metrics import Metrics
-from checker.web.status_view import level, redact_tree
+from checker.web.status_view import redact_tree
 
 __all__ = [
     "OPEN_PATHS",
@@ -234,8 +235,8 @@ class WebServer:
             page=page,
             refresh_s=REFRESH_S,
             public_url=_public_url(cfg),
-            level=level,
             span=human_span,
+            pct=pct,
         )
 
     async def _api_status(self, request: web.Request) -> web.Response:

@@ -23,9 +23,10 @@ from checker.store.fleet import per_location
 from checker.store.plan import as_utc
 from checker.store.queries import page as page_queries
 from checker.store.queries.counts import window_counts_many
-from checker.store.queries.page import IncidentView, current_states, daily_uptime
+from checker.store.queries.page import IncidentView, current_states, daily_uptime, recent_results
 from checker.store.queries.series import hourly_series_many
 from checker.store.queries.status import status
+from checker.web.heartbeat import BEATS
 from checker.web.status_view import (
     DAYS,
     SPARK_HOURS,
@@ -38,9 +39,21 @@ from checker.web.status_view import (
     redact_tree,
 )
 
-__all__ = ["INCIDENTS_LIMIT", "api_status", "budgets", "build_page", "incidents"]
+__all__ = ["INCIDENTS_LIMIT", "api_status", "budgets", "build_page", "heartbeat_since", "incidents"]
 
 INCIDENTS_LIMIT = 200
+# Heartbeat rows search back this many intervals per bar: room for holds, restarts and
+# maintenance gaps without ranking the whole raw table.
+_BEAT_HORIZON = 3
+
+
+def heartbeat_since(cfg: Config, now: datetime) -> dict[datetime, list[str]]:
+    """Where each target's newest BEATS results are searched from, targets grouped by it."""
+    out: dict[datetime, list[str]] = {}
+    for t in cfg.targets:
+        since = now - timedelta(seconds=cfg.interval(t) * BEATS * _BEAT_HORIZON)
+        out.setdefault(since, []).append(t.name)
+    return out
 
 
 def incidents(
@@ -102,6 +115,7 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
         locations=per_location(
             engine, {t.name: t.primary for t in cfg.targets}, now - timedelta(hours=1)
         ),
+        recent=recent_results(engine, heartbeat_since(cfg, now), BEATS),
     )
 
 

@@ -21,20 +21,25 @@ from checker.alerting.slo import WindowCounts, budget_remaining
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.units import format_duration
+from checker.web.charts import (
+    BarChart,
+    DayLike,
+    HourLike,
+    Sparkline,
+    daily_bars,
+    hourly_bars,
+    spark,
+)
+from checker.web.heartbeat import Heartbeats, ResultLike, heartbeat_rows
 
 __all__ = [
     "DAYS",
     "SPARK_HOURS",
     "Budget",
     "BudgetGroups",
-    "DayLike",
     "Health",
-    "HourLike",
     "IncidentLike",
-    "Level",
     "PageLevel",
-    "SparkHour",
-    "Sparkline",
     "StateLike",
     "StatusPage",
     "TargetPage",
@@ -42,16 +47,13 @@ __all__ = [
     "budget_groups",
     "budgets_from_counts",
     "count_rate_limited",
-    "level",
     "redact_tree",
-    "sparkline",
 ]
 
 DAYS = 90
 SPARK_HOURS = 24
 
 Health = Literal["up", "degraded", "failing", "down", "unknown"]
-Level = Literal["ok", "minor", "major", "none"]
 PageLevel = Literal["ok", "degraded", "down", "unknown"]
 # (SLO window in seconds, whether rate-limited results count) -> target names.
 BudgetGroups = dict[tuple[float, bool], list[str]]
@@ -67,16 +69,6 @@ class StateLike(Protocol):
     def ok(self) -> bool | None: ...
 
 
-class DayLike(Protocol):
-    """One UTC day of uptime (store.queries.page.DayUptime)."""
-
-    @property
-    def valid(self) -> int: ...
-
-    @property
-    def good(self) -> int: ...
-
-
 class IncidentLike(Protocol):
     """An incident (store.queries.page.IncidentView)."""
 
@@ -85,19 +77,6 @@ class IncidentLike(Protocol):
 
     @property
     def severity(self) -> str: ...
-
-
-class HourLike(Protocol):
-    """One hour of a series (store.queries.series.HourPoint)."""
-
-    @property
-    def hour(self) -> datetime: ...
-
-    @property
-    def latency_p50(self) -> float | None: ...
-
-    @property
-    def ttft_p50(self) -> float | None: ...
 
 
 # --- redaction ------------------------------------------------------------------------------
@@ -159,87 +138,7 @@ def budgets_from_counts(
     return out
 
 
-# --- sparklines -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SparkHour:
-    x: float
-    width: float
-    label: str  # tooltip
-
-
-@dataclass(frozen=True)
-class Sparkline:
-    path: str  # SVG path data; gaps where an hour has no value
-    hours: tuple[SparkHour, ...]
-    latest: float | None
-    high: float | None
-    width: float
-    height: float
-
-
-def sparkline(
-    values: Sequence[float | None],
-    labels: Sequence[str],
-    width: float = 300.0,
-    height: float = 44.0,
-    pad: float = 3.0,
-) -> Sparkline:
-    """A line over `values` scaled from 0 to the highest value (a baseline at zero keeps
-    small wobbles small); None values break the line."""
-    n = len(values)
-    present = [v for v in values if v is not None]
-    high = max(present) if present else None
-    step = width / max(n - 1, 1)
-    scale = (height - 2 * pad) / high if high else 0.0
-    segments: list[list[str]] = []
-    previous: float | None = None
-    for i, v in enumerate(values):
-        if v is not None:
-            point = f"{i * step:.1f},{height - pad - v * scale:.1f}"
-            if previous is None:
-                segments.append([point])
-            else:
-                segments[-1].append(point)
-        previous = v
-    # A lone hour between gaps becomes a dot (a zero-length stroke with round caps).
-    path = " ".join(
-        f"M{seg[0]} h0.1" if len(seg) == 1 else "M" + " L".join(seg) for seg in segments
-    )
-    hours = tuple(
-        SparkHour(x=max(0.0, i * step - step / 2), width=step, label=labels[i]) for i in range(n)
-    )
-    latest = next((v for v in reversed(values) if v is not None), None)
-    return Sparkline(path, hours, latest, high, width, height)
-
-
-def _spark_labels(
-    points: Sequence[HourLike], values: Sequence[float | None], what: str
-) -> list[str]:
-    labels = []
-    for p, value in zip(points, values, strict=True):
-        shown = "no data" if value is None else f"{value:,.0f} ms"
-        labels.append(f"{p.hour:%H:00} UTC · {what} {shown}")
-    return labels
-
-
-def _spark(points: Sequence[HourLike], values: Sequence[float | None], what: str) -> Sparkline:
-    return sparkline(values, _spark_labels(points, values, what))
-
-
 # --- the page -------------------------------------------------------------------------------
-
-
-def level(uptime: float | None, objective: float) -> Level:
-    """ok: met the objective; minor: within ten budgets of it; major: worse; none: no data."""
-    if uptime is None:
-        return "none"
-    if uptime >= objective:
-        return "ok"
-    if uptime >= 1 - 10 * (1 - objective):
-        return "minor"
-    return "major"
 
 
 @dataclass(frozen=True)
@@ -253,13 +152,16 @@ class TargetPage:
     primary_probe: str
     objective: float
     days: Sequence[DayLike]
-    days_uptime: float | None  # over the whole bar chart
+    daily: BarChart  # every probe (the SLO's view), one bar per UTC day
+    hourly: BarChart  # the primary probe, one bar per hour of the last 24
     latency: Sparkline
     ttft: Sparkline | None  # None for targets without a streaming probe
     incidents: Sequence[IncidentLike]
     budget: Budget
     # With results from several locations: the primary probe as each saw it (last hour).
     locations: Sequence[LocationLine] = ()
+    # The newest results of each probe, the primary one first.
+    heartbeats: Sequence[Heartbeats] = ()
 
 
 @dataclass(frozen=True)
@@ -347,6 +249,7 @@ def assemble_page(
     budgets: Mapping[str, Budget],
     sparks: Mapping[str, Sequence[HourLike]],
     locations: Mapping[str, Sequence[Any]] | None = None,
+    recent: Mapping[tuple[str, str], Sequence[ResultLike]] | None = None,
 ) -> StatusPage:
     """Everything the status page shows, for every configured target, from what the store
     read: uptime per window, current states, daily bars, open incidents (oldest first),
@@ -359,7 +262,7 @@ def assemble_page(
     for t in cfg.targets:
         series = sparks[t.name]
         day_rows = bars[t.name]
-        valid = sum(d.valid for d in day_rows)
+        objective = cfg.slo(t).availability
         pages.append(
             TargetPage(
                 name=t.name,
@@ -369,16 +272,18 @@ def assemble_page(
                 state=states[t.name],
                 uptime=dict(uptime[t.name]),
                 primary_probe=t.primary,
-                objective=cfg.slo(t).availability,
+                objective=objective,
                 days=day_rows,
-                days_uptime=sum(d.good for d in day_rows) / valid if valid else None,
-                latency=_spark(series, [p.latency_p50 for p in series], "latency p50"),
-                ttft=_spark(series, [p.ttft_p50 for p in series], "TTFT p50")
+                daily=daily_bars(day_rows, objective),
+                hourly=hourly_bars(series, objective),
+                latency=spark(series, [p.latency_p50 for p in series], "latency p50"),
+                ttft=spark(series, [p.ttft_p50 for p in series], "TTFT p50")
                 if _streams(t)
                 else None,
                 incidents=open_by_target[t.name],
                 budget=budgets[t.name],
                 locations=location_lines((locations or {}).get(t.name, ())),
+                heartbeats=heartbeat_rows(cfg, t, recent or {}),
             )
         )
     page_level, verdict = _verdict(pages)

@@ -34,10 +34,11 @@ from checker.store.queries.status import status
 from checker.store.rollup import rollup_hours
 from checker.store.tables import INCIDENTS, ROLLED, ROLLUPS
 from checker.web.badges import badge_value
+from checker.web.charts import sparkline
 from checker.web.metrics import Metrics
 from checker.web.server import WebServer, authorized, parse_listen
 from checker.web.status_data import build_page
-from checker.web.status_view import DAYS, sparkline
+from checker.web.status_view import DAYS
 from tests.fixtures_db import generate_results, store_results
 
 NOW = datetime(2026, 6, 3, 9, 23, 41, 250000, tzinfo=UTC)
@@ -337,6 +338,8 @@ async def test_page_shows_targets_and_escapes_details(loaded: tuple[Engine, Item
     assert '<meta http-equiv="refresh" content="60">' in html
     assert "1 of 3 targets failing" in html  # gamma: open page incident, newest result failed
     assert html.count("<rect x=") >= 3 * DAYS  # one bar per day per target
+    # Heartbeats: gamma's newest result is the failure, its error class in the tooltip.
+    assert 'class="beat b-failed" title="2026-06-03 09:23:41 UTC · failed: server_error"' in html
 
 
 def test_page_data_matches_brute_force(loaded: tuple[Engine, Items]) -> None:
@@ -406,7 +409,8 @@ def test_streak_since_raw_and_through_rollups(db_engine: Engine) -> None:
 
 def test_sparkline_breaks_at_gaps_and_scales_from_zero() -> None:
     line = sparkline([10.0, None, 20.0, 40.0], ["a", "b", "c", "d"], width=30, height=44, pad=2)
-    assert line.path == "M0.0,32.0 h0.1 M20.0,22.0 L30.0,2.0"
+    # A lone value is a tick one step wide (kept inside the chart), not a dot.
+    assert line.path == "M0.0,32.0 L10.0,32.0 M20.0,22.0 L30.0,2.0"
     assert (line.latest, line.high) == (40.0, 40.0)
     assert [h.label for h in line.hours] == ["a", "b", "c", "d"]
     empty = sparkline([None, None], ["a", "b"])

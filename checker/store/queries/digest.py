@@ -1,6 +1,8 @@
-"""What the daily digest reads beyond status(): spend, incidents over a period, and the
+"""What the daily digest reads beyond status(): spend, incidents over a period, the
 token-honesty usages and newest error details that the hourly rollups carry for whole
-hours (queries.window reads the rest from raw rows).
+hours (queries.window reads the rest from raw rows), and whether there is anything to
+report at all (`first_result_at`, `holds_results`: the scheduled send skips an empty
+period).
 
 Plain shapes (named tuples, tuple keys): checker.digest.build turns them into the digest
 context's types, which the store does not import (the digest sits above it).
@@ -21,13 +23,15 @@ from checker.store.db import one_of
 from checker.store.plan import DAY, HOUR, Range, WindowPlan, as_utc, joined
 from checker.store.queries.window import Source, json_rows, plan_for, read_window, snapshot
 from checker.store.rollup import USAGE_FIELDS, usage_filter
-from checker.store.tables import INCIDENTS, RAW
+from checker.store.tables import DAILY, INCIDENTS, RAW, ROLLUPS
 
 __all__ = [
     "SpendSums",
     "StoredIncident",
     "UsageAndErrors",
     "UsageKey",
+    "first_result_at",
+    "holds_results",
     "incidents_touching",
     "spend_many",
     "usage_and_error_details",
@@ -61,6 +65,36 @@ class UsageAndErrors:
 
     usage: dict[str, Counter[UsageKey]]
     error_details: dict[str, dict[str, str]]
+
+
+def first_result_at(engine: Engine) -> datetime | None:
+    """When the first result still on record was stored (any target): the oldest raw row,
+    rolled-up hour or rolled-up day; None when nothing was ever stored."""
+    found = []
+    with engine.connect() as conn:
+        # The raw rows' minimum is one seek on their started_at index; the rollups (one row
+        # per target, probe and hour or day) are scanned, once a day.
+        for column in (RAW.started_at, ROLLUPS.c.hour, DAILY.c.day):
+            first = conn.execute(sa.select(sa.func.min(column))).scalar()
+            if first is not None:
+                found.append(as_utc(first))
+    return min(found, default=None)
+
+
+def holds_results(engine: Engine, targets: Sequence[str], since: datetime, until: datetime) -> bool:
+    """Whether any of `targets` has a stored result in [since, until), read over the window
+    plan (rollups where the raw rows are gone); stops at the first row found."""
+    since, until = as_utc(since), as_utc(until)
+    if not targets:
+        return False
+    with engine.connect() as raw_conn:
+        conn = snapshot(raw_conn)
+
+        def any_row(source: Source) -> sa.Select[Any]:
+            return sa.select(source.c.target).where(one_of(conn, source.c.target, targets)).limit(1)
+
+        plan = plan_for(conn, since, until, with_days=False)
+        return next(read_window(conn, plan, any_row), None) is not None
 
 
 def spend_many(

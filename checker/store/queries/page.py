@@ -22,10 +22,12 @@ __all__ = [
     "CurrentState",
     "DayUptime",
     "IncidentView",
+    "RecentResult",
     "current_states",
     "daily_uptime",
     "incidents",
     "iso",
+    "recent_results",
     "streak_since",
 ]
 
@@ -218,6 +220,62 @@ def current_states(
                 error=last.get("error"),
                 detail=redactor(last.get("detail")),
             )
+    return out
+
+
+# --- the newest results (heartbeat bars) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecentResult:
+    started_at: datetime
+    ok: bool
+    error: str | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    maintenance: bool
+
+
+def recent_results(
+    engine: Engine, since: Mapping[datetime, Sequence[str]], limit: int
+) -> dict[tuple[str, str], list[RecentResult]]:
+    """The newest `limit` raw results of each (target, probe), oldest first, in one ranked
+    query. `since` maps a start time to the targets searched from it: a horizon per
+    target's interval keeps the ranking to recent rows instead of the whole raw table."""
+    if not since:
+        return {}
+    with engine.connect() as conn:
+        where = sa.or_(
+            *(
+                sa.and_(one_of(conn, RAW.target, list(names)), RAW.started_at >= as_utc(at))
+                for at, names in since.items()
+            )
+        )
+        rank = (
+            sa.func.row_number()
+            .over(
+                partition_by=(RAW.target, RAW.probe),
+                order_by=(RAW.started_at.desc(), RAW.id.desc()),
+            )
+            .label("rank")
+        )
+        columns = (RAW.started_at, RAW.ok, RAW.error, RAW.latency_ms, RAW.ttft_ms)
+        ranked = (
+            sa.select(RAW.target, RAW.probe, *columns, RAW.maintenance, rank)
+            .where(where)
+            .subquery()
+        )
+        c = ranked.c
+        rows = conn.execute(
+            sa.select(*(col for col in c if col.name != "rank"))
+            .where(c.rank <= limit)
+            .order_by(c.target, c.probe, c.rank.desc())
+        ).all()
+    out: dict[tuple[str, str], list[RecentResult]] = {}
+    for target, probe, at, ok, error, latency, ttft, maintenance in rows:
+        out.setdefault((target, probe), []).append(
+            RecentResult(as_utc(at), bool(ok), error, latency, ttft, bool(maintenance))
+        )
     return out
 
 

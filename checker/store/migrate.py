@@ -9,10 +9,8 @@ through an ini file or a log line.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,22 +25,10 @@ from sqlmodel.sql.sqltypes import AutoString
 
 from checker.store import models
 from checker.store.db import make_engine
+from checker.store.schema_version import script_location
 
 # Any constant works; it only has to be the same for every node sharing one PostgreSQL.
 _PG_MIGRATION_LOCK = 0x636865636B6572  # "checker"
-
-
-def script_location() -> Path:
-    """The migrations directory: the repository checkout first, else the installed copy."""
-    repo = Path(__file__).resolve().parents[2] / "alembic"
-    if (repo / "env.py").is_file():
-        return repo
-    spec = importlib.util.find_spec("checker._migrations")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            if (Path(location) / "env.py").is_file():
-                return Path(location)
-    raise FileNotFoundError("alembic migrations not found (neither ./alembic nor installed)")
 
 
 def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:

@@ -7,13 +7,13 @@ does not answer, a read-only file, a schema from a newer checker) must not becom
 
 from __future__ import annotations
 
-from alembic.util import CommandError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
-from checker.store import migrate
+from checker.store.db import make_engine
+from checker.store.schema_version import current_revision_of, head_from_files
 
-__all__ = ["StorageUnavailable", "storage_problem", "upgrade_or_explain"]
+__all__ = ["StorageUnavailable", "at_head", "storage_problem", "upgrade_or_explain"]
 
 
 class StorageUnavailable(Exception):
@@ -33,7 +33,7 @@ def storage_problem(exc: BaseException, url: str) -> str:
     sqlite = where.startswith("sqlite")
     inner = getattr(exc, "orig", None) or exc
     first = (str(inner).strip().splitlines() or [""])[0][:200]
-    if isinstance(exc, CommandError) and "Can't locate revision" in str(exc):
+    if type(exc).__name__ == "CommandError" and "Can't locate revision" in str(exc):
         return (
             f"storage {where}: its schema is newer than this checker ({first}); "
             "upgrade checker, or point storage.url at another database"
@@ -54,9 +54,32 @@ def storage_problem(exc: BaseException, url: str) -> str:
     )
 
 
-def upgrade_or_explain(url: str) -> None:
-    """migrate.upgrade, or StorageUnavailable with the one line saying why not."""
+def at_head(url: str) -> bool:
+    """True when the database is already at the newest revision (the usual restart)."""
+    head = head_from_files()
+    if head is None:
+        return False
+    engine = make_engine(url)
     try:
-        migrate.upgrade(url)
-    except (sa_exc.SQLAlchemyError, CommandError, OSError) as exc:
+        with engine.connect() as conn:
+            return current_revision_of(conn) == head
+    finally:
+        engine.dispose()
+
+
+def upgrade_or_explain(url: str) -> None:
+    """migrate.upgrade, or StorageUnavailable with the one line saying why not. Alembic is
+    imported only when there is something to migrate."""
+    try:
+        if at_head(url):
+            return
+        from alembic.util import CommandError
+
+        from checker.store import migrate
+
+        try:
+            migrate.upgrade(url)
+        except CommandError as exc:
+            raise StorageUnavailable(storage_problem(exc, url)) from None
+    except (sa_exc.SQLAlchemyError, OSError) as exc:
         raise StorageUnavailable(storage_problem(exc, url)) from None

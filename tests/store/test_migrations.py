@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import sqlalchemy as sa
 
-from checker.store import migrate
+from checker.store import migrate, schema_version
 from checker.store.db import make_engine
+from tests.tools import ROOT
 
 
 def test_models_and_migrations_agree(empty_db_url: str) -> None:
@@ -52,3 +57,35 @@ def test_migrations_are_found_and_need_no_ini() -> None:
     assert (location / "env.py").is_file()
     assert any((location / "versions").glob("*.py"))
     assert migrate.head_revision() is not None
+
+
+def test_head_read_from_the_files_is_alembics_head(tmp_path: Path) -> None:
+    assert schema_version.head_from_files() == migrate.head_revision()
+    # Two heads (a branched history) is not a question the files answer: ask Alembic.
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for rev, parent in (("a", None), ("b", '"a"'), ("c", '"a"')):
+        (versions / f"{rev}.py").write_text(
+            f'revision: str = "{rev}"\ndown_revision: str | None = {parent or "None"}\n'
+        )
+    assert schema_version.head_from_files(versions) is None
+
+
+def test_a_restart_at_head_does_not_import_alembic(empty_db_url: str) -> None:
+    # The first start migrates; the next one finds the schema current and leaves Alembic
+    # (11 MB, 60 ms) unloaded. Each in a fresh interpreter, as the service starts.
+    code = (
+        "import sys; from checker.store.startup import at_head, upgrade_or_explain; "
+        "before = at_head(sys.argv[1]); upgrade_or_explain(sys.argv[1]); "
+        "print(before, at_head(sys.argv[1]), 'alembic' in sys.modules)"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code, empty_db_url], capture_output=True, text=True, cwd=ROOT
+        )
+        for _ in range(2)
+    ]
+    assert [r.stdout.split() for r in runs] == [
+        ["False", "True", "True"],
+        ["True", "True", "False"],
+    ], [r.stderr for r in runs]

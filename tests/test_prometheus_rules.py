@@ -169,6 +169,78 @@ def test_dashboard_compares_the_routes_of_one_model() -> None:
     assert {"group", "probe"} <= variables
 
 
+def test_the_compare_panel_computes_ttft_p50_error_ratio_and_n(
+    promtool: str, tmp_path: Path
+) -> None:
+    """The compare table's queries, run by promtool over an hour of scraped series: two
+    routes of model m (one exported by two nodes), a route of another model, and a prefill
+    probe whose TTFT must not leak into the stream probe's."""
+    doc = json.loads(DASHBOARD.read_text())
+    panel = next(p for p in dashboard_panels(doc) if "$group" in p.get("title", ""))
+
+    def bucketed(target: str, probe: str, le_hit: float) -> list[dict[str, str]]:
+        # One observation a minute, every one in the bucket up to `le_hit`.
+        out = []
+        for le in ("0.2", "0.3", "0.75", "1", "10", "+Inf"):
+            grows = le == "+Inf" or float(le) >= le_hit
+            labels = f'target="{target}",probe="{probe}",location="east",le="{le}"'
+            values = "0+1x60" if grows else "0+0x60"
+            out.append(
+                {"series": f"checker_probe_ttft_seconds_bucket{{{labels}}}", "values": values}
+            )
+        return out
+
+    def results(target: str, result: str, per_minute: int) -> dict[str, str]:
+        labels = f'target="{target}",probe="stream",location="east",result="{result}"'
+        return {
+            "series": f"checker_probe_results_total{{{labels}}}",
+            "values": f"0+{per_minute}x60",
+        }
+
+    def info(target: str, group: str, instance: str) -> dict[str, str]:
+        labels = f'target="{target}",group="{group}",instance="{instance}"'
+        return {"series": f"checker_target_info{{{labels}}}", "values": "1+0x60"}
+
+    series = [
+        *bucketed("direct", "stream", 0.3),  # p50 in (0.2, 0.3]: 0.25
+        *bucketed("direct", "prefill", 10),
+        *bucketed("relay", "stream", 1),  # p50 in (0.75, 1]: 0.875
+        *bucketed("other", "stream", 10),
+        results("direct", "ok", 1),
+        results("relay", "ok", 3),
+        results("relay", "timeout", 1),
+        results("other", "timeout", 1),
+        info("direct", "m", "east:9464"),
+        info("direct", "m", "west:9464"),
+        info("relay", "m", "east:9464"),
+        info("other", "n", "east:9464"),
+    ]
+    expected = [
+        {"direct": 0.25, "relay": 0.875},  # TTFT p50, seconds
+        {"direct": 0, "relay": 0.25},  # error ratio: direct never failed, and is still shown
+        {"direct": 60, "relay": 240},  # the probes both rest on
+    ]
+    tests = []
+    for target, want in zip(panel["targets"], expected, strict=True):
+        expr = target["expr"]
+        for var, value in {"$group": "m", "$probe": "stream", "$__range": "1h"}.items():
+            expr = expr.replace(var, value)
+        samples = [{"labels": f'{{target="{t}"}}', "value": v} for t, v in want.items()]
+        # Rounded: increase() extrapolates, which leaves float noise in the last digits.
+        tests.append({"expr": f"round({expr}, 0.0001)", "eval_time": "60m", "exp_samples": samples})
+    spec = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
+    }
+    spec_file = tmp_path / "compare_test.yml"
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    done = subprocess.run(
+        [promtool, "test", "rules", str(spec_file)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_promtool_accepts_the_rules(promtool: str) -> None:
     done = subprocess.run(
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60

@@ -94,9 +94,25 @@ def format_duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+def format_elapsed(seconds: float) -> str:
+    """A length of time for people, its two largest units: '45s', '12m 5s', '1h 12m',
+    '3d 4h' (rounded to the second; negative clock skew reads as 0s)."""
+    left = max(0, round(seconds))
+    parts: list[str] = []
+    for unit in ("d", "h", "m", "s"):
+        size = int(_SECONDS[unit])
+        count, left = divmod(left, size)
+        if count or parts:
+            parts.append(f"{count}{unit}")
+    # Two units at most, the smaller dropped when it is zero: '2h', not '2h 0m'.
+    shown = parts[:2] if parts else ["0s"]
+    return " ".join(p for i, p in enumerate(shown) if i == 0 or not p.startswith("0"))
+
+
 __all__ = [
     "MAX_CONFIG_DURATION_S",
     "format_duration",
+    "format_elapsed",
     "parse_config_duration",
     "parse_duration",
     "parse_fraction",

@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 
 from checker.cli.status_table import status_columns, status_rows
-from checker.cli.table import Column
 from checker.cli.table import render as render_table
 from checker.config import load as config_mod
 from checker.config.load import ConfigError, SecretsMode
@@ -194,8 +193,10 @@ def check(
             print(json.dumps(r.to_json()))
     else:
         from checker.cli.check_table import CHECK_COLUMNS, check_rows
+        from checker.cli.width import output_width
 
-        stdout.print(render_table(CHECK_COLUMNS, check_rows(results)), soft_wrap=True)
+        table = render_table(CHECK_COLUMNS, check_rows(results), output_width())
+        stdout.print(table, soft_wrap=True)
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
@@ -307,10 +308,15 @@ def status(
     if as_json:
         print(json.dumps([r.to_json() for r in rows], indent=None))
         return
+    from checker.cli.status_table import status_notes
+    from checker.cli.width import output_width
+
     docs = [r.to_json() for r in rows]
-    table = render_table(status_columns(window), status_rows(docs))
+    width = output_width()
+    table = render_table(status_columns(window), status_rows(docs), width)
     stdout.print(table, soft_wrap=True)
-    stdout.print("* the probe whose figures are the target's headline (primary_probe)")
+    for note in status_notes(window, width):
+        print(note)
 
 
 @app.command()
@@ -467,23 +473,14 @@ def incidents(
     if as_json:
         print(json.dumps([r.to_json() for r in rows]))
         return
-    headers = ("id", "target", "severity", "rules", "state", "opened", "resolved", "detail")
-    table = []
-    for r in rows:
-        doc = r.to_json()
-        table.append(
-            [
-                str(doc["id"]),
-                doc["target"],
-                doc["severity"],
-                ", ".join(doc["rules"]),
-                doc["state"],
-                doc["opened_at"] or "-",
-                doc["resolved_at"] or "-",
-                doc["detail"] or "",
-            ]
-        )
-    stdout.print(render_table([Column(h) for h in headers], table), soft_wrap=True)
+    from datetime import UTC, datetime
+
+    from checker.cli.incidents_table import INCIDENT_COLUMNS, SloTerms, incident_rows
+    from checker.cli.width import output_width
+
+    slos = {t.name: SloTerms(cfg.slo(t).availability, cfg.slo(t).window) for t in cfg.targets}
+    table = incident_rows([r.to_json() for r in rows], slos, datetime.now(UTC))
+    stdout.print(render_table(INCIDENT_COLUMNS, table, output_width()), soft_wrap=True)
 
 
 @db_app.command("upgrade")

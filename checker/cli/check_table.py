@@ -1,4 +1,9 @@
-"""The `checker check` table: one row per probe run, units in the headers."""
+"""The `checker check` table: one row per probe run, units in the headers.
+
+Each row shows what that probe measured and what it cost: the tokens the route reported
+(in, out, cached) and the cost checker/cost priced them at. On a narrow terminal the
+secondary timings go first (Column.drop); tokens and cost stay.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +17,24 @@ __all__ = ["CHECK_COLUMNS", "check_rows"]
 CHECK_COLUMNS = [
     Column("target"),
     Column("probe"),
-    Column("result", right=True),
-    Column("status", right=True),
-    Column("latency ms", right=True),
-    Column("ttfb ms", right=True),
-    Column("ttft ms", right=True),
-    Column("ttfo ms", right=True),
-    Column("itl p50 ms", right=True),
-    Column("tok/s", right=True),
-    Column("tokens in/out", right=True),
+    Column("result"),
+    Column("http", right=True, drop=5),
+    Column("latency", right=True, group="ms"),
+    Column("ttfb", right=True, group="ms", drop=9),
+    Column("ttft", right=True, group="ms"),
+    Column("ttfo", right=True, group="ms", drop=8),
+    Column("itl p50", right=True, group="ms", drop=7),
+    Column("tok/s", right=True, drop=4),
+    Column("in", right=True, group="tokens"),
+    Column("out", right=True, group="tokens"),
+    Column("cached", right=True, group="tokens", drop=6),
     Column("cost $", right=True),
     Column("detail"),
 ]
 
 
-def _tokens(r: ProbeResult) -> str:
-    if r.prompt_tokens is None and r.completion_tokens is None:
-        return "-"
-    cached = f" ({r.cached_tokens} cached)" if r.cached_tokens else ""
-    return f"{r.prompt_tokens or 0}/{r.completion_tokens or 0}{cached}"
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _cost(value: float | None) -> str:
@@ -51,7 +55,9 @@ def check_rows(results: Sequence[ProbeResult]) -> list[list[str | Cell]]:
             fmt(r.ttfo_ms),
             fmt(r.itl_p50_ms, 1),
             fmt(r.tokens_per_s, 1),
-            _tokens(r),
+            _count(r.prompt_tokens),
+            _count(r.completion_tokens),
+            _count(r.cached_tokens),
             _cost(r.cost_usd),
             r.detail or "",
         ]

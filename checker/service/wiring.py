@@ -15,6 +15,7 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -92,6 +93,7 @@ class Service:
         self.metrics = Metrics(cfg.location)
         self.web: Any = None
         self.certs = CertWatch()
+        self.metrics.bind_targets(lambda: self.cfg, lambda: self.certs.expiry)
         self.heartbeat = Heartbeat(self.clock.monotonic)
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -335,7 +337,9 @@ class Service:
             self.inflight.add(task)
         try:
             async with self._semaphore:
+                began = perf_counter()  # real elapsed time, for failed runs too
                 result = await run_probe(self.cfg, target, probe, self.pool, self.redactor)
+                took = perf_counter() - began
             settle(
                 target,
                 result,
@@ -347,7 +351,7 @@ class Service:
             )
             maintenance = self._calendar.active(target.name, result.started_at)
             self.writer.submit(result, maintenance=maintenance)
-            self.metrics.observe(result)
+            self.metrics.observe(result, took)
             log_transition(self.accounting.runtime(target.name), target, result)
             if self._on_result is not None:
                 self._on_result(result)

@@ -1,23 +1,53 @@
-"""Prometheus metrics. Labels are bounded: target, probe, error kind, window; never ids or URLs."""
+"""Prometheus metrics. Labels are bounded: target, probe, location, error kind, window; never
+ids or URLs. Names follow blackbox_exporter's habits where it has one (duration of every
+probe, last probe time, HTTP status, certificate expiry as a timestamp)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client import Info as PromInfo
 
 from checker import __version__
+from checker.config.schema import Config
 from checker.probes.base import ProbeResult
+from checker.web.metrics_scraped import ScrapedFigures
 
-__all__ = ["LAG_BUCKETS", "LATENCY_BUCKETS", "TPS_BUCKETS", "TTFT_BUCKETS", "Metrics"]
+__all__ = [
+    "CONNECT_BUCKETS",
+    "LAG_BUCKETS",
+    "LATENCY_BUCKETS",
+    "PROBE_LABELS",
+    "TPS_BUCKETS",
+    "TTFB_BUCKETS",
+    "TTFT_BUCKETS",
+    "Metrics",
+]
+
+# No `_created` series: one more series per counter and histogram child that dashboards never
+# use. The switch is process-wide in prometheus_client, so it is thrown here, once, before the
+# first metric is built.
+disable_created_metrics()
 
 # LLM latencies span 50 ms health checks to minute-long reasoning streams.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60, 120)
 TTFT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 60)
 TPS_BUCKETS = (1, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1, 2, 5)
+PROBE_LABELS = ("target", "probe", "location")
+CONNECT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Headers come first: a few ms from a nearby gateway, seconds from a loaded non-streaming one.
+TTFB_BUCKETS = (0.005, 0.01, 0.025, *TTFT_BUCKETS)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -30,40 +60,45 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         PromInfo("checker_build", "checker version.", registry=r).info({"version": __version__})
-        self.latency = Histogram(
-            "checker_probe_latency_seconds",
-            "End-of-response latency of a probe.",
-            ["target", "probe", "location"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+
+        # What this node's probes measured: one series per target x probe x location.
+        def per_probe_histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, PROBE_LABELS, buckets=buckets, registry=r)
+
+        def per_probe_gauge(name: str, doc: str) -> Gauge:
+            return Gauge(name, doc, PROBE_LABELS, registry=r)
+
+        self.latency = per_probe_histogram(
+            "checker_probe_latency_seconds", "End-of-response latency of a probe.", LATENCY_BUCKETS
         )
-        self.ttft = Histogram(
-            "checker_probe_ttft_seconds",
-            "Time to first generated token.",
-            ["target", "probe", "location"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
+        self.duration = per_probe_histogram(
+            "checker_probe_duration_seconds",
+            "Wall time of a probe run, failed runs included (a timeout counts its full wait).",
+            LATENCY_BUCKETS,
         )
-        self.ttfo = Histogram(
+        self.connect = per_probe_histogram(
+            "checker_probe_connect_seconds",
+            "TCP and TLS connect time of a probe that opened a new connection.",
+            CONNECT_BUCKETS,
+        )
+        self.ttfb = per_probe_histogram(
+            "checker_probe_ttfb_seconds", "Time to the response headers.", TTFB_BUCKETS
+        )
+        self.ttft = per_probe_histogram(
+            "checker_probe_ttft_seconds", "Time to first generated token.", TTFT_BUCKETS
+        )
+        self.ttfo = per_probe_histogram(
             "checker_probe_ttfo_seconds",
             "Time to the first answer token (content, not reasoning).",
-            ["target", "probe", "location"],
-            buckets=TTFT_BUCKETS,
-            registry=r,
+            TTFT_BUCKETS,
         )
-        self.itl = Histogram(
+        self.itl = per_probe_histogram(
             "checker_probe_itl_seconds",
             "Median inter-chunk gap of a stream after its first token.",
-            ["target", "probe", "location"],
-            buckets=ITL_BUCKETS,
-            registry=r,
+            ITL_BUCKETS,
         )
-        self.tps = Histogram(
-            "checker_probe_tokens_per_second",
-            "Decode speed after the first token.",
-            ["target", "probe", "location"],
-            buckets=TPS_BUCKETS,
-            registry=r,
+        self.tps = per_probe_histogram(
+            "checker_probe_tokens_per_second", "Decode speed after the first token.", TPS_BUCKETS
         )
         self.healthy = Gauge(
             "checker_healthy", "1 when /healthz answers 200 (as of its last call).", registry=r
@@ -90,14 +125,16 @@ class Metrics:
         self.results = Counter(
             "checker_probe_results",
             "Probe results by outcome (ok or an error kind).",
-            ["target", "probe", "location", "result"],
+            [*PROBE_LABELS, "result"],
             registry=r,
         )
-        self.up = Gauge(
-            "checker_probe_up",
-            "1 when the last probe succeeded.",
-            ["target", "probe", "location"],
-            registry=r,
+        self.up = per_probe_gauge("checker_probe_up", "1 when the last probe succeeded.")
+        self.last_run = per_probe_gauge(
+            "checker_probe_last_timestamp_seconds", "When the last probe run started (Unix time)."
+        )
+        self.status_code = per_probe_gauge(
+            "checker_probe_http_status_code",
+            "HTTP status of the last probe run; 0 when no response came.",
         )
         self.spend = Counter(
             "checker_probe_spend_usd", "What probes cost, in USD.", ["target"], registry=r
@@ -146,22 +183,44 @@ class Metrics:
         self.writer_queue = Gauge(
             "checker_writer_queue_depth", "Results waiting to be written.", registry=r
         )
-        self.writer_dropped = Gauge(
-            "checker_writer_dropped", "Results dropped past the queue bound.", registry=r
-        )
         self.outbox = Gauge(
             "checker_outbox_depth", "Notifications waiting for delivery.", registry=r
         )
+        # Figures owned elsewhere (the writer's drop count, the config, the certificates).
+        self.scraped = ScrapedFigures()
+        r.register(self.scraped)
 
     def bind_queue(self, depth: Callable[[], float], dropped: Callable[[], float]) -> None:
         """Read at scrape time, so the figure is never stale."""
         self.writer_queue.set_function(depth)
-        self.writer_dropped.set_function(dropped)
+        self.scraped.dropped = dropped
 
-    def observe(self, r: ProbeResult) -> None:
+    def bind_targets(
+        self, cfg: Callable[[], Config], cert_expiry: Callable[[], Mapping[str, datetime]]
+    ) -> None:
+        """Per-target figures read from the running config and the certificate watch at
+        scrape time: a reload changes them at once, and a removed target's disappear."""
+        self.scraped.cfg = cfg
+        self.scraped.cert_expiry = cert_expiry
+
+    def observe(self, r: ProbeResult, duration_s: float | None = None) -> None:
+        """Record one result; `duration_s` is the run's wall time, for failures too (a
+        timeout has no latency), and falls back to the latency when not measured."""
         key = (r.target, r.probe, r.location or self.location)
         self.results.labels(*key, "ok" if r.ok else str(r.error)).inc()
         self.up.labels(*key).set(1 if r.ok else 0)
+        self.last_run.labels(*key).set(r.started_at.timestamp())
+        self.status_code.labels(*key).set(r.status or 0)
+        if duration_s is None and r.latency_ms is not None:
+            duration_s = r.latency_ms / 1000
+        if duration_s is not None:
+            self.duration.labels(*key).observe(duration_s)
+        # The timing histograms hold successful runs only: an error page answers faster than
+        # a real answer and would flatter them. Each probe is its own series.
+        if r.ok and r.connect_ms is not None:
+            self.connect.labels(*key).observe(r.connect_ms / 1000)
+        if r.ok and r.ttfb_ms is not None:
+            self.ttfb.labels(*key).observe(r.ttfb_ms / 1000)
         if r.ok and r.latency_ms is not None:
             self.latency.labels(*key).observe(r.latency_ms / 1000)
         if r.ok and r.ttft_ms is not None:
@@ -177,7 +236,11 @@ class Metrics:
 
     def forget_target(self, target: str, probes: list[str]) -> None:
         """Drop series of a removed target, so dashboards do not show ghosts."""
-        for metric in (self.latency, self.ttft, self.ttfo, self.itl, self.tps, self.up):
+        per_probe = (
+            *(self.latency, self.duration, self.connect, self.ttfb, self.ttft, self.ttfo),
+            *(self.itl, self.tps, self.up, self.last_run, self.status_code),
+        )
+        for metric in per_probe:
             for p in probes:
                 with contextlib.suppress(KeyError):
                     metric.remove(target, p, self.location)

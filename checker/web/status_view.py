@@ -1,9 +1,9 @@
 """The status page's view model (pure): what the page shows, assembled from data the store
 already read (checker.web.status_data does the reading).
 
-Imports no I/O module: the store's row types reach it through the small Protocols below,
-which name only the attributes this module reads (the template reads the rest). `now` is
-an argument; nothing here looks at the clock.
+Imports no I/O module: the store's row types reach it through small Protocols (in
+web.charts, web.heartbeat and web.wording), which name only the attributes read (the
+template reads the rest). `now` is an argument; nothing here looks at the clock.
 
 Definitions follow checker.store.queries: valid = results outside maintenance (minus
 rate-limited ones when the target's SLO does not count them), good = successful valid
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from checker.alerting.slo import WindowCounts, budget_remaining
 from checker.config.schema import Config, Target
@@ -31,6 +31,7 @@ from checker.web.charts import (
     spark,
 )
 from checker.web.heartbeat import Heartbeats, ResultLike, heartbeat_rows
+from checker.web.wording import HEALTH_WORDS, Health, IncidentLike, StateLike, budget_words, health
 
 __all__ = [
     "DAYS",
@@ -53,30 +54,9 @@ __all__ = [
 DAYS = 90
 SPARK_HOURS = 24
 
-Health = Literal["up", "degraded", "failing", "down", "unknown"]
 PageLevel = Literal["ok", "degraded", "down", "unknown"]
 # (SLO window in seconds, whether rate-limited results count) -> target names.
 BudgetGroups = dict[tuple[float, bool], list[str]]
-
-
-# --- what the view reads of the store's rows ------------------------------------------------
-
-
-class StateLike(Protocol):
-    """The current state of a target (store.queries.page.CurrentState)."""
-
-    @property
-    def ok(self) -> bool | None: ...
-
-
-class IncidentLike(Protocol):
-    """An incident (store.queries.page.IncidentView)."""
-
-    @property
-    def target(self) -> str: ...
-
-    @property
-    def severity(self) -> str: ...
 
 
 # --- redaction ------------------------------------------------------------------------------
@@ -110,6 +90,10 @@ class Budget:
     @property
     def window(self) -> str:
         return format_duration(self.window_s)
+
+    @property
+    def words(self) -> str:
+        return budget_words(self.remaining, self.valid)
 
 
 def count_rate_limited(cfg: Config) -> dict[str, bool]:
@@ -163,6 +147,10 @@ class TargetPage:
     # The newest results of each probe, the primary one first.
     heartbeats: Sequence[Heartbeats] = ()
 
+    @property
+    def health_words(self) -> str:
+        return HEALTH_WORDS[self.health]
+
 
 @dataclass(frozen=True)
 class LocationLine:
@@ -200,18 +188,6 @@ class StatusPage:
     verdict: str
     targets: list[TargetPage]
     days: int
-
-
-def _health(state: StateLike, open_incidents: Sequence[IncidentLike]) -> Health:
-    if state.ok is None:
-        return "unknown"
-    if any(i.severity == "page" for i in open_incidents):
-        return "down"
-    if not state.ok:
-        return "failing"
-    if open_incidents:
-        return "degraded"
-    return "up"
 
 
 def _verdict(targets: Sequence[TargetPage]) -> tuple[PageLevel, str]:
@@ -268,7 +244,7 @@ def assemble_page(
                 name=t.name,
                 kind=t.kind,
                 model=t.model,
-                health=_health(states[t.name], open_by_target[t.name]),
+                health=health(states[t.name], open_by_target[t.name], budgets[t.name].remaining),
                 state=states[t.name],
                 uptime=dict(uptime[t.name]),
                 primary_probe=t.primary,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from checker.cli.table import Cell, Column, render
+from checker.cli.table import Cell, Column, render, wrap_text
 from checker.sim.server import SimServer
 from checker.store import migrate
 from checker.store.db import make_engine
@@ -39,14 +41,48 @@ def test_row_of_the_wrong_width_is_refused() -> None:
         render([Column("a")], [["x", "y"]])
 
 
-def test_status_table_has_one_aligned_row_per_probe(tmp_path: Path) -> None:
+def test_a_narrow_table_drops_whole_columns_and_wraps_only_the_last() -> None:
+    columns = [
+        Column("name"),
+        Column("p50", right=True, group="latency ms"),
+        Column("p95", right=True, group="latency ms", drop=2),
+        Column("p99", right=True, group="latency ms", drop=3),
+        Column("n", right=True),
+        Column("errors"),
+    ]
+    row = ["alpha", "12", "345", "6789", "60", "rate_limited 3, server_error 12, timeout 1"]
+    wide = render(columns, [row], width=200).plain.splitlines()
+    assert wide[0] == "         latency ms"  # centred over p50 p95 p99
+    assert wide[3] == "alpha   12  345  6789  60  " + row[-1]
+    narrow = render(columns, [row], width=40).plain.splitlines()
+    assert narrow[1].split() == ["name", "p50", "p95", "n", "errors"]  # p99 went whole
+    assert max(len(line) for line in narrow) <= 40
+    start = narrow[1].index("errors")
+    # Wrapped at spaces, never between an error kind and its count.
+    assert [line[start:] for line in narrow[3:]] == [
+        "rate_limited 3,",
+        "server_error 12,",
+        "timeout 1",
+    ]
+    assert all(not line[:start].strip() for line in narrow[4:])
+    # A word wider than the line is cut; "HTTP 503" stays whole.
+    assert wrap_text("HTTP 503 server_error: try later", 9) == [
+        "HTTP 503",
+        "server_er",
+        "ror: try",
+        "later",
+    ]
+
+
+def test_status_fits_the_width_with_a_row_per_target_then_per_probe(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     url = f"sqlite:///{db}"
     migrate.upgrade(url)
     engine = make_engine(url)
     now = datetime.now(UTC)
     names = ["alpha", "a-much-longer-target-name"]
-    store_results(engine, generate_results(names, now - timedelta(hours=3), now, step_s=60))
+    items = generate_results(names, now - timedelta(hours=3), now, step_s=60)
+    store_results(engine, items)
     engine.dispose()
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -57,40 +93,74 @@ def test_status_table_has_one_aligned_row_per_probe(tmp_path: Path) -> None:
         )
         + f"storage: {{url: '{url}'}}\n"
     )
-    res = run_cli("status", "-c", str(config))
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.splitlines()
-    assert lines[0].split()[:6] == ["target", "probe", "up", "1h", "up", "24h"]
-    body = [line for line in lines[2:] if line.strip() and not line.startswith("*")]
-    # Each target: its primary probe's row carries the name, then its other probes' rows.
-    assert [line.split()[:3] for line in body[0::2]] == [
-        ["alpha", "stream", "*"],
-        ["a-much-longer-target-name", "stream", "*"],
-    ]
-    assert [line.split()[0] for line in body[1::2]] == ["models", "models"]
-    # Right-aligned: the 24h uptime column ends at the same place on every line.
-    end = lines[0].index("up 24h") + len("up 24h")
-    for line in body:
-        assert line[end - 1] == "%", line
-        assert line[end] == " "
+    stored = Counter((r.target, r.probe) for r, _ in items)
+    for width in (80, 200):
+        res = run_cli("status", "-c", str(config), env={**os.environ, "COLUMNS": str(width)})
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert max(len(line) for line in lines) <= width, res.stdout
+        # Units in the headers: a group line over the header line.
+        assert lines[0].split()[:3] == ["uptime", "%", "latency"], lines[0]
+        assert lines[1].split()[:4] == ["target", "/", "probe", "1h"], lines[1]
+        assert lines[2].startswith("---")
+        probes_end = lines[1].index("probes") + len("probes")
+        rows = [line for line in lines[3:] if line[:1] != " " or line[:3].strip()]
+        shown = [(line.split()[0], line[:probes_end].split()[-1]) for line in rows[:-2]]
+        # Each target's row, then its probes' rows (the primary first, marked), indented;
+        # each row with its own probe count, the target's the sum of its probes'.
+        assert [name for name, _ in shown] == [
+            "alpha", "stream", "models", "a-much-longer-target-name", "stream", "models"
+        ]  # fmt: skip
+        assert [line[:2] for line in rows[:6]] == ["al", "  ", "  ", "a-", "  ", "  "]
+        assert rows[1].split()[:2] == ["stream", "*"]
+        for target_row, target in ((0, "alpha"), (3, "a-much-longer-target-name")):
+            counts = [int(shown[target_row + k][1]) for k in range(3)]
+            assert counts[1:] == [stored[target, "stream"], stored[target, "models"]]
+            assert counts[0] == counts[1] + counts[2]
+            assert "last: " in rows[target_row]
+        # Right-aligned numbers: every probe row has a figure ending under "24h".
+        end = lines[1].index("24h") + len("24h")
+        for line in (rows[1], rows[2], rows[4], rows[5]):
+            assert line[end - 1].isdigit() and line[end] == " ", line
+        if width == 200:  # room for every column: the tail percentiles too
+            assert "p99" in lines[1] and "30d" in lines[1] and "tok/s" in lines[0]
+        else:  # narrow: the least useful columns went, never a number cut in two
+            assert "p99" not in lines[1] and "30d" not in lines[1]
 
 
-def test_check_table_shows_errors_and_brackets_literally(sim: SimServer, tmp_path: Path) -> None:
+def test_check_table_shows_tokens_cost_errors_and_brackets_literally(
+    sim: SimServer, tmp_path: Path
+) -> None:
     sim.set("down", status=503, error_message="[busy] try later")
     config = tmp_path / "c.yaml"
     config.write_text(
         "targets:\n"
         + "".join(
             f"  - {{name: {route}, kind: openai, base_url: '{sim.url(route)}',"
-            " model: sim-small, probes: [stream]}\n"
+            " model: sim-small, probes: [stream, chat],"
+            " pricing: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n"
             for route in ("up", "down")
         )
     )
-    res = run_cli("check", "-c", str(config))
+    res = run_cli("check", "-c", str(config), env={**os.environ, "COLUMNS": "200"})
     assert res.returncode == 1, res.stderr
     lines = res.stdout.splitlines()
-    assert lines[0].split()[:3] == ["target", "probe", "result"]
-    by_target = {line.split()[0]: line for line in lines[2:]}
-    assert by_target["up"].split()[2] == "ok"
-    assert by_target["down"].split()[2] == "server_error"
-    assert "[busy] try later" in by_target["down"]
+    assert lines[0].split() == ["ms", "tokens"]  # the units, over their columns
+    header = lines[1]
+    assert header.split()[:3] == ["target", "probe", "result"]
+
+    def cell(line: str, name: str) -> str:  # a right-aligned column's figure
+        return line[: header.index(name) + len(name)].split()[-1]
+
+    rows = {(line.split()[0], line.split()[1]): line for line in lines[3:]}
+    for probe in ("stream", "chat"):
+        up = rows["up", probe]
+        assert up.split()[2] == "ok"
+        tokens_in, tokens_out = int(cell(up, " in")), int(cell(up, "out"))
+        assert tokens_in > 0 and tokens_out > 0, up
+        # Priced by checker/cost at the configured $1 / $2 per million tokens.
+        assert cell(up, "cost $") == f"{(tokens_in * 1.0 + tokens_out * 2.0) / 1e6:.6f}", up
+        down = rows["down", probe]
+        assert down.split()[2] == "server_error"
+        assert "[busy] try later" in down
+        assert cell(down, " in") == "-" and cell(down, "cost $") == "-"

@@ -45,7 +45,7 @@ def test_demo_serves_the_page_and_its_next_commands_work_as_printed(tmp_path: Pa
             return False
         return True
 
-    assert becomes_true(answered, within=10)
+    assert becomes_true(answered, within=30)
     assert pages[0].status_code == 200 and "steady" in pages[0].text
     rest, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from checker.cli.table import Cell, Column, render, wrap_text
+from checker.cli.width import table_width
 from checker.sim.server import SimServer
 from checker.store import migrate
 from checker.store.db import make_engine
@@ -164,3 +165,10 @@ def test_check_table_shows_tokens_cost_errors_and_brackets_literally(
         assert down.split()[2] == "server_error"
         assert "[busy] try later" in down
         assert cell(down, " in") == "-" and cell(down, "cost $") == "-"
+
+
+def test_the_width_is_columns_else_the_tty_else_unlimited() -> None:
+    assert table_width({"COLUMNS": "80"}, 120) == 80
+    assert table_width({"COLUMNS": "wide"}, 120) == 120
+    assert table_width({"COLUMNS": "0"}, None) is None
+    assert table_width({}, None) is None  # piped: a file has no edge to fit

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,8 +97,13 @@ def test_status_fits_the_width_with_a_row_per_target_then_per_probe(tmp_path: Pa
         + f"storage: {{url: '{url}'}}\n"
     )
     stored = Counter((r.target, r.probe) for r, _ in items)
-    for width in (80, 200):
-        res = run_cli("status", "-c", str(config), env={**os.environ, "COLUMNS": str(width)})
+
+    def status_at(width: int) -> subprocess.CompletedProcess[str]:
+        return run_cli("status", "-c", str(config), env={**os.environ, "COLUMNS": str(width)})
+
+    with ThreadPoolExecutor(2) as pool:  # two interpreters starting at once, not in turn
+        runs = dict(zip((80, 200), pool.map(status_at, (80, 200)), strict=True))
+    for width, res in runs.items():
         assert res.returncode == 0, res.stderr
         lines = res.stdout.splitlines()
         assert max(len(line) for line in lines) <= width, res.stdout

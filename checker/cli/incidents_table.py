@@ -61,8 +61,9 @@ def _number(m: Mapping[str, Any], key: str) -> float | None:
 
 
 def _burn(measurements: Sequence[Mapping[str, Any]], terms: SloTerms | None) -> list[str]:
-    """One phrase per burn window that fired (its long and its short window over the
-    factor); when none did (the figures of a later round), the one closest to firing."""
+    """'error budget burn 66.7x over 1h (threshold 14.4x), ...': each burn window that
+    fired (its long and its short window over the factor), or when none did (figures of
+    a later round), the one closest to firing."""
     # scope "page-1h": the pair whose long window is 1h; names burn_rate_long / _short.
     pairs: dict[str, dict[str, tuple[float, float]]] = {}
     for m in measurements:
@@ -75,15 +76,16 @@ def _burn(measurements: Sequence[Mapping[str, Any]], terms: SloTerms | None) -> 
         if "burn_rate_long" in pair
     )
     fired = [scope for _, scope in scored if all(v > f for v, f in pairs[scope].values())]
-    out = []
-    for scope in fired or [scope for _, scope in scored[-1:]]:
+    shown = fired or [scope for _, scope in scored[-1:]]
+    if not shown:
+        return []
+    phrases = []
+    for n, scope in enumerate(shown, 1):
         value, factor = pairs[scope]["burn_rate_long"]
-        window = scope.rsplit("-", 1)[-1]
-        out.append(
-            f"error budget burn {value:.1f}x over {window}"
-            + _terms(f"threshold {factor:g}x", terms)
-        )
-    return out
+        # The SLO once, in the last window's parentheses: it is the same for all.
+        why = _terms(f"threshold {factor:g}x", terms if n == len(shown) else None)
+        phrases.append(f"{value:.1f}x over {scope.rsplit('-', 1)[-1]}{why}")
+    return ["error budget burn " + ", ".join(phrases)]
 
 
 def _budget(measurements: Sequence[Mapping[str, Any]], terms: SloTerms | None) -> list[str]:
@@ -94,8 +96,15 @@ def _budget(measurements: Sequence[Mapping[str, Any]], terms: SloTerms | None) -
             continue
         period = f" over {format_duration(terms.window_s)}" if terms else ""
         below = None if level is None else f"alert below {level:.0%}"
-        out.append(f"error budget {value:.1%} left{period}" + _terms(below, terms))
+        # Overspent, "-6566.7% left" says less than what was spent: 6666.7% of it.
+        how = f"{value:.1%} left" if value >= 0 else f"{1 - value:.1%} spent"
+        out.append(f"error budget {how}{period}" + _terms(below, terms))
     return out
+
+
+def _measured(m: Mapping[str, Any]) -> str:
+    """'stream: consecutive failures 3 (threshold >= 3)', as the alert messages say it."""
+    return f"{m['scope']}: {measured(dict(m))}" if m.get("scope") else measured(dict(m))
 
 
 def what_happened(doc: Mapping[str, Any], terms: SloTerms | None) -> str:
@@ -112,8 +121,7 @@ def what_happened(doc: Mapping[str, Any], terms: SloTerms | None) -> str:
         elif rule == "budget":
             parts += _budget(ms, terms)
         else:
-            others += [f"{m['scope']}: {measured(dict(m))}" if m.get("scope") else measured(dict(m))
-                       for m in ms]  # fmt: skip
+            others += [_measured(m) for m in ms]
     if doc.get("detail"):
         parts.append(str(doc["detail"]))
     elif others:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from checker.alerting.evaluator import evaluate_targets
 from checker.cli.human_time import local_time
-from checker.cli.incidents_table import SloTerms, incident_rows
+from checker.cli.incidents_table import SloTerms, incident_rows, what_happened
 from checker.config.load import parse
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.redact import Redactor
@@ -105,10 +105,14 @@ def test_incidents_read_local_to_the_second_and_say_what_burned(tmp_path: Path) 
     what = {docs_id: cell for docs_id, cell in what_column(text).items()}
     page, budget = (what[str(d["id"])] for d in sorted(docs, key=lambda d: d["rules"][0] != "down"))
     # 20 bad of 60 at a 0.5% budget: an error rate of 1/3 burns it 66.7 times too fast.
-    assert page.startswith("error budget burn 66.7x over 1h (threshold 14.4x, SLO 99.5%);"), page
+    # Both page windows fired (6h holds the same hour): each says its rate and threshold.
+    assert page.startswith(
+        "error budget burn 66.7x over 1h (threshold 14.4x), 66.7x over 6h (threshold 6x,"
+        " SLO 99.5%);"
+    ), page
     assert page.endswith("; HTTP 503 upstream unavailable"), page
-    # Budget remaining 1 - 20 / (60 x 0.005) = -65.67: overspent 65 times over.
-    assert budget == "error budget -6566.7% left over 30d (alert below 25%, SLO 99.5%)", budget
+    # Budget remaining 1 - 20 / (60 x 0.005) = -65.67: 66.67 budgets spent.
+    assert budget == "error budget 6666.7% spent over 30d (alert below 25%, SLO 99.5%)"
 
 
 def test_resolved_incident_rows_in_a_given_zone() -> None:
@@ -138,6 +142,11 @@ def test_resolved_incident_rows_in_a_given_zone() -> None:
     [row] = incident_rows([doc], terms, datetime(2026, 7, 2, tzinfo=UTC), BERLIN)
     assert row[-1] == "error budget 12.5% left over 1w (alert below 25%, SLO 99.9%)"
     assert local_time("2026-12-07T13:03:12Z", BERLIN) == "2026-12-07 14:03:12 CET"
+    # Other rules without a stored detail: their measurements, as the alerts word them.
+    down = {"name": "consecutive_failures", "value": 3, "threshold": 3, "op": ">=",
+            "unit": "", "scope": "stream"}  # fmt: skip
+    doc = {"rules": ["down"], "detail": None, "details": {"measurements": {"down": [down]}}}
+    assert what_happened(doc, None) == "stream: consecutive failures 3 (threshold >= 3)"
 
 
 def test_durations_read_in_their_two_largest_units() -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from checker.cli.table import Cell, Column, render, wrap_text
+from checker.cli.width import table_width
 from checker.sim.server import SimServer
 from checker.store import migrate
 from checker.store.db import make_engine
@@ -94,8 +97,13 @@ def test_status_fits_the_width_with_a_row_per_target_then_per_probe(tmp_path: Pa
         + f"storage: {{url: '{url}'}}\n"
     )
     stored = Counter((r.target, r.probe) for r, _ in items)
-    for width in (80, 200):
-        res = run_cli("status", "-c", str(config), env={**os.environ, "COLUMNS": str(width)})
+
+    def status_at(width: int) -> subprocess.CompletedProcess[str]:
+        return run_cli("status", "-c", str(config), env={**os.environ, "COLUMNS": str(width)})
+
+    with ThreadPoolExecutor(2) as pool:  # two interpreters starting at once, not in turn
+        runs = dict(zip((80, 200), pool.map(status_at, (80, 200)), strict=True))
+    for width, res in runs.items():
         assert res.returncode == 0, res.stderr
         lines = res.stdout.splitlines()
         assert max(len(line) for line in lines) <= width, res.stdout
@@ -164,3 +172,10 @@ def test_check_table_shows_tokens_cost_errors_and_brackets_literally(
         assert down.split()[2] == "server_error"
         assert "[busy] try later" in down
         assert cell(down, " in") == "-" and cell(down, "cost $") == "-"
+
+
+def test_the_width_is_columns_else_the_tty_else_unlimited() -> None:
+    assert table_width({"COLUMNS": "80"}, 120) == 80
+    assert table_width({"COLUMNS": "wide"}, 120) == 120
+    assert table_width({"COLUMNS": "0"}, None) is None
+    assert table_width({}, None) is None  # piped: a file has no edge to fit

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from checker.cli.status_table import status_columns, status_rows
-from checker.cli.table import render as render_table
-from checker.config import load as config_mod
-from checker.config.load import ConfigError, SecretsMode
-from checker.config.schema import NAME_PATTERN, Config, Target
-from checker.units import parse_window
+# `checker --help` and completion import nothing heavy: pydantic, the config models, asyncio
+# and SQLAlchemy load inside the commands that use them (--help: 0.3 s -> under 0.15 s).
+if TYPE_CHECKING:
+    from checker.config.load import SecretsMode
+    from checker.config.schema import Config, Target
 
 app = typer.Typer(
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
@@ -74,8 +72,10 @@ def fail(lines: list[str] | str, code: int = 2) -> NoReturn:
 def load_config(path: Path, secrets: SecretsMode = "all") -> Config:
     """The config, or exit 2 with its problems. Read-only commands pass secrets="storage":
     they need the database, not the API keys."""
+    from checker.config.load import ConfigError, load
+
     try:
-        return config_mod.load(path, secrets)
+        return load(path, secrets)
     except ConfigError as exc:
         fail(exc.problems)
 
@@ -125,9 +125,10 @@ def validate(
         probe_costs,
         raw_channel_problems,
     )
+    from checker.config.load import ConfigError, load
 
     try:
-        cfg = config_mod.load(config, "none" if lint else "all")
+        cfg = load(config, "none" if lint else "all")
     except ConfigError as exc:  # every problem in one pass: the channel URLs too
         fail([*exc.problems, *raw_channel_problems(config)])
     # Without the secrets, only the URLs written out can be parsed.
@@ -168,6 +169,10 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="One ProbeResult JSON per line.")] = False,
 ) -> None:
     """Run each selected probe once now, concurrently; exit 1 when any failed."""
+    import asyncio
+
+    from checker.cli.table import render as render_table
+
     cfg = load_config(config)
     selection = select(cfg, targets, probe)
 
@@ -231,6 +236,9 @@ def run(
     ] = None,
 ) -> None:
     """Run the service: scheduled probes, storage, alerts (until SIGTERM/Ctrl-C)."""
+    import asyncio
+
+    from checker.config.schema import NAME_PATTERN
     from checker.service.wiring import Service
     from checker.store.startup import StorageUnavailable
 
@@ -263,9 +271,12 @@ def status(
     """Per target: uptime over 1h/24h/7d/30d, latency and TTFT percentiles, errors, last result."""
     from datetime import UTC, datetime, timedelta
 
+    from checker.cli.status_table import status_columns, status_rows
+    from checker.cli.table import render as render_table
     from checker.store import db
     from checker.store.fleet import locations_seen
     from checker.store.queries.status import status as query_status
+    from checker.units import parse_window
 
     cfg = load_config(config, secrets="storage")
     try:
@@ -414,6 +425,8 @@ def notify_test(
     tag: Annotated[str | None, typer.Option(help="Only channels with this tag.")] = None,
 ) -> None:
     """Send a test notification to each channel; report delivered or the error per channel."""
+    import asyncio
+
     from checker.alerting.channels import load_channels
     from checker.alerting.deliver import send
     from checker.redact import Redactor
@@ -458,6 +471,7 @@ def incidents(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
 ) -> None:
     """List incidents, newest first (or the open ones, oldest first)."""
+    from checker.cli.table import render as render_table
     from checker.redact import Redactor
     from checker.store import db
     from checker.web.status_data import incidents as query_incidents

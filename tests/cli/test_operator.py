@@ -11,7 +11,7 @@ from pathlib import Path
 
 from checker import __version__
 from checker.store import migrate
-from tests.tools import run_cli
+from tests.tools import ROOT, run_cli
 
 CONFIG = """
 targets:
@@ -92,3 +92,20 @@ def test_validate_lint_checks_all_but_the_secrets(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("model:", "modell:"))
     broken = run_cli("validate", "--lint", "-c", str(path), env=env)
     assert broken.returncode == 2 and "modell: unknown key" in broken.stderr
+
+
+def test_help_imports_nothing_heavy() -> None:
+    # `checker --help` and shell completion run often and must feel instant: the config
+    # models, SQLAlchemy, httpx and asyncio load inside the commands that need them.
+    code = (
+        "import sys\n"
+        "from checker.cli import app\n"
+        "try:\n    app(['--help'], prog_name='checker')\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = ('pydantic', 'sqlalchemy', 'sqlmodel', 'httpx', 'asyncio', 'apprise', 'yaml')\n"
+        "print('LOADED', *sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert "Usage: checker" in res.stdout
+    assert res.stdout.strip().splitlines()[-1] == "LOADED"

@@ -66,6 +66,7 @@ COLOURS: dict[str, str] = {
 }
 # Below this an hour is "bad" whatever the objective; between it and the objective, degraded.
 DEGRADED_FROM = 0.9
+_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
 _STRIP: dict[UptimeState, str] = {
     "good": "\u2588",
     "degraded": "\u2584",
@@ -176,13 +177,14 @@ class TtftBand:
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= value (> 0)."""
+    """The smallest round number >= value (> 0): 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a
+    power of ten, so the largest value fills at least two thirds of the chart."""
     if value <= 0 or not math.isfinite(value):
         raise ValueError(f"expected a positive number (got {value})")
     power = 10.0 ** math.floor(math.log10(value))
     # The next decade too: log10 of a value just above a power of ten may round below it.
     for base in (power, power * 10):
-        for step in (1.0, 2.0, 2.5, 5.0):
+        for step in _STEPS:
             if step * base >= value:
                 return step * base
     return power * 100  # unreachable: power * 10 > value

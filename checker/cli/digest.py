@@ -24,6 +24,10 @@ from checker.store.db import make_engine
 __all__ = ["digest_command"]
 
 
+# What --preview writes, by the file's suffix.
+_RENDERERS = {".html": render_html, ".txt": render_text, ".md": render_chat}
+
+
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
@@ -33,8 +37,9 @@ def digest_command(
 ) -> int:
     """`checker digest -c FILE --preview out.html [--date YYYY-MM-DD]` / `--send`.
 
-    --preview writes HTML, or the plain-text part for a .txt file, or the chat summary
-    for a .md file. Exit 0 on success, 1 when the database or a channel failed, 2 on bad
+    --preview writes HTML for a .html file, the plain-text part for .txt, the chat summary
+    for .md (any other suffix is bad input); a period without any result reads "No data
+    yet". Exit 0 on success, 1 when the database or a channel failed, 2 on bad
     input (one `error:` line each).
     """
 
@@ -45,6 +50,13 @@ def digest_command(
     if preview is None and not send:
         _error("nothing to do: give --preview FILE or --send")
         return 2
+    render = None
+    if preview is not None:
+        suffix = Path(preview).suffix.lower()
+        render = _RENDERERS.get(suffix)
+        if render is None:
+            _error(f"--preview {preview}: unknown suffix {suffix!r}; expected .html, .txt or .md")
+            return 2
     now = datetime.now(UTC)
     if date is not None:
         try:
@@ -61,10 +73,8 @@ def digest_command(
     engine = make_engine(cfg.storage.resolved_url())
     try:
         ctx = build_period(engine, cfg, period, now=now)
-        if preview is not None:
+        if preview is not None and render is not None:
             redact = Redactor(cfg.secrets())
-            suffix = Path(preview).suffix.lower()
-            render = {".txt": render_text, ".md": render_chat}.get(suffix, render_html)
             try:
                 Path(preview).write_text(redact.text(render(ctx, public_status_url(cfg))), "utf-8")
             except OSError as exc:

@@ -24,7 +24,7 @@ from checker.compare.build import compare_routes
 from checker.config.schema import Config, Target
 from checker.cost.prices import PriceBook, month_window, project_month_end
 from checker.digest.context import make_context
-from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, Usage
+from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, TtftHour, Usage
 from checker.digest.models import DigestContext
 from checker.digest.period import Period
 from checker.digest.shift import MEASURES, Measure, Quartiles, quartiles
@@ -45,6 +45,8 @@ __all__ = [
     "latest_error_details",
     "model_key",
     "spend_many",
+    "ttft_hours",
+    "ttft_probe",
     "usage_and_error_details",
     "usage_samples",
 ]
@@ -111,11 +113,30 @@ def latest_error_details(
 def hour_points(
     engine: Engine, count_rate_limited: Mapping[str, bool], since: datetime, until: datetime
 ) -> dict[str, list[Hour]]:
-    """The chart: one point per hour start in [floor_hour(since), until) for every target,
-    empty hours included."""
+    """The uptime chart: one point per hour start in [floor_hour(since), until) for every
+    target, empty hours included, counting every probe (as the SLO does)."""
     series = hourly_series_many(engine, count_rate_limited, since, until, ttft=False)
     return {
-        target: [Hour(p.hour, p.valid, p.good, p.latency_p50) for p in points]
+        target: [Hour(p.hour, p.valid, p.good) for p in points] for target, points in series.items()
+    }
+
+
+def ttft_probe(target: Target) -> str | None:
+    """The probe a route's TTFT band is drawn from: its stream probe (what production
+    streaming resembles; prefill and cache probes send other prompts), None without one."""
+    return "stream" if "stream" in target.probe_names else None
+
+
+def ttft_hours(
+    engine: Engine, cfg: Config, since: datetime, until: datetime
+) -> dict[str, list[TtftHour]]:
+    """The TTFT band: per target with a streaming probe, that probe's successful results
+    and TTFT p50/p95 per hour, empty hours included; no other probe in any percentile."""
+    probes = {t.name: p for t in cfg.targets if (p := ttft_probe(t)) is not None}
+    rate_limits = {name: rule for name, rule in _count_rate_limited(cfg).items() if name in probes}
+    series = hourly_series_many(engine, rate_limits, since, until, ttft=True, probes=probes)
+    return {
+        target: [TtftHour(p.hour, p.good, p.ttft_p50, p.ttft_p95) for p in points]
         for target, points in series.items()
     }
 
@@ -255,6 +276,7 @@ def build_period(
     raw_only = usage_and_error_details(engine, names, period.since, period.until)
     redact = Redactor(cfg.secrets())
     hours = hour_points(engine, _count_rate_limited(cfg), period.since, period.until)
+    ttft = ttft_hours(engine, cfg, period.since, period.until)
     workload = cfg.digest.reference_workload
 
     inputs = []
@@ -295,6 +317,8 @@ def build_period(
                 spend_cap_usd=t.spend_cap_usd_per_day,
                 incidents=incidents[t.name],
                 hours=hours[t.name],
+                ttft_probe=ttft_probe(t),
+                ttft_hours=ttft.get(t.name, ()),
                 usage=raw_only.usage[t.name],
                 error_details={
                     k: redact.text(v) for k, v in raw_only.error_details[t.name].items()

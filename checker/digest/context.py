@@ -10,7 +10,10 @@ A route *breaches* when any of these holds at the end of the period: its SLO err
 (over its SLO window, ending with the period) is exhausted (<= 0); its uptime over the
 period is below its availability objective; or a page-severity incident is open. A route
 without any valid probe in the period is reported as "without data" rather than as
-breaching or healthy.
+breaching or healthy; a period in which no route has any result says "No data yet".
+
+The charts' geometry (hourly uptime bars, the TTFT band, the price ranking per model) is
+`checker.digest.charts`; here the hours get their local labels.
 """
 
 from __future__ import annotations
@@ -24,20 +27,25 @@ from zoneinfo import ZoneInfo
 from checker.alerting.slo import budget_remaining, burn_rate
 from checker.compare.view import CompareView
 from checker.digest.changes import changes
+from checker.digest.charts import TtftBand, UptimeChart, ranking_charts, ttft_band, uptime_chart
 from checker.digest.honesty import token_honesty
-from checker.digest.inputs import Hour, IncidentSpan, Spend, TargetInputs
-from checker.digest.models import DigestContext, HourBar, IncidentLine, TargetDigest, WorkloadRow
+from checker.digest.inputs import Hour, IncidentSpan, Spend, TargetInputs, TtftHour
+from checker.digest.models import DigestContext, IncidentLine, TargetDigest, WorkloadRow
 from checker.digest.period import Period
 from checker.digest.shift import MEASURES, ProfileShift, profile_shift
 
 __all__ = [
+    "EMPTY_VERDICT",
     "MIN_RESULTS_FOR_BILLING",
-    "hour_bars",
+    "hour_chart",
     "incident_lines",
     "make_context",
     "profile_shifts",
+    "ttft_chart",
     "verdict_line",
 ]
+
+EMPTY_VERDICT = "No data yet: no route has a result in this period."
 
 # A route is marked over-billing on its median usage ratio over at least this many results.
 MIN_RESULTS_FOR_BILLING = 5
@@ -49,26 +57,18 @@ def _hour_label(start: datetime, zone: ZoneInfo) -> str:
     return start.astimezone(zone).strftime("%H")
 
 
-def hour_bars(hours: Sequence[Hour], objective: float, zone: ZoneInfo) -> list[HourBar]:
-    """Bar height: the hour's median latency against the day's slowest hour; colour: uptime.
+def hour_chart(hours: Sequence[Hour], objective: float, zone: ZoneInfo) -> UptimeChart:
+    """The hourly uptime bars, labelled with the local hour."""
+    return uptime_chart(
+        [(h.start, _hour_label(h.start, zone), h.valid, h.good) for h in hours], objective
+    )
 
-    An hour whose probes all failed has no latency: it is drawn full height, in red.
-    """
-    slowest = max((h.latency_p50 for h in hours if h.latency_p50 is not None), default=None)
-    bars = []
-    for h in hours:
-        uptime = h.good / h.valid if h.valid else None
-        if uptime is None:
-            state: Literal["good", "degraded", "bad", "empty"] = "empty"
-            height = 0.0
-        elif h.latency_p50 is None or not slowest:
-            state, height = "bad", 1.0
-        else:
-            state = "good" if uptime >= objective else ("degraded" if uptime >= 0.9 else "bad")
-            height = max(h.latency_p50 / slowest, 0.05)
-        label = _hour_label(h.start, zone)
-        bars.append(HourBar(h.start, label, uptime, h.latency_p50, height, state))
-    return bars
+
+def ttft_chart(probe: str | None, hours: Sequence[TtftHour], zone: ZoneInfo) -> TtftBand:
+    """The hourly TTFT band of one streaming probe, labelled with the local hour."""
+    return ttft_band(
+        probe, [(h.start, _hour_label(h.start, zone), h.count, h.p50, h.p95) for h in hours]
+    )
 
 
 def incident_lines(incidents: Sequence[IncidentSpan], period: Period) -> list[IncidentLine]:
@@ -181,7 +181,8 @@ def _target_digest(
         vs_week=changes(
             t.figures, t.previous_week, t.spend.cost_usd, t.spend_previous_week.cost_usd
         ),
-        bars=hour_bars(t.hours, t.objective, zone),
+        uptime_chart=hour_chart(t.hours, t.objective, zone),
+        ttft_chart=ttft_chart(t.ttft_probe, t.ttft_hours, zone),
     )
 
 
@@ -244,10 +245,14 @@ def make_context(
         (WorkloadRow(t.name, t.model, t.workload_usd) for t in inputs),
         key=lambda r: (r.monthly_usd is None, r.monthly_usd or 0.0, r.target),
     )
+    # Nothing to show at all: no result of any route's primary probe, no valid probe of any.
+    empty = not any(t.figures.results or t.period_counts.valid for t in inputs)
     return DigestContext(
         period=period,
         generated_at=generated_at,
-        verdict=verdict_line(len(targets), breaching, no_data, over_billing),
+        verdict=EMPTY_VERDICT
+        if empty
+        else verdict_line(len(targets), breaching, no_data, over_billing),
         ok=not breaching and not no_data and not over_billing,
         breaching=breaching,
         no_data=no_data,
@@ -263,4 +268,6 @@ def make_context(
         comparison=comparison,
         usage_band=usage_band,
         shifts=profile_shifts(inputs),
+        rankings=ranking_charts(comparison),
+        empty=empty,
     )

@@ -9,7 +9,7 @@ from datetime import datetime
 from checker.alerting.slo import WindowCounts
 from checker.digest.shift import Measure, Quartiles
 
-__all__ = ["Figures", "Hour", "IncidentSpan", "Spend", "TargetInputs", "Usage"]
+__all__ = ["Figures", "Hour", "IncidentSpan", "Spend", "TargetInputs", "TtftHour", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,12 +54,21 @@ class IncidentSpan:
 
 @dataclass(frozen=True, slots=True)
 class Hour:
-    """One hour of the chart: counts and the median latency of its successful probes."""
+    """One hour of the uptime chart: the SLO's counts over every probe of the target."""
 
     start: datetime
     valid: int
     good: int
-    latency_p50: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TtftHour:
+    """One hour of the TTFT band: one probe's successful results and their percentiles."""
+
+    start: datetime
+    count: int
+    p50: float | None
+    p95: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +108,9 @@ class TargetInputs:
     spend_cap_usd: float | None
     incidents: Sequence[IncidentSpan] = ()
     hours: Sequence[Hour] = ()
+    # The streaming probe the TTFT band is of (None: the route runs none), and its hours.
+    ttft_probe: str | None = None
+    ttft_hours: Sequence[TtftHour] = ()
     # One Usage per result, or distinct usages with their number of results.
     usage: Sequence[Usage] | Mapping[Usage, int] = ()
     error_details: Mapping[str, str] = field(default_factory=dict)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from checker.compare.view import CompareView
+from checker.digest.charts import RankingChart, TtftBand, UptimeChart
 from checker.digest.period import Period
 from checker.digest.shift import ProfileShift
 
@@ -15,7 +16,6 @@ __all__ = [
     "ChangeRow",
     "DigestContext",
     "Direction",
-    "HourBar",
     "IncidentLine",
     "TargetDigest",
     "TokenHonesty",
@@ -63,16 +63,6 @@ class IncidentLine:
 
 
 @dataclass(frozen=True, slots=True)
-class HourBar:
-    start: datetime
-    label: str  # local hour, e.g. "08"
-    uptime: float | None
-    latency_p50: float | None
-    height: float  # 0..1 of the chart height
-    state: Literal["good", "degraded", "bad", "empty"]
-
-
-@dataclass(frozen=True, slots=True)
 class TokenHonesty:
     checked: int
     mismatched: int
@@ -115,7 +105,8 @@ class TargetDigest:
     real_output_per_mtok: float | None
     vs_day: list[Change]
     vs_week: list[Change]
-    bars: list[HourBar]
+    uptime_chart: UptimeChart
+    ttft_chart: TtftBand
 
     @property
     def breaching(self) -> bool:
@@ -162,6 +153,10 @@ class DigestContext:
     usage_band: tuple[float, float]
     # Routes whose TTFT or decode speed jumped against the day before (checker.digest.shift).
     shifts: list[ProfileShift] = field(default_factory=list)
+    # The comparison's ranking per model with a bar for the real price (checker.digest.charts).
+    rankings: list[RankingChart] = field(default_factory=list)
+    # No route has a single result in the period: the documents say "No data yet".
+    empty: bool = False
 
     @property
     def title(self) -> str:

@@ -13,7 +13,7 @@ import pytest
 from checker.alerting.slo import WindowCounts
 from checker.digest import render as digest_render
 from checker.digest.changes import compare
-from checker.digest.context import hour_bars, make_context
+from checker.digest.context import hour_chart, make_context
 from checker.digest.honesty import token_honesty, usage_out_of_band, weighted_median
 from checker.digest.inputs import Figures, Hour, IncidentSpan, Spend, TargetInputs, Usage
 from checker.digest.models import TokenHonesty
@@ -312,18 +312,19 @@ def test_a_route_billing_more_tokens_than_it_streams_is_not_ok() -> None:
     assert "== greedy [OVER-BILLING] ==" in text and "== greedy [ok] ==" not in text
 
 
-def test_hour_bars_scale_and_colour() -> None:
+def test_hour_chart_colours_against_the_objective_and_leaves_empty_hours_blank() -> None:
     start = PERIOD.since
     hours = [
-        Hour(start, 60, 60, 1000.0),
-        Hour(start + timedelta(hours=1), 60, 57, 500.0),
-        Hour(start + timedelta(hours=2), 60, 0, None),
-        Hour(start + timedelta(hours=3), 0, 0, None),
+        Hour(start, 60, 60),
+        Hour(start + timedelta(hours=1), 60, 57),
+        Hour(start + timedelta(hours=2), 60, 0),
+        Hour(start + timedelta(hours=3), 0, 0),
     ]
-    bars = hour_bars(hours, 0.99, ZoneInfo(BERLIN))
-    assert [b.state for b in bars] == ["good", "degraded", "bad", "empty"]
-    assert [b.height for b in bars] == [1.0, 0.5, 1.0, 0.0]
-    assert bars[0].label == "00"
+    chart = hour_chart(hours, 0.99, ZoneInfo(BERLIN))
+    assert [b.state for b in chart.bars] == ["good", "degraded", "bad", "empty"]
+    assert [b.px for b in chart.bars] == [chart.height_px, round(0.95 * chart.height_px), 3, 0]
+    assert chart.bars[0].label == "00" and chart.probes == 180
+    assert chart.strip == "\u2588\u2584\u2581 "
 
 
 def test_token_honesty_from_counts_equals_one_usage_per_result() -> None:

@@ -24,7 +24,7 @@ from checker.cost.prices import PriceBook
 from checker.digest import build as digest
 from checker.digest.honesty import usage_out_of_band
 from checker.digest.inputs import Usage
-from checker.digest.models import DigestContext
+from checker.digest.models import DigestContext, TargetDigest
 from checker.digest.period import Period, last_hours
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.store import migrate
@@ -114,21 +114,34 @@ def brute_details(items: Items) -> dict[str, str]:
 
 
 def brute_bars(items: Items, period: Period, count_rl: bool) -> list[tuple]:
-    bars = []
+    """(hour, valid, good) over every probe, and (hour, count, TTFT p50, p95) of the
+    stream probe alone, from the generated results."""
+    bars, band = [], []
     for hour in hours_between(period.since, period.until):
-        valid = good = 0
-        latencies = []
+        valid = good = streamed = 0
+        ttfts = []
         for r, maintenance in items:
             if floor_hour(r.started_at) != hour or maintenance:
                 continue
+            if r.probe == "stream" and r.ok:
+                streamed += 1
+                if r.ttft_ms is not None:
+                    ttfts.append(r.ttft_ms)
             if r.error is ErrorKind.rate_limited and not count_rl:
                 continue
             valid += 1
             good += r.ok
-            if r.ok and r.latency_ms is not None:
-                latencies.append(r.latency_ms)
-        bars.append((hour, good / valid if valid else None, Sketch(latencies).quantile(0.5)))
-    return bars
+        bars.append((hour, valid, good))
+        sketch = Sketch(ttfts)
+        band.append((hour, streamed, sketch.quantile(0.5), sketch.quantile(0.95)))
+    return [bars, band]
+
+
+def chart_figures(t: TargetDigest) -> list[list[tuple]]:
+    return [
+        [(b.start, b.valid, b.good) for b in t.uptime_chart.bars],
+        [(h.start, h.count, h.p50, h.p95) for h in t.ttft_chart.hours],
+    ]
 
 
 def figures(ctx: DigestContext) -> list[tuple]:
@@ -142,7 +155,8 @@ def figures(ctx: DigestContext) -> list[tuple]:
             t.errors,
             t.error_details,
             t.tokens,
-            [(b.start, b.uptime, b.latency_p50, b.height, b.state) for b in t.bars],
+            [(b.start, b.valid, b.good, b.px, b.state) for b in t.uptime_chart.bars],
+            t.ttft_chart,
             round(t.spend_usd or 0.0, 12),
             round(t.month_to_date_usd or 0.0, 12),
         )
@@ -159,9 +173,8 @@ def check_against_brute_force(ctx: DigestContext, cfg: Config, items: Items) -> 
         assert t.tokens.median_ratio_to_chars4 == median
         assert t.error_details == brute_details(mine)
         count_rl = cfg.slo(target).count_rate_limited
-        assert [(b.start, b.uptime, b.latency_p50) for b in t.bars] == brute_bars(
-            mine, PERIOD, count_rl
-        )
+        assert chart_figures(t) == brute_bars(mine, PERIOD, count_rl)
+        assert t.ttft_chart.probe == "stream" and t.ttft_chart.probes > 50
         # All the data is in the period's month: daily, hourly and raw sums together.
         spent = sum(
             r.cost_usd or 0.0

@@ -165,3 +165,26 @@ def test_billing_flags_in_words() -> None:
         "probe cost ticket open",
     ]
     assert billing_flags("a", [], [], None, 0.5) == []
+
+
+async def test_a_line_per_location_when_results_come_from_several(db_engine: Engine) -> None:
+    cfg = parse(CONFIG)
+    at = [NOW - timedelta(minutes=10 * i) for i in range(5, 0, -1)]
+    items = []
+    for i, t in enumerate(at):
+        east = http_result("burning", t, ok=True)
+        west = http_result("burning", t + timedelta(seconds=5), ok=i < 3)
+        east.location, west.location = "east", "west"
+        items += [(east, False), (west, False)]
+        steady = http_result("steady", t, ok=True)
+        steady.location = "east"  # one location: no lines
+        items.append((steady, False))
+    store_results(db_engine, items)
+    async with serving(db_engine, cfg) as client:
+        html = (await client.get("/")).text
+    burning = html[html.index('id="target-burning"') : html.index('id="target-steady"')]
+    assert '<li class="loc-ok">east: 100.0% of 5</li>' in burning
+    assert '<li class="loc-failing">west: 60.0% of 5, failing now (server_error)</li>' in burning
+    assert 'class="locations"' not in html[html.index('id="target-steady"') :]
+    # The heartbeat row holds both locations' results, each tooltip naming its location.
+    assert 'title="2026-06-03 09:13:46 UTC from west · failed: server_error"' in burning

@@ -118,21 +118,24 @@ async def test_title_groups_history_spend_and_comparison(db_engine: Engine) -> N
     # The incident history: start, end, duration; the open one lasts "so far".
     history = html[html.index('id="incidents"') :]
     assert (
-        "2026-06-03 03:23 UTC</td>\n      <td>2026-06-03 04:23 UTC</td>\n      <td>1h00m</td>"
-        in history
+        'started">2026-06-03 03:23 UTC</td>\n      <td data-label="ended">2026-06-03 04:23 UTC'
+        '</td>\n      <td data-label="lasted">1h00m</td>' in history
     )
     print(history[:3000])
-    assert "<strong>open</strong></td>\n      <td>30m so far</td>" in history
+    assert '<strong>open</strong></td>\n      <td data-label="lasted">30m so far</td>' in history
     assert "p95 TTFT &lt;i&gt;high&lt;/i&gt;" in history
     # Spend: today's sums and the month-end projection; the relay's cap and ticket flagged.
     spend = html[html.index('id="spend"') : html.index('id="incidents"')]
-    assert '<td>direct</td>\n      <td>$0.0120<span class="ci"> · 12 priced</span></td>' in spend
-    relay = spend[spend.index("<td>relay</td>") :]
+    assert (
+        '">direct</td>\n      <td data-label="today">$0.0120<span class="ci"> · 12 priced</span>'
+        in spend
+    )
+    relay = spend[spend.index('">relay</td>') :]
     month_end = fmt_usd(project_month_end(12 * 0.002 + 0.5, NOW, "UTC"))
-    assert f"<td>$0.524</td>\n      <td>{month_end}</td>" in relay
+    assert f'to date">$0.524</td>\n      <td data-label="projected">{month_end}</td>' in relay
     assert "spend cap reached ($0.01/day): free probes only" in spend
     assert "billing ticket open" in spend
-    assert "<td>docs</td>" not in spend  # an http check costs nothing
+    assert ">docs</td>" not in spend  # an http check costs nothing
     # The comparison: its intervals and what cannot be told apart yet.
     compare = html[html.index('id="compare"') : html.index('id="spend"')]
     assert "sim-model" in compare and "[95% CI]" in compare

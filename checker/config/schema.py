@@ -433,6 +433,12 @@ class BasicAuth(Strict):
 
 class Server(Strict):
     listen: str = Field(default="127.0.0.1:9464", pattern=r"^\S+:\d{1,5}$")
+    title: str = Field(
+        default="checker",
+        min_length=1,
+        max_length=80,
+        description="The status page's heading and window title (shown as text, never markup).",
+    )
     public_url: str | None = None
     basic_auth: BasicAuth | None = None
 

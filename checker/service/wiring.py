@@ -172,6 +172,7 @@ class Service:
                     lambda: self._started and self.scheduler.state == STATE_RUNNING,
                     self.metrics,
                 ),
+                cert_days_left=self.certs.days_left,
             )
             await self.web.start()
         freeze_startup_objects()

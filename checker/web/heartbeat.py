@@ -54,6 +54,8 @@ class ResultLike(Protocol):
     def ttft_ms(self) -> float | None: ...
     @property
     def maintenance(self) -> bool: ...
+    @property
+    def location(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,9 @@ def _ms(value: float) -> str:
 
 
 def _label(r: ResultLike, kind: Outcome, slow: SlowRule | None) -> str:
-    parts = [f"{r.started_at:%Y-%m-%d %H:%M:%S} UTC"]
+    # Results of every location share the row: the tooltip says whose each one is.
+    where = f" from {r.location}" if r.location else ""
+    parts = [f"{r.started_at:%Y-%m-%d %H:%M:%S} UTC{where}"]
     if kind == "failed":
         parts.append(f"failed: {r.error or 'error'}")
     elif kind == "limited":

@@ -1,4 +1,5 @@
-"""The HTTP server: /metrics, /healthz, the status page, the JSON API and uptime badges.
+"""The HTTP server: /metrics, /healthz, the status page, the JSON API and badges (uptime,
+latency, health, certificate expiry).
 
 Runs on the service's event loop (aiohttp), so every database read and every page render
 goes through asyncio.to_thread: probes in flight must never absorb a slow query. The config
@@ -23,14 +24,24 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.engine import Engine
 
+from checker.alerting.certs import host_port
 from checker.compare.build import DEFAULT_PROBE, compare_routes
 from checker.compare.view import CompareView
-from checker.config.schema import BasicAuth, Config
+from checker.config.schema import BasicAuth, Config, Target
 from checker.redact import Redactor
 from checker.render import env
 from checker.units import parse_window
 from checker.web import status_data
-from checker.web.badges import BADGE_WINDOWS, badge_svg, badge_uptime
+from checker.web.badges import (
+    BADGE_WINDOWS,
+    badge_health,
+    badge_latency,
+    badge_svg,
+    badge_uptime,
+    cert_badge,
+    health_badge,
+    latency_badge,
+)
 from checker.web.charts import pct
 from checker.web.metrics import Metrics
 from checker.web.status_view import redact_tree
@@ -48,6 +59,8 @@ __all__ = [
 log = logging.getLogger("checker.web")
 
 HealthCheck = Callable[[], tuple[bool, str]]
+# Days until a target's certificate expires, as of a time (alerting.certs.CertWatch).
+CertDaysLeft = Callable[[str, datetime], float | None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 HEALTH_TIMEOUT_S = 5.0
@@ -124,12 +137,14 @@ class WebServer:
         health: HealthCheck,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        cert_days_left: CertDaysLeft | None = None,
     ) -> None:
         self._cfg = cfg_getter
         self._engine = engine
         self._metrics = metrics
         self._health = health
         self._clock = clock
+        self._cert_days_left = cert_days_left
         self._runner: web.AppRunner | None = None
         self.host = ""
         self.port = 0
@@ -152,6 +167,9 @@ class WebServer:
         app.router.add_get("/api/compare", self._api_compare)
         app.router.add_get("/api/incidents", self._api_incidents)
         app.router.add_get("/badge/{target}/uptime/{window}.svg", self._badge)
+        app.router.add_get("/badge/{target}/latency/{window}.svg", self._latency_badge)
+        app.router.add_get("/badge/{target}/health.svg", self._health_badge)
+        app.router.add_get("/badge/{target}/cert.svg", self._cert_badge)
         app.on_response_prepare.append(_security_headers)
         # No access log: one line per scrape or page view is noise at info level.
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -288,19 +306,47 @@ class WebServer:
         )
         return _json([i.to_json() for i in found])
 
-    async def _badge(self, request: web.Request) -> web.Response:
+    def _badge_target(self, request: web.Request) -> tuple[Config, Target, str]:
+        """The config, the target and the window the badge's path names, or a 404."""
         cfg = self._cfg()
-        window = request.match_info["window"]
         try:
             target = cfg.target(request.match_info["target"])
         except KeyError:
             raise web.HTTPNotFound(text="unknown target\n") from None
-        if window not in BADGE_WINDOWS:
+        window = request.match_info.get("window", "")
+        if "window" in request.match_info and window not in BADGE_WINDOWS:
             raise web.HTTPNotFound(text="unknown window\n")
+        return cfg, target, window
+
+    async def _badge(self, request: web.Request) -> web.Response:
+        cfg, target, window = self._badge_target(request)
         uptime = await asyncio.to_thread(
             badge_uptime, self._engine, cfg, target, window, self._clock()
         )
-        return web.Response(text=badge_svg(window, uptime), content_type="image/svg+xml")
+        return _svg(badge_svg(window, uptime))
+
+    async def _latency_badge(self, request: web.Request) -> web.Response:
+        cfg, target, window = self._badge_target(request)
+        found = await asyncio.to_thread(
+            badge_latency, self._engine, cfg, target, window, self._clock()
+        )
+        return _svg(latency_badge(cfg, target, window, found))
+
+    async def _health_badge(self, request: web.Request) -> web.Response:
+        cfg, target, _ = self._badge_target(request)
+        state = await asyncio.to_thread(badge_health, self._engine, cfg, target, self._clock())
+        return _svg(health_badge(state))
+
+    async def _cert_badge(self, request: web.Request) -> web.Response:
+        cfg, target, _ = self._badge_target(request)
+        if host_port(target.base_url) is None:
+            raise web.HTTPNotFound(text="not an https target\n")
+        days = self._cert_days_left(target.name, self._clock()) if self._cert_days_left else None
+        return _svg(cert_badge(days, cfg.alerts(target).cert_days))
+
+
+def _svg(text: str) -> web.Response:
+    return web.Response(text=text, content_type="image/svg+xml")
 
 
 def _public_url(cfg: Config) -> str | None:

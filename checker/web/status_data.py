@@ -17,16 +17,21 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from checker.compare.build import DEFAULT_PROBE, compare_routes
+from checker.compare.view import CompareView
 from checker.config.schema import Config, Target
+from checker.cost.prices import PriceBook, month_window, project_month_end
 from checker.redact import Redactor
 from checker.store.fleet import per_location
 from checker.store.plan import as_utc
 from checker.store.queries import page as page_queries
 from checker.store.queries.counts import window_counts_many
+from checker.store.queries.digest import spend_many
 from checker.store.queries.page import IncidentView, current_states, daily_uptime, recent_results
 from checker.store.queries.series import hourly_series_many
 from checker.store.queries.status import status
 from checker.web.heartbeat import BEATS
+from checker.web.page_sections import SpendSummary, spend_summary
 from checker.web.status_view import (
     DAYS,
     SPARK_HOURS,
@@ -42,6 +47,8 @@ from checker.web.status_view import (
 __all__ = ["INCIDENTS_LIMIT", "api_status", "budgets", "build_page", "heartbeat_since", "incidents"]
 
 INCIDENTS_LIMIT = 200
+HISTORY = 20  # incidents in the page's history
+COMPARE_WINDOW = "24h"
 # Heartbeat rows search back this many intervals per bar: room for holds, restarts and
 # maintenance gaps without ranking the whole raw table.
 _BEAT_HORIZON = 3
@@ -82,10 +89,40 @@ def budgets(
     return budgets_from_counts(cfg, targets, counts)
 
 
+def spend(
+    engine: Engine,
+    cfg: Config,
+    now: datetime,
+    book: PriceBook,
+    compare: CompareView,
+    open_incidents: Sequence[IncidentView],
+) -> SpendSummary:
+    """Probe spend today (the UTC day, as the spend cap counts it), this month (in the
+    digest's timezone) and the month-end projection, as the digest computes them; two
+    passes for every target."""
+    tz = cfg.digest.timezone
+    names = [t.name for t in cfg.targets]
+    month_start, _ = month_window(now, tz)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = spend_many(engine, names, month_start, now)
+    return spend_summary(
+        cfg,
+        priced={t.name: book.price_for(t, now) is not None for t in cfg.targets},
+        today=spend_many(engine, names, day_start, now),
+        month=month,
+        projection={n: project_month_end(month[n].cost_usd, now, tz) for n in names},
+        compare_flags={r.target: r.flags for g in compare.groups for r in g.routes},
+        open_incidents=open_incidents,
+    )
+
+
 def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> StatusPage:
     """Everything the status page shows, for every configured target."""
     now = as_utc(now)
     redactor = Redactor(cfg.secrets())
+    book = PriceBook(cfg)
+    compare = compare_routes(engine, cfg, now, COMPARE_WINDOW, DEFAULT_PROBE, book=book)
+    open_incidents = incidents(engine, redactor, open_only=True)
     names = [t.name for t in cfg.targets]
     rl = count_rate_limited(cfg)
     statuses = {
@@ -102,7 +139,7 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
         uptime={n: statuses[n].uptime for n in names},
         states=states,
         bars=daily_uptime(engine, names, now, days, rl),
-        open_incidents=incidents(engine, redactor, open_only=True),
+        open_incidents=open_incidents,
         budgets=budgets(engine, cfg, cfg.targets, now),
         # The charts draw each target's primary probe, as its headline figures do.
         sparks=hourly_series_many(
@@ -116,6 +153,9 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
             engine, {t.name: t.primary for t in cfg.targets}, now - timedelta(hours=1)
         ),
         recent=recent_results(engine, heartbeat_since(cfg, now), BEATS),
+        history=incidents(engine, redactor, open_only=False, limit=HISTORY),
+        spend=spend(engine, cfg, now, book, compare, open_incidents),
+        compare=compare,
     )
 
 

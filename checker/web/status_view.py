@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from checker.alerting.slo import WindowCounts, budget_remaining
+from checker.compare.view import CompareView
 from checker.config.schema import Config, Target
 from checker.redact import Redactor
 from checker.units import format_duration
@@ -31,6 +32,7 @@ from checker.web.charts import (
     spark,
 )
 from checker.web.heartbeat import Heartbeats, ResultLike, heartbeat_rows
+from checker.web.page_sections import Group, SpendSummary, group_by_tag
 from checker.web.wording import HEALTH_WORDS, Health, IncidentLike, StateLike, budget_words, health
 
 __all__ = [
@@ -188,6 +190,11 @@ class StatusPage:
     verdict: str
     targets: list[TargetPage]
     days: int
+    title: str = "checker"
+    groups: Sequence[Group[TargetPage]] = ()  # the targets by tag
+    history: Sequence[IncidentLike] = ()  # the newest incidents, open or resolved
+    spend: SpendSummary | None = None
+    compare: CompareView | None = None  # routes to the same model, side by side
 
 
 def _verdict(targets: Sequence[TargetPage]) -> tuple[PageLevel, str]:
@@ -226,6 +233,9 @@ def assemble_page(
     sparks: Mapping[str, Sequence[HourLike]],
     locations: Mapping[str, Sequence[Any]] | None = None,
     recent: Mapping[tuple[str, str], Sequence[ResultLike]] | None = None,
+    history: Sequence[IncidentLike] = (),
+    spend: SpendSummary | None = None,
+    compare: CompareView | None = None,
 ) -> StatusPage:
     """Everything the status page shows, for every configured target, from what the store
     read: uptime per window, current states, daily bars, open incidents (oldest first),
@@ -263,4 +273,16 @@ def assemble_page(
             )
         )
     page_level, verdict = _verdict(pages)
-    return StatusPage(now, cfg.location, page_level, verdict, pages, days)
+    return StatusPage(
+        now,
+        cfg.location,
+        page_level,
+        verdict,
+        pages,
+        days,
+        title=cfg.server.title if cfg.server else "checker",
+        groups=group_by_tag(cfg, pages),
+        history=history,
+        spend=spend,
+        compare=compare,
+    )

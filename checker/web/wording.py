@@ -49,6 +49,9 @@ class IncidentLike(Protocol):
     @property
     def severity(self) -> str: ...
 
+    @property
+    def rule_group(self) -> str: ...
+
 
 def health(
     state: StateLike, open_incidents: Sequence[IncidentLike], budget_remaining: float | None

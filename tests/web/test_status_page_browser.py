@@ -2,10 +2,11 @@
 protocol through a small aiohttp websocket client.
 
 Asserts the page loads with no console message, script exception or browser log error
-(CSP violations, failed loads) and shows every target, on a desktop and a phone viewport,
-and takes a full-page screenshot (to a temporary file; set CHECKER_SCREENSHOT to a path,
-e.g. docs/status-page.png, to keep it). Skipped when Chromium is missing, except under
-CI=true, where it fails instead.
+(CSP violations, failed loads) and shows every target, at 1280 px and on a 390 px phone
+with no horizontal scroll, and takes a full-page screenshot of each (to a temporary
+directory; `python -m bench.screenshots` sets CHECKER_SCREENSHOTS=docs to keep them as
+docs/status-page.png and docs/status-page-phone.png). Skipped when Chromium is missing,
+except under CI=true, where it fails instead.
 """
 
 from __future__ import annotations
@@ -14,52 +15,25 @@ import asyncio
 import base64
 import contextlib
 import os
-import random
 import shutil
 import signal
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy.engine import Engine
 
 from checker.config.load import parse
 from checker.config.schema import Config
-from checker.probes.base import ErrorKind, ProbeResult
 from checker.store.db import make_engine
-from checker.store.plan import HOUR, floor_hour
-from checker.store.rollup import rollup_hours
 from checker.web.metrics import Metrics
 from checker.web.server import WebServer
-from tests.fixtures_db import store_results
-from tests.web.test_server import insert_day_rollup, insert_incident
+from tests.web.page_scenario import CONFIG, NOW, build_scenario
 
 CHROMIUM = os.environ.get("CHECKER_CHROMIUM", "/usr/bin/chromium")
 STEP_TIMEOUT_S = 15.0
-NOW = datetime(2026, 6, 3, 14, 20, 5, tzinfo=UTC)
-
-CONFIG = """
-location: fra-1
-targets:
-  - {name: deepseek-direct, kind: openai, base_url: "http://127.0.0.1:9/v1", model: deepseek-chat}
-  - {name: openrouter-gpt-4o, kind: openai, base_url: "http://127.0.0.1:9/v1", model: openai/gpt-4o,
-     slo: {availability: 99.9%}}
-  - {name: anthropic-direct, kind: anthropic, base_url: "http://127.0.0.1:9/v1",
-     model: claude-sonnet-4-5}
-  - {name: docs-site, kind: http, base_url: "http://127.0.0.1:9/"}
-server: {listen: "127.0.0.1:0"}
-"""
-# name -> (daily failure rate, median latency ms, a few bad days: days ago -> failure rate)
-PROFILES: dict[str, tuple[float, float, dict[int, float]]] = {
-    "deepseek-direct": (0.0005, 1400.0, {41: 0.06}),
-    "openrouter-gpt-4o": (0.0004, 900.0, {12: 0.015, 13: 0.004, 57: 0.03}),
-    "anthropic-direct": (0.001, 1800.0, {3: 0.02, 70: 0.12}),
-    "docs-site": (0.0, 120.0, {}),
-}
 
 
 def chromium_or_skip() -> str:
@@ -68,72 +42,6 @@ def chromium_or_skip() -> str:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true but {CHROMIUM} is missing: install Debian's chromium package")
     pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
-
-
-# --- a scenario that looks like a real week ------------------------------------------------
-
-
-def _result(
-    target: str, probe: str, at: datetime, rng: random.Random, median: float
-) -> ProbeResult:
-    r = ProbeResult(target=target, probe=probe, started_at=at, ok=True, status=200)
-    # A daily rhythm: slower in the (UTC) afternoon, when the providers are busiest.
-    busy = 1.0 + 0.25 * max(0.0, 1 - abs(at.hour - 15) / 6)
-    r.latency_ms = median * busy * rng.lognormvariate(0, 0.18) * (0.3 if probe == "models" else 1)
-    if probe == "stream":
-        r.ttft_ms = r.latency_ms * rng.uniform(0.35, 0.5)
-        r.tokens_per_s = rng.uniform(40, 90)
-    return r
-
-
-def build_scenario(engine: Engine, cfg: Config) -> None:
-    rng = random.Random(20260603)
-    raw_since = NOW - timedelta(hours=26)
-    items: list[tuple[ProbeResult, bool]] = []
-    for target in cfg.targets:
-        rate, median, _ = PROFILES[target.name]
-        at = NOW - timedelta(seconds=rng.uniform(30, 120))
-        while at >= raw_since:
-            for probe in target.probe_names:
-                offset = timedelta(seconds=rng.uniform(0, 20))
-                r = _result(target.name, probe, at - offset, rng, median)
-                if rng.random() < rate * 3:
-                    r.fail(ErrorKind.timeout, "no first token within 15s")
-                items.append((r, False))
-            at -= timedelta(minutes=10)
-    # anthropic-direct has been failing for the last 25 minutes; its detail is hostile HTML.
-    for r, _ in items:
-        if r.target == "anthropic-direct" and r.started_at > NOW - timedelta(minutes=25):
-            r.ok, r.latency_ms, r.ttft_ms, r.tokens_per_s, r.error = False, None, None, None, None
-            r.status = 529
-            r.fail(ErrorKind.server_error, "HTTP 529 overloaded_error: <b>Overloaded</b>")
-    store_results(engine, items)
-    rollup_hours(engine, raw_since, floor_hour(NOW) - HOUR, now=NOW)
-    first_raw_day = raw_since.date()
-    for target in cfg.targets:
-        rate, _, bad_days = PROFILES[target.name]
-        for ago in range(1, 90):
-            day = NOW.date() - timedelta(days=ago)
-            if day >= first_raw_day or (target.name == "openrouter-gpt-4o" and ago > 75):
-                continue  # raw rows cover it; the relay was added 75 days ago
-            total = 288 * len(target.probe_names)
-            bad = round(total * bad_days.get(ago, rate * rng.uniform(0, 1.5)))
-            insert_day_rollup(engine, target.name, day, total=total, ok=total - bad)
-    insert_incident(
-        engine,
-        "anthropic-direct",
-        severity="page",
-        opened_at=NOW - timedelta(minutes=22),
-        detail="HTTP 529 overloaded_error",
-    )
-    insert_incident(
-        engine,
-        "openrouter-gpt-4o",
-        severity="ticket",
-        group="latency",
-        opened_at=NOW - timedelta(hours=3, minutes=10),
-        detail="p95 TTFT 2.9 s above 2 s over the last 20 probes",
-    )
 
 
 # --- a minimal DevTools protocol client -----------------------------------------------------
@@ -294,38 +202,53 @@ async def served_page(sqlite_url: str) -> AsyncIterator[tuple[str, Config]]:
         engine.dispose()
 
 
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= window.innerWidth"
+
+
+async def _keep(png: bytes, name: str, tmp_path: Path) -> None:
+    """Write a screenshot: to CHECKER_SCREENSHOTS (bench.screenshots: docs/) or tmp."""
+    assert png.startswith(b"\x89PNG")
+    directory = Path(os.environ.get("CHECKER_SCREENSHOTS") or tmp_path)
+    await asyncio.to_thread((directory / name).write_bytes, png)
+
+
 async def test_status_page_in_chromium(served_page: tuple[str, Config], tmp_path: Path) -> None:
     url, cfg = served_page
-    names = [t.name for t in cfg.targets]
+    by_tag = ["production", "relays", "lab", None]
+    names = [t.name for tag in by_tag for t in cfg.targets if (t.tags or [None])[0] == tag]
     async with chromium(tmp_path) as tools:
-        await set_viewport(tools, 1200, 1600, mobile=False)
+        await set_viewport(tools, 1280, 1600, mobile=False)
         await tools.load(url)
         shown = await tools.evaluate(
             "[...document.querySelectorAll('section.target h2')].map(e => e.textContent)"
         )
-        assert shown == names
+        assert shown == names  # grouped by tag, untagged last
+        assert (
+            await tools.evaluate("document.title") == "1 of 6 targets failing · Example AI platform"
+        )
         text = await tools.evaluate("document.body.innerText")
-        assert "1 of 4 targets failing" in text
         assert "<b>Overloaded</b>" in text  # shown as text, not markup
         assert await tools.evaluate("document.querySelectorAll('b').length") == 0
+        for section in ("Routes to the same model", "Spend", "Incident history"):
+            assert section in text
         bars = await tools.evaluate("document.querySelectorAll('.bars rect').length")
         assert bars == (90 + 25) * len(names)  # daily and hourly buckets, blank ones too
-        png = await full_page_png(tools, 1200)
-        assert png.startswith(b"\x89PNG")
-        target = Path(os.environ.get("CHECKER_SCREENSHOT") or tmp_path / "status-page.png")
-        await asyncio.to_thread(target.write_bytes, png)
+        beats = await tools.evaluate(
+            "[...document.querySelectorAll('.beat[title]')].map(e => e.className)"
+        )
+        assert {"beat b-ok", "beat b-slow", "beat b-failed", "beat b-limited"} <= set(beats)
+        assert await tools.evaluate(NO_SIDEWAYS_SCROLL)
+        await _keep(await full_page_png(tools, 1280), "status-page.png", tmp_path)
 
         # A phone: one column, nothing wider than the screen.
         await set_viewport(tools, 390, 844, mobile=True)
         await tools.load(url)
-        overflow = await tools.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow == 0
+        assert await tools.evaluate(NO_SIDEWAYS_SCROLL)
         columns = await tools.evaluate(
             "getComputedStyle(document.querySelector('.sparks')).gridTemplateColumns"
         )
         assert len(columns.split()) == 1
+        await _keep(await full_page_png(tools, 390, mobile=True), "status-page-phone.png", tmp_path)
         assert tools.problems() == []
 
 

@@ -18,6 +18,7 @@ class State:
 class Incident:
     target: str
     severity: str
+    rule_group: str = "down"
 
 
 PAGE, TICKET = Incident("t", "page"), Incident("t", "ticket")

@@ -234,6 +234,7 @@ class RecentResult:
     latency_ms: float | None
     ttft_ms: float | None
     maintenance: bool
+    location: str | None = None
 
 
 def recent_results(
@@ -261,7 +262,7 @@ def recent_results(
         )
         columns = (RAW.started_at, RAW.ok, RAW.error, RAW.latency_ms, RAW.ttft_ms)
         ranked = (
-            sa.select(RAW.target, RAW.probe, *columns, RAW.maintenance, rank)
+            sa.select(RAW.target, RAW.probe, *columns, RAW.maintenance, RAW.location, rank)
             .where(where)
             .subquery()
         )
@@ -272,9 +273,9 @@ def recent_results(
             .order_by(c.target, c.probe, c.rank.desc())
         ).all()
     out: dict[tuple[str, str], list[RecentResult]] = {}
-    for target, probe, at, ok, error, latency, ttft, maintenance in rows:
+    for target, probe, at, ok, error, latency, ttft, maintenance, location in rows:
         out.setdefault((target, probe), []).append(
-            RecentResult(as_utc(at), bool(ok), error, latency, ttft, bool(maintenance))
+            RecentResult(as_utc(at), bool(ok), error, latency, ttft, bool(maintenance), location)
         )
     return out
 

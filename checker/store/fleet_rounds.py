@@ -99,6 +99,11 @@ class RoundCounts:
             return self.valid, self.bad
         return self.valid_no_rl, self.bad_no_rl
 
+    def uptime(self, count_rate_limited: bool = True) -> float | None:
+        """good / valid events; None without any."""
+        valid, bad = self.of(count_rate_limited)
+        return (valid - bad) / valid if valid > 0 else None
+
     @classmethod
     def per_result(
         cls, total: int, maintenance: int, sli_ok: int, sli_rate_limited: int

@@ -9,9 +9,9 @@ location, every result; with several, one event per round in which several repor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -33,26 +33,40 @@ __all__ = [
     "window_counts_many",
 ]
 
+Key = tuple[str, str]  # (target, probe)
+T = TypeVar("T")
+
 
 def probe_window_counts_many(
     engine: Engine,
     targets: Sequence[str],
     since: datetime,
     until: datetime,
-) -> dict[tuple[str, str], Counts]:
+) -> dict[Key, Counts]:
     """Counts per (target, probe) over [since, until): one pass for many targets."""
+    return _per_probe(engine, targets, since, until, counts_by_probe)
+
+
+def _per_probe(
+    engine: Engine,
+    targets: Sequence[str],
+    since: datetime,
+    until: datetime,
+    count: Callable[[Connection, Sequence[str], WindowPlan], dict[Key, T]],
+) -> dict[Key, T]:
+    """`count` over the plan of [since, until), read in one snapshot."""
     targets = list(dict.fromkeys(targets))
     if not targets:
         return {}
     since, until = as_utc(since), as_utc(until)
     with engine.connect() as raw_conn:
         conn = snapshot(raw_conn)
-        return counts_by_probe(conn, targets, plan_for(conn, since, until, until - since >= DAY))
+        return count(conn, targets, plan_for(conn, since, until, until - since >= DAY))
 
 
 def round_counts(
     conn: Connection, targets: Sequence[str], plan: WindowPlan
-) -> dict[tuple[str, str], RoundCounts]:
+) -> dict[Key, RoundCounts]:
     """Events in fleet rounds per (target, probe) over a plan: rollups sum their stored
     round counts, raw ranges count their rounds (checker.store.fleet_counts), so both give
     the same numbers for the same hours."""
@@ -67,7 +81,7 @@ def round_counts(
             .group_by(c.target, c.probe)
         )
 
-    out: dict[tuple[str, str], RoundCounts] = {}
+    out: dict[Key, RoundCounts] = {}
     for _, (target, probe, *values) in read_window(conn, plan, sums):
         out.setdefault((target, probe), RoundCounts()).add_values(values)
     rules = round_rules(conn, targets) if plan.raw else {}
@@ -79,15 +93,9 @@ def round_counts(
 
 def probe_round_counts_many(
     engine: Engine, targets: Sequence[str], since: datetime, until: datetime
-) -> dict[tuple[str, str], RoundCounts]:
+) -> dict[Key, RoundCounts]:
     """Events in fleet rounds per (target, probe) over [since, until)."""
-    targets = list(dict.fromkeys(targets))
-    if not targets:
-        return {}
-    since, until = as_utc(since), as_utc(until)
-    with engine.connect() as raw_conn:
-        conn = snapshot(raw_conn)
-        return round_counts(conn, targets, plan_for(conn, since, until, until - since >= DAY))
+    return _per_probe(engine, targets, since, until, round_counts)
 
 
 def window_counts_many(

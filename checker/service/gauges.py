@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 
 from checker.alerting.slo import WindowCounts, budget_remaining, burn_rate
 from checker.config.schema import Config
-from checker.store.queries.counts import probe_window_counts_many
-from checker.store.queries.window import Counts
+from checker.store.fleet_rounds import RoundCounts
+from checker.store.queries.counts import probe_round_counts_many
 from checker.units import format_duration
 from checker.web.metrics import Metrics
 
@@ -43,16 +43,15 @@ async def update_slo_gauges(
             if rate is not None and length != slo.window:
                 metrics.burn.labels(t.name, format_duration(length)).set(rate)
     for label, per_probe in up.items():
-        # The SLO's uptime counts every probe of a target; each probe's is its own series.
-        per_target: dict[str, Counts] = {}
+        # The SLO's uptime counts every probe of a target, in fleet rounds (as the SLO);
+        # each probe's is its own series.
+        per_target: dict[str, RoundCounts] = {}
         for (target, probe), n in per_probe.items():
             if target not in rl:
                 continue
             if (probe_up := n.uptime(rl[target])) is not None:
                 metrics.probe_uptime.labels(target, probe, label).set(probe_up)
-            per_target.setdefault(target, Counts()).add(
-                n.total, n.maintenance, n.sli_ok, n.sli_rate_limited
-            )
+            per_target.setdefault(target, RoundCounts()).add(n)
         for target, total_n in per_target.items():
             if (target_up := total_n.uptime(rl[target])) is not None:
                 metrics.uptime.labels(target, label).set(target_up)
@@ -60,9 +59,9 @@ async def update_slo_gauges(
 
 def _uptime_counts(
     engine: Engine, cfg: Config, windows: dict[str, float], now: datetime
-) -> dict[str, dict[tuple[str, str], Counts]]:
+) -> dict[str, dict[tuple[str, str], RoundCounts]]:
     names = [t.name for t in cfg.targets]
     return {
-        label: probe_window_counts_many(engine, names, now - timedelta(seconds=s), now)
+        label: probe_round_counts_many(engine, names, now - timedelta(seconds=s), now)
         for label, s in windows.items()
     }

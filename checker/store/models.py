@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, select
 
-from checker.config.schema import Config
+from checker.config.schema import Config, Target
 from checker.probes.base import TRANSIENT_FIELDS, ErrorKind, ProbeResult, utcnow
 from checker.redact import Redactor
 
@@ -88,6 +88,11 @@ class TargetRow(SQLModel, table=True):
     base_url: str
     model: str | None = None
     tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    # The SLO's fleet rounds (checker.store.fleet_rounds): the probe interval, and the down
+    # rule's quorum as a number of locations or a share (both NULL: a majority).
+    interval_s: float | None = None
+    quorum_locations: int | None = None
+    quorum_share: float | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime)
     retired_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -175,10 +180,26 @@ class RollupMeasures(SQLModel):
     completion_tokens: int = Field(default=0, sa_type=sa.BigInteger)
     cached_tokens: int = Field(default=0, sa_type=sa.BigInteger)
     reasoning_tokens: int = Field(default=0, sa_type=sa.BigInteger)
+    # The (target, probe)'s events in fleet rounds (checker.store.fleet_rounds), with rate
+    # limits counted and left out, held by the row of its first location in sort order (0
+    # on the others, so sums over locations are right). NULL: rolled up before 0011.
+    fleet_valid: int | None = None
+    fleet_bad: int | None = None
+    fleet_valid_no_rl: int | None = None
+    fleet_bad_no_rl: int | None = None
 
 
 # Covers the count columns: long-window uptime sums never touch the wide sketch rows.
-_COUNT_COLUMNS = ("total", "maintenance_count", "sli_ok_count", "sli_rate_limited_count")
+_COUNT_COLUMNS = (
+    "total",
+    "maintenance_count",
+    "sli_ok_count",
+    "sli_rate_limited_count",
+    "fleet_valid",
+    "fleet_bad",
+    "fleet_valid_no_rl",
+    "fleet_bad_no_rl",
+)
 
 
 class RollupRow(RollupMeasures, table=True):
@@ -438,6 +459,15 @@ def public_base_url(url: str, redact: Redactor | None = None) -> str:
     return redact.text(clean) if redact else clean
 
 
+def _round_settings(cfg: Config, target: Target) -> dict[str, Any]:
+    quorum = cfg.alerts(target).down.quorum
+    return {
+        "interval_s": cfg.interval(target),
+        "quorum_locations": quorum if isinstance(quorum, int) else None,
+        "quorum_share": quorum if isinstance(quorum, float) else None,
+    }
+
+
 def sync_targets(db: Session | Engine, cfg: Config, now: datetime | None = None) -> None:
     """Upsert every configured target by name and retire the others (a returning target is
     un-retired, same row). Commits. Takes a Session, or an Engine to open one on."""
@@ -455,6 +485,7 @@ def sync_targets(db: Session | Engine, cfg: Config, now: datetime | None = None)
             "base_url": public_base_url(target.base_url, redact),
             "model": target.model,
             "tags": list(target.tags),
+            **_round_settings(cfg, target),
         }
         row = existing.pop(target.name, None)
         if row is None:

@@ -14,7 +14,8 @@ Daily rows (`rollups_daily`, listed in `rolled_days`) are the exact sums of a UT
 hourly rows, so month-long percentiles merge 30 sketches per target instead of 720.
 Re-rolling an hour deletes its day's rows in the same transaction; rollup_hours() then
 recomputes the day. Daily rows therefore never disagree with the hourly ones: at worst
-they are missing, and queries fall back to the hours.
+they are missing, and queries fall back to the hours. Both hold each (target, probe)'s
+SLO events in fleet rounds (checker.store.fleet_counts).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from checker.probes.base import ErrorKind
+from checker.store.fleet_counts import fleet_columns, hour_rounds, stored_rounds
+from checker.store.fleet_rounds import RoundCounts
 from checker.store.plan import DAY, HOUR, as_utc, floor_day, floor_hour, hours_between
 from checker.store.sketch import Sketch
 from checker.store.tables import DAILY, RAW, ROLLED, ROLLED_DAYS, ROLLUPS
@@ -80,6 +83,7 @@ class _Accumulator:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    rounds: RoundCounts = field(default_factory=RoundCounts)  # see RollupMeasures.fleet_valid
     # Hourly rows only (see RollupRow): distinct usage -> results, kind -> (at, detail).
     usage: dict[tuple[int, int | None, int, int | None], int] = field(default_factory=dict)
     error_details: dict[str, tuple[datetime, str | None]] = field(default_factory=dict)
@@ -101,6 +105,7 @@ class _Accumulator:
         self.completion_tokens += row.completion_tokens
         self.cached_tokens += row.cached_tokens
         self.reasoning_tokens += row.reasoning_tokens
+        self.rounds.add(stored_rounds(row))
 
 
 def _count_query(hour: datetime) -> sa.Select[Any]:
@@ -270,6 +275,7 @@ def _measure_rows(
                 "completion_tokens": a.completion_tokens,
                 "cached_tokens": a.cached_tokens,
                 "reasoning_tokens": a.reasoning_tokens,
+                **fleet_columns(a.rounds),
             }
         )
     return rows
@@ -283,12 +289,13 @@ def _forget_day(conn: Connection, day: datetime) -> None:
 def rollup_hour(engine: Engine, hour: datetime, now: datetime) -> bool:
     """Recompute one hour; False when skipped because its raw rows were pruned."""
     with engine.begin() as conn:
-        pruned = conn.execute(
-            sa.select(ROLLED.c.raw_pruned).where(ROLLED.c.hour == hour)
-        ).scalar_one_or_none()
-        if pruned:
+        pruned = sa.select(ROLLED.c.raw_pruned).where(ROLLED.c.hour == hour)
+        if conn.execute(pruned).scalar_one_or_none():
             return False
-        rows = _measure_rows({"hour": hour}, _accumulate(conn, hour), hourly=True)
+        acc = _accumulate(conn, hour)
+        for key, rounds in hour_rounds(conn, hour, acc).items():
+            acc[key].rounds = rounds
+        rows = _measure_rows({"hour": hour}, acc, hourly=True)
         conn.execute(ROLLUPS.delete().where(ROLLUPS.c.hour == hour))
         if rows:
             conn.execute(ROLLUPS.insert(), rows)
@@ -368,8 +375,8 @@ def rollup_due(
     flushes, which can be after its hour). An hour is due `settle_s` after it ends.
 
     Hours of the last `refresh_hours` rolled up before migration 0005 (NULL digest columns)
-    are rolled up again too, so after an upgrade the daily digest stops reading raw rows
-    within one run instead of one day.
+    or 0011 (NULL round counts) are rolled up again too, so after an upgrade the daily
+    digest stops reading raw rows, and the SLO counts fleet rounds, within one run.
     """
     now = as_utc(now)
     until = floor_hour(now - timedelta(seconds=settle_s))
@@ -385,7 +392,7 @@ def rollup_due(
         stale = conn.execute(
             sa.select(sa.func.min(ROLLUPS.c.hour)).where(
                 ROLLUPS.c.hour >= until - refresh_hours * HOUR,
-                ROLLUPS.c.usage_counts.is_(None),
+                sa.or_(ROLLUPS.c.usage_counts.is_(None), ROLLUPS.c.fleet_valid.is_(None)),
             )
         ).scalar_one_or_none()
         if stale is not None:

@@ -29,7 +29,10 @@ async def test_uptime_per_probe_and_per_target(tmp_path: Path) -> None:
     migrate.upgrade(url)
     engine = make_engine(url)
     now = datetime.now(UTC)
-    items = generate_results(["alpha"], now - timedelta(hours=2), now, step_s=60)
+    # One location: a round is each result (several would count fleet rounds, as the SLO).
+    items = generate_results(
+        ["alpha"], now - timedelta(hours=2), now, step_s=60, locations=("local",)
+    )
     store_results(engine, items)
     cfg = parse(
         "targets:\n  - {name: alpha, kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m}\n"

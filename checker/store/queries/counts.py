@@ -1,23 +1,40 @@
 """Result counts per target over a window, for SLO and burn-rate math, and today's spend.
 
 Counted over every probe of a target: each is a request a user could have made (status
-figures, by contrast, are per probe: checker.store.queries.status).
+figures, by contrast, are per probe: checker.store.queries.status). The SLO's counts
+(`window_counts_many`) are events in fleet rounds (checker.store.fleet_rounds): with one
+location, every result; with several, one event per round in which several reported.
+`probe_window_counts_many` counts every result of every location.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from checker.store.plan import DAY, as_utc
+from checker.store.db import one_of
+from checker.store.fleet_counts import range_rounds, rolled_sums, round_rules
+from checker.store.fleet_rounds import RoundCounts
+from checker.store.plan import DAY, WindowPlan, as_utc
 from checker.store.queries.status import counts_by_probe
-from checker.store.queries.window import Counts, plan_for, snapshot
+from checker.store.queries.window import Counts, Source, plan_for, read_window, snapshot
 from checker.store.tables import RAW
 
-__all__ = ["probe_window_counts_many", "spend_since", "window_counts", "window_counts_many"]
+__all__ = [
+    "probe_round_counts_many",
+    "probe_window_counts_many",
+    "round_counts",
+    "spend_since",
+    "window_counts",
+    "window_counts_many",
+]
+
+Key = tuple[str, str]  # (target, probe)
+T = TypeVar("T")
 
 
 def probe_window_counts_many(
@@ -25,15 +42,60 @@ def probe_window_counts_many(
     targets: Sequence[str],
     since: datetime,
     until: datetime,
-) -> dict[tuple[str, str], Counts]:
+) -> dict[Key, Counts]:
     """Counts per (target, probe) over [since, until): one pass for many targets."""
+    return _per_probe(engine, targets, since, until, counts_by_probe)
+
+
+def _per_probe(
+    engine: Engine,
+    targets: Sequence[str],
+    since: datetime,
+    until: datetime,
+    count: Callable[[Connection, Sequence[str], WindowPlan], dict[Key, T]],
+) -> dict[Key, T]:
+    """`count` over the plan of [since, until), read in one snapshot."""
     targets = list(dict.fromkeys(targets))
     if not targets:
         return {}
     since, until = as_utc(since), as_utc(until)
     with engine.connect() as raw_conn:
         conn = snapshot(raw_conn)
-        return counts_by_probe(conn, targets, plan_for(conn, since, until, until - since >= DAY))
+        return count(conn, targets, plan_for(conn, since, until, until - since >= DAY))
+
+
+def round_counts(
+    conn: Connection, targets: Sequence[str], plan: WindowPlan
+) -> dict[Key, RoundCounts]:
+    """Events in fleet rounds per (target, probe) over a plan: rollups sum their stored
+    round counts, raw ranges count their rounds (checker.store.fleet_counts), so both give
+    the same numbers for the same hours."""
+
+    def sums(source: Source) -> sa.Select[Any] | None:
+        if not source.rolled_up:
+            return None
+        c = source.c
+        return (
+            sa.select(c.target, c.probe, *rolled_sums(c))
+            .where(one_of(conn, c.target, targets))
+            .group_by(c.target, c.probe)
+        )
+
+    out: dict[Key, RoundCounts] = {}
+    for _, (target, probe, *values) in read_window(conn, plan, sums):
+        out.setdefault((target, probe), RoundCounts()).add_values(values)
+    rules = round_rules(conn, targets) if plan.raw else {}
+    for since, until in plan.raw:
+        for key, counts in range_rounds(conn, since, until, targets, rules).items():
+            out.setdefault(key, RoundCounts()).add(counts)
+    return out
+
+
+def probe_round_counts_many(
+    engine: Engine, targets: Sequence[str], since: datetime, until: datetime
+) -> dict[Key, RoundCounts]:
+    """Events in fleet rounds per (target, probe) over [since, until)."""
+    return _per_probe(engine, targets, since, until, round_counts)
 
 
 def window_counts_many(
@@ -43,15 +105,13 @@ def window_counts_many(
     until: datetime,
     count_rate_limited: bool = True,
 ) -> dict[str, tuple[int, int]]:
-    """(valid, bad) per target over [since, until), every probe counted."""
+    """(valid, bad) SLO events per target over [since, until), every probe counted, in
+    fleet rounds."""
     targets = list(dict.fromkeys(targets))
-    counts = probe_window_counts_many(engine, targets, since, until)
-    per_target = {t: Counts() for t in targets}
-    for (target, _), c in counts.items():
-        per_target[target].add(c.total, c.maintenance, c.sli_ok, c.sli_rate_limited)
-    return {
-        t: (c.valid(count_rate_limited), c.bad(count_rate_limited)) for t, c in per_target.items()
-    }
+    per_target = {t: RoundCounts() for t in targets}
+    for (target, _), counts in probe_round_counts_many(engine, targets, since, until).items():
+        per_target[target].add(counts)
+    return {t: c.of(count_rate_limited) for t, c in per_target.items()}
 
 
 def window_counts(

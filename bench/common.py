@@ -9,6 +9,8 @@ import os
 import platform
 import re
 import shlex
+import shutil
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -226,3 +228,22 @@ def write_section(key: str, body: str) -> None:
 
 def provenance() -> str:
     return f"Machine: {machine_line()}. Date: {now_utc()}. Command: `{command_line()}`."
+
+
+# --- processes under test ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server that takes its port as a flag."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pinned(cmd: list[str], core: int) -> list[str]:
+    """`cmd` under `taskset -c core`, so every thread it starts stays on that core; as is
+    when there is no taskset or no such core."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > core:
+        return ["taskset", "-c", str(core), *cmd]
+    return cmd

@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after the other, each writing its section of
-docs/PERFORMANCE.md. Runs in under 10 minutes on 2 cores; the storage benchmark runs at a
-reduced scale here (see its section and bench/storage.py for the full-size command)."""
+docs/PERFORMANCE.md. Runs in under 10 minutes on 2 cores; the storage benchmark and the
+CPU-per-probe comparison run at a reduced scale here (see their sections and bench/storage.py,
+bench/peer.py for the full-size commands)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ BENCHES: list[list[str]] = [
     ["bench.memory"],
     ["bench.storage", "--days", "30", "--targets", "10", "--section", "storage-make-bench"],
     ["bench.alert_latency"],
+    # 3 rounds x 150 probes at 20/s per process: about 80 s (bench.peer's default is 400).
+    ["bench.peer", "--n", "150"],
 ]
 
 

@@ -176,6 +176,9 @@ class Service:
             )
             await self.web.start()
         freeze_startup_objects()
+        # Idleness counts from readiness: a slow start (a loaded machine, a long migration)
+        # is not "no probe started".
+        self.heartbeat.beat()
         sdnotify.notify("READY=1\nSTATUS=probing")
         if (every := sdnotify.watchdog_interval()) is not None:
             self._watchdog = asyncio.create_task(

@@ -23,7 +23,7 @@ from checker.digest.charts import (
     uptime_chart,
 )
 
-FAST = settings(max_examples=150, deadline=None)
+FAST = settings(max_examples=100, deadline=None)
 T0 = datetime(2026, 5, 11, 8, tzinfo=UTC)
 counts = st.tuples(st.integers(0, 500), st.integers(0, 500)).map(
     lambda vg: (max(vg), min(vg))  # (valid, good), good <= valid

@@ -33,7 +33,6 @@ __all__ = [
     "BAR_MIN_PX",
     "COLOURS",
     "MARK_PX",
-    "PRICE_BAR_PX",
     "UPTIME_PX",
     "BandHour",
     "PriceBar",
@@ -52,7 +51,6 @@ UPTIME_PX = 28  # chart heights
 BAND_PX = 48
 BAR_MIN_PX = 3  # an hour at 0 % still shows a red stub: a blank hour is something else
 MARK_PX = 2  # the p50 mark
-PRICE_BAR_PX = 160  # the most expensive route of a model
 
 UptimeState = Literal["good", "degraded", "bad", "empty"]
 COLOURS: dict[str, str] = {
@@ -236,7 +234,7 @@ class PriceBar:
     n: int  # probes of the compared probe in the window
     monthly_usd: float | None  # the reference workload at the route's usage ratio
     output_per_mtok: float | None  # the real output price
-    px: int  # 0 without a price
+    pct: int  # bar width, % of the dearest route's (a phone's width varies); 0: no price
     flags: tuple[str, ...]
 
 
@@ -247,14 +245,13 @@ class RankingChart:
     reference: str | None
     bars: list[PriceBar]
     probes: int
-    width_px: int = PRICE_BAR_PX
 
     @property
     def colour(self) -> str:
         return COLOURS["price"]
 
 
-def ranking_charts(view: CompareView | None, width_px: int = PRICE_BAR_PX) -> list[RankingChart]:
+def ranking_charts(view: CompareView | None) -> list[RankingChart]:
     """One chart per model group, routes in rank order, bars against the group's dearest."""
     if view is None:
         return []
@@ -270,7 +267,7 @@ def ranking_charts(view: CompareView | None, width_px: int = PRICE_BAR_PX) -> li
                 n=r.n,
                 monthly_usd=r.workload_usd_per_month,
                 output_per_mtok=r.usd_per_mtok_output,
-                px=max(round(r.workload_usd_per_month / dearest * width_px), 1)
+                pct=max(round(r.workload_usd_per_month / dearest * 100), 1)
                 if r.workload_usd_per_month and dearest
                 else 0,
                 flags=tuple(r.flags),

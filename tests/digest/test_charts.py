@@ -15,7 +15,6 @@ from checker.digest.charts import (
     BAND_PX,
     BAR_MIN_PX,
     MARK_PX,
-    PRICE_BAR_PX,
     UPTIME_PX,
     nice_ceiling,
     ranking_charts,
@@ -23,7 +22,7 @@ from checker.digest.charts import (
     uptime_chart,
 )
 
-FAST = settings(max_examples=150, deadline=None)
+FAST = settings(max_examples=100, deadline=None)
 T0 = datetime(2026, 5, 11, 8, tzinfo=UTC)
 counts = st.tuples(st.integers(0, 500), st.integers(0, 500)).map(
     lambda vg: (max(vg), min(vg))  # (valid, good), good <= valid
@@ -149,6 +148,6 @@ def test_ranking_in_rank_order_with_bars_against_the_dearest_route() -> None:
     )
     [chart] = ranking_charts(view)
     assert [b.target for b in chart.bars] == ["direct", "relay", "new"]
-    assert [b.px for b in chart.bars] == [PRICE_BAR_PX // 2, PRICE_BAR_PX, 0]
+    assert [b.pct for b in chart.bars] == [50, 100, 0]
     assert chart.probes == 195 and chart.probe == "stream" and chart.reference == "direct"
     assert ranking_charts(None) == []

@@ -76,6 +76,12 @@ async def test_the_digest_charts_render_in_chromium(sqlite_url: str, tmp_path: P
         charts = await tools.evaluate(MEASURE)
         prices = await tools.evaluate(PRICE_BARS)
         png = await full_page_png(tools, 700)
+        # A phone: nothing wider than the screen (25 hour columns, the price bars).
+        await set_viewport(tools, 390, 844, mobile=True)
+        await tools.load(page.as_uri())
+        overflow = await tools.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
         problems = tools.problems()
     target = Path(os.environ.get("CHECKER_SCREENSHOT") or tmp_path / "digest.png")
     await asyncio.to_thread(target.write_bytes, png)
@@ -94,5 +100,10 @@ async def test_the_digest_charts_render_in_chromium(sqlite_url: str, tmp_path: P
         assert f"{t.ttft_chart.probes} probes" in band["caption"] and t.ttft_chart.probes > 90
     [ranking] = ctx.rankings
     assert [b.target for b in ranking.bars] and len(prices) == len(ROUTES)
-    assert max(prices) == ranking.width_px and min(prices) > 0
+    drawn = [round(w / max(prices) * 100) for w in prices]  # as wide as the chart says
+    assert all(
+        abs(pct - d) <= 1 for pct, d in zip([b.pct for b in ranking.bars], drawn, strict=True)
+    )
+    assert min(prices) > 0 and 100 in [b.pct for b in ranking.bars]
+    assert overflow == 0
     assert problems == []

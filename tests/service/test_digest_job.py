@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -113,17 +114,29 @@ def test_without_a_digest_channel_the_digest_is_never_loaded(
 SKIPPED = "checker.digest"
 
 
-def digest_config(storage_url: str, targets: list[str], mail: str) -> str:
-    """A digest due at 00:00 UTC every day, to a real SMTP server."""
+def digest_config(storage_url: str, targets: list[str], mail: str, zone: str = "UTC") -> str:
+    """A digest due at local midnight every day, to a real SMTP server."""
     return (
         config_yaml(storage_url, targets)
         + f'notify:\n  - {{url: "{mail}", tags: [digest]}}\n'
-        + 'digest: {at: "00:00", timezone: UTC, tags: [digest]}\n'
+        + f'digest: {{at: "00:00", timezone: {zone}, tags: [digest]}}\n'
     )
 
 
+def zone_far_from_midnight(now: datetime) -> str:
+    """A time zone whose local time is now hours away from midnight, so a run at the wall
+    clock's time never straddles the send time."""
+    for zone in ("UTC", "Etc/GMT-12"):  # UTC+12
+        if 2 <= now.astimezone(ZoneInfo(zone)).hour <= 21:
+            return zone
+    raise AssertionError("unreachable: UTC and UTC+12 are 12 hours apart")
+
+
 def skip_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    # The digest's own lines only: APScheduler logs "skipped" too, for a job that is late.
+    return [
+        r.getMessage() for r in caplog.records if r.name == SKIPPED and "skipped" in r.getMessage()
+    ]
 
 
 def count(engine: Engine, table: sa.Table) -> int:
@@ -135,10 +148,11 @@ async def test_first_start_after_the_send_time_mails_no_empty_digest(
     sim: SimServer, smtp: SmtpInbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The bug: a first start at 09:00 mailed "6 without data" from the catch-up run 20 s
-    later, for a period (the 24 hours to 00:00 here) that ended before any result."""
+    later, for a period (the 24 hours to local midnight here) that ended before any result."""
     url = sqlite_url(tmp_path / "checker.db")
     targets = [target_yaml("one", sim.url("one"), probes=("models",))]
-    service = Service(None, config_mod.parse(digest_config(url, targets, smtp.url())))
+    zone = zone_far_from_midnight(datetime.now(UTC))
+    service = Service(None, config_mod.parse(digest_config(url, targets, smtp.url(), zone)))
     caplog.set_level(logging.INFO, logger=SKIPPED)
     await service.start()
     engine = make_engine(url)

@@ -207,9 +207,10 @@ def sparkline(
 
 
 def spark(points: Sequence[HourLike], values: Sequence[float | None], what: str) -> Sparkline:
-    """A sparkline of one figure of an hourly series, each hour's value in its tooltip."""
+    """A sparkline of one figure of an hourly series, each hour's value in its tooltip with
+    the successful results it rests on."""
     labels = []
     for p, value in zip(points, values, strict=True):
-        shown = "no data" if value is None else f"{value:,.0f} ms"
+        shown = "no data" if value is None else f"{value:,.0f} ms of {p.good} ok"
         labels.append(f"{p.hour:%H:00} UTC · {what} {shown}")
     return sparkline(values, labels)

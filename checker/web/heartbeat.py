@@ -163,5 +163,6 @@ def heartbeat_rows(
 ) -> tuple[Heartbeats, ...]:
     """A row per configured probe of the target, the primary one first."""
     slow = slow_rule(cfg, t)
-    probes = [t.primary, *(p for p in t.probe_names if p != t.primary)]
+    primary = t.primary  # a registry lookup each time it is read
+    probes = [primary, *(p for p in t.probe_names if p != primary)]
     return tuple(heartbeats(p, recent.get((t.name, p), ()), slow) for p in probes)

@@ -51,7 +51,7 @@ HISTORY = 20  # incidents in the page's history
 COMPARE_WINDOW = "24h"
 # Heartbeat rows search back this many intervals per bar: room for holds, restarts and
 # maintenance gaps without ranking the whole raw table.
-_BEAT_HORIZON = 3
+_BEAT_HORIZON = 2
 
 
 def heartbeat_since(cfg: Config, now: datetime) -> dict[datetime, list[str]]:
@@ -123,6 +123,7 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
     book = PriceBook(cfg)
     compare = compare_routes(engine, cfg, now, COMPARE_WINDOW, DEFAULT_PROBE, book=book)
     open_incidents = incidents(engine, redactor, open_only=True)
+    primaries = {t.name: t.primary for t in cfg.targets}
     names = [t.name for t in cfg.targets]
     rl = count_rate_limited(cfg)
     statuses = {
@@ -147,11 +148,9 @@ def build_page(engine: Engine, cfg: Config, now: datetime, days: int = DAYS) -> 
             rl,
             now - timedelta(hours=SPARK_HOURS),
             now,
-            probes={t.name: t.primary for t in cfg.targets},
+            probes=primaries,
         ),
-        locations=per_location(
-            engine, {t.name: t.primary for t in cfg.targets}, now - timedelta(hours=1)
-        ),
+        locations=per_location(engine, primaries, now - timedelta(hours=1)),
         recent=recent_results(engine, heartbeat_since(cfg, now), BEATS),
         history=incidents(engine, redactor, open_only=False, limit=HISTORY),
         spend=spend(engine, cfg, now, book, compare, open_incidents),

@@ -41,7 +41,7 @@ def test_hourly_bars_and_a_single_point_are_drawn() -> None:
     line = spark(series, [p.latency_p50 for p in series], "latency p50")
     # The route's only value so far, at the right edge: a tick, not an invisible dot.
     assert line.path == "M287.5,3.0 L300.0,3.0"
-    assert line.hours[-1].label == "09:00 UTC · latency p50 812 ms"
+    assert line.hours[-1].label == "09:00 UTC · latency p50 812 ms of 1 ok"
     assert line.hours[0].label == "09:00 UTC · latency p50 no data"
     empty = hourly_bars([hour(h) for h in hours], 0.995)
     assert (empty.drawn, empty.first, empty.uptime, empty.valid) == ((), None, None, 0)

@@ -12,6 +12,7 @@ import contextlib
 import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
@@ -29,7 +30,7 @@ from checker.store.db import make_engine
 from checker.store.models import ProbeResultRow
 from checker.store.plan import HOUR, floor_hour
 from checker.store.queries.counts import window_counts
-from checker.store.queries.page import daily_uptime, streak_since
+from checker.store.queries.page import daily_uptime, streak_since, streaks_since
 from checker.store.queries.status import status
 from checker.store.rollup import rollup_hours
 from checker.store.tables import INCIDENTS, ROLLED, ROLLUPS
@@ -389,6 +390,8 @@ def test_streak_since_raw_and_through_rollups(db_engine: Engine) -> None:
         (failure("t", at, "x") if 30 <= i <= 32 or i >= len(steps) - 2 else ok(at), False)
         for i, at in enumerate(steps)
     ]
+    # And "u", ok all along, to read both in one batch at the end.
+    items += [(replace(ok(at), target="u"), False) for at in steps]
     store_results(db_engine, items)
     lookback = NOW - timedelta(days=90)
     with db_engine.connect() as conn:
@@ -407,6 +410,10 @@ def test_streak_since_raw_and_through_rollups(db_engine: Engine) -> None:
         conn.execute(sa.delete(RAW_TABLE).where(RAW_TABLE.c.started_at < steps[40]))
     with db_engine.connect() as conn:
         assert streak_since(conn, "t", True, steps[-3], lookback) == floor_hour(steps[32]) + HOUR
+        # Both targets in one batch: the same answers as one by one.
+        both = streaks_since(conn, {"t": (True, steps[-3]), "u": (True, steps[-1])}, lookback)
+        assert both == {"t": floor_hour(steps[32]) + HOUR, "u": floor_hour(steps[0])}
+        assert streak_since(conn, "u", True, steps[-1], lookback) == floor_hour(steps[0])
 
 
 def test_sparkline_breaks_at_gaps_and_scales_from_zero() -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "iso",
     "recent_results",
     "streak_since",
+    "streaks_since",
 ]
 
 # How far back the raw rows are searched for the start of the current streak; older
@@ -130,69 +131,87 @@ def _ok_is(value: bool) -> Any:
     return RAW.ok == (sa.true() if value else sa.false())
 
 
-def _newest_opposite(
-    conn: Connection, target: str, last_ok: bool, last_at: datetime, lookback_start: datetime
-) -> tuple[datetime | None, datetime | None]:
-    """(time of the newest result with the other outcome, or None; an upper bound for when
-    the streak began, used when that result's raw row was pruned)."""
-    raw_from = last_at - STREAK_RAW_LOOKBACK
-    newest = conn.execute(
-        sa.select(sa.func.max(RAW.started_at)).where(
-            RAW.target == target,
-            _ok_is(not last_ok),
-            RAW.started_at >= raw_from,
-            RAW.started_at <= last_at,
-        )
-    ).scalar_one_or_none()
-    if newest is not None:
-        return as_utc(newest), None
+# A target's newest result: (whether it succeeded, when it started).
+Newest = tuple[bool, datetime]
+
+
+def _grouped(
+    conn: Connection, column: Any, key: Any, terms: list[Any], pick: Any
+) -> dict[str, datetime]:
+    """{target: pick(column)} over the rows matching any of `terms`, grouped by target."""
+    if not terms:
+        return {}
+    query = sa.select(key, pick(column)).where(sa.or_(*terms)).group_by(key)
+    return {t: as_utc(v) for t, v in conn.execute(query) if v is not None}
+
+
+def streaks_since(
+    conn: Connection, newest: Mapping[str, Newest], lookback_start: datetime
+) -> dict[str, datetime | None]:
+    """When each target's current run of results with the same outcome as its newest one
+    began; a handful of grouped statements for all targets, not a few per target.
+
+    The newest result of the other outcome is searched in the raw rows of the last
+    STREAK_RAW_LOOKBACK, else through the rollups (the newest hour holding one, then that
+    hour's raw rows); the streak starts at the first result after it. When that hour's raw
+    rows were pruned, the hour's end bounds the start; with no other outcome at all, the
+    target's first result (raw or rolled up) is the start."""
+    raw_from = {t: last_at - STREAK_RAW_LOOKBACK for t, (_, last_at) in newest.items()}
+    # The other outcome in the recent raw rows.
+    recent = [
+        sa.and_(RAW.target == t, _ok_is(not ok), RAW.started_at.between(raw_from[t], last_at))
+        for t, (ok, last_at) in newest.items()
+    ]
+    opposite = _grouped(conn, RAW.started_at, RAW.target, recent, sa.func.max)
+    # Else the newest rolled-up hour that holds it, and that hour's raw rows.
     c = ROLLUPS.c
-    other = c.ok_count < c.total if last_ok else c.ok_count > 0
-    hour = conn.execute(
-        sa.select(sa.func.max(c.hour)).where(
-            c.target == target, c.hour >= lookback_start, c.hour <= floor_hour(raw_from), other
+    rolled = [
+        sa.and_(
+            c.target == t,
+            c.hour.between(lookback_start, floor_hour(raw_from[t])),
+            c.ok_count < c.total if ok else c.ok_count > 0,
         )
-    ).scalar_one_or_none()
-    if hour is None:
-        return None, None
-    hour = as_utc(hour)
-    newest = conn.execute(
-        sa.select(sa.func.max(RAW.started_at)).where(
-            RAW.target == target,
-            _ok_is(not last_ok),
+        for t, (ok, _) in newest.items()
+        if t not in opposite
+    ]
+    hours = _grouped(conn, c.hour, c.target, rolled, sa.func.max)
+    in_hour = [
+        sa.and_(
+            RAW.target == t,
+            _ok_is(not newest[t][0]),
             RAW.started_at >= hour,
             RAW.started_at < hour + HOUR,
         )
-    ).scalar_one_or_none()
-    return (as_utc(newest) if newest is not None else None), hour + HOUR
-
-
-def _first_result(
-    conn: Connection, target: str, after: datetime | None, lookback_start: datetime
-) -> datetime | None:
-    query = sa.select(sa.func.min(RAW.started_at)).where(RAW.target == target)
-    if after is not None:
-        query = query.where(RAW.started_at > after)
-    first = conn.execute(query).scalar_one_or_none()
-    if after is None:
-        # Raw rows may be pruned: the oldest rollup hour can be older still.
-        c = ROLLUPS.c
-        hour = conn.execute(
-            sa.select(sa.func.min(c.hour)).where(c.target == target, c.hour >= lookback_start)
-        ).scalar_one_or_none()
-        candidates = [as_utc(v) for v in (first, hour) if v is not None]
-        return min(candidates) if candidates else None
-    return as_utc(first) if first is not None else None
+        for t, hour in hours.items()
+    ]
+    opposite.update(_grouped(conn, RAW.started_at, RAW.target, in_hour, sa.func.max))
+    # Those hours' raw rows were pruned: the hour's end bounds the start.
+    out: dict[str, datetime | None] = {t: hours[t] + HOUR for t in hours if t not in opposite}
+    # The streak starts at the first result after the other outcome...
+    later = [sa.and_(RAW.target == t, RAW.started_at > at) for t, at in opposite.items()]
+    after = _grouped(conn, RAW.started_at, RAW.target, later, sa.func.min)
+    out.update({t: after.get(t) for t in opposite})
+    # ...or, without one, at the target's first result, raw or rolled up (raw rows may be
+    # pruned: the oldest rollup hour can be older still).
+    never = [t for t in newest if t not in out]
+    if never:
+        first_raw = [one_of(conn, RAW.target, never)]
+        first_rolled = [sa.and_(one_of(conn, c.target, never), c.hour >= lookback_start)]
+        firsts = (
+            _grouped(conn, RAW.started_at, RAW.target, first_raw, sa.func.min),
+            _grouped(conn, c.hour, c.target, first_rolled, sa.func.min),
+        )
+        for t in never:
+            found = [f[t] for f in firsts if t in f]
+            out[t] = min(found) if found else None
+    return out
 
 
 def streak_since(
     conn: Connection, target: str, last_ok: bool, last_at: datetime, lookback_start: datetime
 ) -> datetime | None:
     """When the current run of results with the same outcome as the newest one began."""
-    opposite_at, bound = _newest_opposite(conn, target, last_ok, last_at, lookback_start)
-    if opposite_at is None and bound is not None:
-        return bound
-    return _first_result(conn, target, opposite_at, lookback_start)
+    return streaks_since(conn, {target: (last_ok, last_at)}, lookback_start)[target]
 
 
 def current_states(
@@ -203,23 +222,28 @@ def current_states(
     lookback: timedelta,
 ) -> dict[str, CurrentState]:
     """The newest result of each target (as status() returns it) and since when it holds."""
-    out: dict[str, CurrentState] = {}
     lookback_start = floor_hour(as_utc(now) - lookback)
+    newest: dict[str, Newest] = {}
+    for target, last in lasts.items():
+        if last:
+            at = as_utc(datetime.fromisoformat(last["started_at"].replace("Z", "+00:00")))
+            newest[target] = (bool(last["ok"]), at)
     with engine.connect() as conn:
-        for target, last in lasts.items():
-            if not last:
-                out[target] = CurrentState(ok=None)
-                continue
-            last_at = as_utc(datetime.fromisoformat(last["started_at"].replace("Z", "+00:00")))
-            ok = bool(last["ok"])
-            out[target] = CurrentState(
-                ok=ok,
-                last_at=last_at,
-                since=streak_since(conn, target, ok, last_at, lookback_start),
-                probe=last.get("probe"),
-                error=last.get("error"),
-                detail=redactor(last.get("detail")),
-            )
+        since = streaks_since(conn, newest, lookback_start) if newest else {}
+    out: dict[str, CurrentState] = {}
+    for target, last in lasts.items():
+        if not last:
+            out[target] = CurrentState(ok=None)
+            continue
+        ok, last_at = newest[target]
+        out[target] = CurrentState(
+            ok=ok,
+            last_at=last_at,
+            since=since.get(target),
+            probe=last.get("probe"),
+            error=last.get("error"),
+            detail=redactor(last.get("detail")),
+        )
     return out
 
 

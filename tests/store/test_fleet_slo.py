@@ -93,6 +93,10 @@ def test_one_failing_location_of_three_burns_nothing_two_burn_every_round(
     assert counts_now(db_engine, 120) == (240, 0)  # 10:20-11:00 raw, 11-12 rolled, 12:00- raw
     signals = window_signals(db_engine, cfg, cfg.targets, NOW)[ROUTE]
     assert all(w.bad == 0 and w.valid > 0 for w in signals.values())
+    # Its windows share the raw tail's counts: each as if counted alone.
+    for length, w in signals.items():
+        alone = window_counts_many(db_engine, [ROUTE], NOW - timedelta(seconds=length), NOW)
+        assert (w.valid, w.bad) == alone[ROUTE]
 
     with db_engine.begin() as conn:
         for table in (RAW_TABLE, ROLLUPS, ROLLED, DAILY, ROLLED_DAYS):

@@ -33,7 +33,7 @@ from checker.redact import Redactor
 from checker.store import baselines as store_baselines
 from checker.store.db import one_of_param
 from checker.store.models import AlertStateRow, IncidentRow, ProbeResultRow
-from checker.store.queries.counts import window_counts_many
+from checker.store.queries.counts import RoundMemo, window_counts_many
 from checker.store.upsert import upsert
 
 __all__ = [
@@ -175,8 +175,10 @@ def window_signals(
         for length in required_windows(slo):
             lengths.setdefault((length, slo.count_rate_limited), []).append(t.name)
     out: dict[str, dict[float, WindowCounts]] = {t.name: {} for t in targets}
+    memo: RoundMemo = {}  # the windows share their raw tail: its rounds are counted once
     for (length, count_rl), names in lengths.items():
-        counts = window_counts_many(engine, names, now - timedelta(seconds=length), now, count_rl)
+        since = now - timedelta(seconds=length)
+        counts = window_counts_many(engine, names, since, now, count_rl, memo)
         for name in names:
             valid, bad = counts.get(name, (0, 0))
             out[name][length] = WindowCounts(valid=valid, bad=bad)

@@ -19,10 +19,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from checker.store.db import one_of
-from checker.store.fleet_rounds import RATE_LIMITED, Outcome, RoundCounts, RoundRule, count_rounds
+from checker.store.fleet_rounds import (
+    DEFAULT_INTERVAL_S,
+    RATE_LIMITED,
+    RoundCounts,
+    RoundRule,
+    RoundShape,
+    round_events,
+)
 from checker.store.models import TargetRow
-from checker.store.plan import HOUR, as_utc
-from checker.store.tables import RAW
+from checker.store.plan import HOUR
+from checker.store.tables import RAW, RAW_TABLE
 
 __all__ = [
     "FLEET_COLUMNS",
@@ -79,7 +86,7 @@ def rolled_sums(c: Any) -> tuple[Any, ...]:
     )
 
 
-def _summary(conn: Connection, where: list[Any]) -> sa.Select[Any]:
+def _summary(where: list[Any]) -> sa.Select[Any]:
     location = sa.func.coalesce(RAW.location, "")
     outside = RAW.maintenance == sa.false()
     return (
@@ -106,6 +113,74 @@ def hour_rounds(
     return {key: rounds.pop(key[:2], RoundCounts()) for key in sorted(rows)}
 
 
+def _slot(conn: Connection, interval: Any) -> tuple[Any, Any]:
+    """(UTC hour, slot in it) of each raw result, as fleet_rounds.slot_of computes them."""
+    at = RAW.started_at
+    if conn.dialect.name == "postgresql":
+        utc = sa.func.timezone("UTC", at)
+        seconds = sa.extract("minute", utc) * 60 + sa.func.floor(sa.extract("second", utc))
+        return sa.func.date_trunc("hour", utc), sa.func.floor(sa.cast(seconds, sa.Float) / interval)
+    # SQLite holds UTC text, "YYYY-MM-DD HH:MM:SS.ffffff" (UtcDateTime): read in place,
+    # faster than strftime parsing it.
+    minute, second = (sa.cast(sa.func.substr(at, start, 2), sa.Integer) for start in (15, 18))
+    return sa.func.substr(at, 1, 13), sa.cast((minute * 60 + second) / interval, sa.Integer)
+
+
+def _flag(condition: Any) -> Any:
+    return sa.case((condition, 1), else_=0)
+
+
+def _shapes(conn: Connection, where: list[Any]) -> sa.Select[Any]:
+    """Per (target, probe), its rounds grouped by shape under both rate-limit settings:
+    (target, probe, reporting, failing, reporting_no_rl, failing_no_rl, rounds, results,
+    bad results, results_no_rl, bad_results_no_rl)."""
+    hour, slot = _slot(conn, sa.func.coalesce(TARGETS.c.interval_s, DEFAULT_INTERVAL_S))
+    outside = RAW.maintenance == sa.false()
+    bad = sa.and_(outside, RAW.ok == sa.false())
+    counted = sa.or_(RAW.error.is_(None), RAW.error != RATE_LIMITED)  # when 429s are not
+    results = (
+        sa.select(
+            RAW.target.label("target"),
+            RAW.probe.label("probe"),
+            sa.func.coalesce(RAW.location, "").label("location"),
+            hour.label("hour"),
+            slot.label("slot"),
+            _flag(outside).label("v"),
+            _flag(bad).label("b"),
+            _flag(sa.and_(outside, counted)).label("v0"),
+            _flag(sa.and_(bad, counted)).label("b0"),
+        )
+        .select_from(RAW_TABLE.outerjoin(TARGETS, TARGETS.c.name == RAW.target))
+        .where(*where)
+        .subquery()
+    )
+    r = results.c
+    sums = tuple(sa.func.sum(r[name]).label(name) for name in ("v", "b", "v0", "b0"))
+    per_location = sa.select(r.target, r.probe, r.hour, r.slot, *sums).group_by(
+        r.target, r.probe, r.hour, r.slot, r.location
+    )
+    p = per_location.subquery().c
+
+    def locations(column: Any) -> Any:
+        return sa.func.sum(_flag(column > 0))
+
+    per_round = sa.select(
+        p.target,
+        p.probe,
+        *(locations(p[name]).label(f"l_{name}") for name in ("v", "b", "v0", "b0")),
+        *(sa.func.sum(p[name]).label(name) for name in ("v", "b", "v0", "b0")),
+    ).group_by(p.target, p.probe, p.hour, p.slot)
+    q = per_round.subquery().c
+    shape = (q.l_v, q.l_b, q.l_v0, q.l_b0)
+    return sa.select(
+        q.target,
+        q.probe,
+        *shape,
+        sa.func.count(),
+        *(sa.func.sum(q[n]) for n in ("v", "b", "v0", "b0")),
+    ).group_by(q.target, q.probe, *shape)
+
+
 def range_rounds(
     conn: Connection,
     since: datetime,
@@ -119,25 +194,23 @@ def range_rounds(
     if targets is not None:
         where.append(one_of(conn, RAW.target, targets))
     out: dict[Key, RoundCounts] = {}
-    fleet: set[Key] = set()
-    for target, probe, locations, *sums in conn.execute(_summary(conn, where)).all():
+    fleet: set[str] = set()
+    for target, probe, locations, *sums in conn.execute(_summary(where)).all():
         if int(locations) > 1:
-            fleet.add((target, probe))
+            fleet.add(target)
         else:
             out[(target, probe)] = RoundCounts.per_result(*(int(v or 0) for v in sums))
     if not fleet:
         return out
-    outcomes: dict[Key, list[Outcome]] = {key: [] for key in fleet}
-    fleet_targets = sorted({target for target, _ in fleet})
-    rows = conn.execute(
-        sa.select(
-            RAW.target, RAW.probe, RAW.location, RAW.started_at, RAW.ok, RAW.maintenance, RAW.error
-        ).where(*where[:2], one_of(conn, RAW.target, fleet_targets))
-    )
-    for target, probe, location, at, ok, maintenance, error in rows:
-        mine = outcomes.get((target, probe))
-        if mine is not None:
-            mine.append(Outcome(location or "", as_utc(at), bool(ok), bool(maintenance), error))
-    for key, mine in outcomes.items():
-        out[key] = count_rounds(mine, rules.get(key[0], RoundRule()))
-    return out
+    # Targets with a probe seen from several locations: every probe of theirs by rounds.
+    stmt = _shapes(conn, [*where[:2], one_of(conn, RAW.target, sorted(fleet))])
+    fleet_out: dict[Key, RoundCounts] = {}  # replaces these targets' per-result sums
+    for target, probe, *numbers in conn.execute(stmt).all():
+        l_v, l_b, l_v0, l_b0, rounds, v, b, v0, b0 = (int(n or 0) for n in numbers)
+        rule = rules.get(target, RoundRule())
+        valid, bad = round_events(RoundShape(l_v, l_b, rounds, v, b), rule)
+        valid_no_rl, bad_no_rl = round_events(RoundShape(l_v0, l_b0, rounds, v0, b0), rule)
+        fleet_out.setdefault((target, probe), RoundCounts()).add(
+            RoundCounts(valid, bad, valid_no_rl, bad_no_rl)
+        )
+    return out | fleet_out

@@ -1,10 +1,11 @@
 """Fleet rounds (pure): how the SLO counts the results of several locations.
 
-A round is one slot of a target's probe interval, per (target, probe): the seconds since
-the UTC hour began, divided by the interval and rounded down. Slots restart every hour,
-so an hour's rounds are the hour's own (the hourly rollups and a raw read of the same hour
-count the same rounds; with an interval that divides an hour, slot = floor(epoch /
-interval) exactly).
+A round is one slot of a target's probe interval, per (target, probe): the whole seconds
+since the UTC hour began, divided by the interval and rounded down. Slots restart every
+hour, so an hour's rounds are the hour's own (the hourly rollups and a raw read of the same
+hour count the same rounds; with an interval that divides an hour, slot = floor(epoch /
+interval)). The store counts rounds in SQL (checker.store.fleet_counts); this module is
+the rule it must agree with, and the tests hold it to that.
 
 - A round in which one location reported counts as today: each of its results is one
   event (a confirmation re-probe in the same slot is one more event, as it always was),
@@ -21,9 +22,10 @@ not a rate limit. Both settings are counted, so a rollup serves either.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from checker.config.schema import DownRule
@@ -33,7 +35,9 @@ __all__ = [
     "Outcome",
     "RoundCounts",
     "RoundRule",
+    "RoundShape",
     "count_rounds",
+    "round_events",
     "slot_of",
 ]
 
@@ -116,38 +120,53 @@ class RoundCounts:
 
 def slot_of(at: datetime, interval_s: float) -> tuple[datetime, int]:
     """(UTC hour start, slot number within that hour) of a result started at `at`."""
+    at = at.astimezone(UTC)
     hour = at.replace(minute=0, second=0, microsecond=0)
-    since_hour = (at - hour) / timedelta(seconds=1)
-    return hour, int(since_hour // interval_s)
+    # floor(a / b), as SQL computes it (a // b can differ by one for floats).
+    return hour, math.floor((at.minute * 60 + at.second) / interval_s)
 
 
-def _one_setting(
-    slots: dict[Any, dict[str, list[Outcome]]], rule: RoundRule, rl: bool
-) -> tuple[int, int]:
-    valid = bad = 0
-    for by_location in slots.values():
-        reported: dict[str, bool] = {}  # location -> failed
-        events = []
-        for location, outcomes in by_location.items():
-            mine = [not o.ok for o in outcomes if o.valid(rl)]
-            if mine:
-                reported[location] = any(mine)
-                events += mine
-        if len(reported) == 1:
-            valid += len(events)
-            bad += sum(events)
-        elif reported:
-            valid += 1
-            failing = sum(reported.values())
-            bad += failing >= rule.needed(len(reported))
-    return valid, bad
+@dataclass(frozen=True)
+class RoundShape:
+    """Rounds alike under one rate-limit setting: how many locations reported and failed
+    in each, and the valid and bad results they hold together."""
+
+    reporting: int
+    failing: int
+    rounds: int
+    results: int
+    bad_results: int
+
+
+def round_events(shape: RoundShape, rule: RoundRule) -> tuple[int, int]:
+    """(valid, bad) SLO events of the rounds of one shape."""
+    if shape.reporting == 0:
+        return 0, 0
+    if shape.reporting == 1:  # one location: each of its results, as without a fleet
+        return shape.results, shape.bad_results
+    bad = shape.failing >= rule.needed(shape.reporting)
+    return shape.rounds, shape.rounds if bad else 0
+
+
+def _shape(by_location: dict[str, list[Outcome]], rl: bool) -> RoundShape:
+    reporting = failing = results = bad_results = 0
+    for outcomes in by_location.values():
+        mine = [not o.ok for o in outcomes if o.valid(rl)]
+        reporting += bool(mine)
+        failing += any(mine)
+        results += len(mine)
+        bad_results += sum(mine)
+    return RoundShape(reporting, failing, 1, results, bad_results)
 
 
 def count_rounds(outcomes: Iterable[Outcome], rule: RoundRule) -> RoundCounts:
-    """The round counts of one (target, probe)'s results."""
+    """The round counts of one (target, probe)'s results (what the store counts in SQL)."""
     slots: dict[tuple[datetime, int], dict[str, list[Outcome]]] = {}
     for o in outcomes:
         slots.setdefault(slot_of(o.at, rule.interval_s), {}).setdefault(o.location, []).append(o)
-    valid, bad = _one_setting(slots, rule, True)
-    valid_no_rl, bad_no_rl = _one_setting(slots, rule, False)
-    return RoundCounts(valid, bad, valid_no_rl, bad_no_rl)
+    out = RoundCounts()
+    for by_location in slots.values():
+        valid, bad = round_events(_shape(by_location, True), rule)
+        valid_no_rl, bad_no_rl = round_events(_shape(by_location, False), rule)
+        out.add(RoundCounts(valid, bad, valid_no_rl, bad_no_rl))
+    return out

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from checker.config.schema import DownRule
-from checker.store.fleet_rounds import Outcome, RoundCounts, RoundRule, count_rounds, slot_of
+from checker.store.fleet_rounds import (
+    Outcome,
+    RoundCounts,
+    RoundRule,
+    RoundShape,
+    count_rounds,
+    round_events,
+    slot_of,
+)
 from checker.store.queries.window import Counts
 
 T0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
@@ -114,3 +122,16 @@ def test_per_result_counts_match_the_window_counts(
     per_result = RoundCounts.per_result(total, maint, ok, rl)
     for count_rl in (True, False):
         assert per_result.of(count_rl) == (counts.valid(count_rl), counts.bad(count_rl))
+
+
+def test_round_events_by_shape() -> None:
+    rule = RoundRule()  # a majority
+    # 40 rounds where 3 reported and 2 failed: 40 events, all bad.
+    assert round_events(RoundShape(3, 2, 40, 120, 80), rule) == (40, 40)
+    # ... 1 of 3 failed: 40 good events.
+    assert round_events(RoundShape(3, 1, 40, 120, 40), rule) == (40, 0)
+    # 5 rounds where one location reported and failed: its 6 results (a passing confirm
+    # re-probe among them), 5 bad.
+    assert round_events(RoundShape(1, 1, 5, 6, 5), rule) == (6, 5)
+    # Nobody reported (maintenance, or 429s left out): nothing.
+    assert round_events(RoundShape(0, 0, 40, 0, 0), rule) == (0, 0)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from checker.alerting.evaluator import window_signals
 from checker.config.schema import Config
 from checker.probes.base import ErrorKind, ProbeResult
-from checker.store.fleet_rounds import Outcome, RoundRule, count_rounds
+from checker.store.fleet_rounds import Outcome, RoundCounts, RoundRule, count_rounds
 from checker.store.models import sync_targets
 from checker.store.queries.counts import probe_window_counts_many, window_counts_many
 from checker.store.queries.window import Counts
@@ -42,8 +42,10 @@ def config(interval: str = "1m", quorum: object = None) -> Config:
     )
 
 
-def result(location: str | None, at: datetime, error: ErrorKind | None = None) -> ProbeResult:
-    r = ProbeResult(target=ROUTE, probe="http", started_at=at, ok=error is None)
+def result(
+    location: str | None, at: datetime, error: ErrorKind | None = None, probe: str = "http"
+) -> ProbeResult:
+    r = ProbeResult(target=ROUTE, probe=probe, started_at=at, ok=error is None)
     r.location = location
     if error is not None:
         r.fail(error, "generated")
@@ -81,11 +83,20 @@ def test_one_failing_location_of_three_burns_nothing_two_burn_every_round(
     cfg = config()
     sync_targets(db_engine, cfg)
     store_results(db_engine, [(r, False) for r in fleet({"east"}, 150)])
-    assert counts_now(db_engine, 120) == (120, 0)  # raw rows
+    # Another probe of the route, from east only: each of its results counts.
+    alone = [
+        result("east", NOW - timedelta(minutes=i, seconds=10), probe="models") for i in range(150)
+    ]
+    store_results(db_engine, [(r, False) for r in alone])
+    assert counts_now(db_engine, 120) == (240, 0)  # raw rows
     rollup_hours(db_engine, NOW - timedelta(hours=3), NOW, now=NOW)
-    assert counts_now(db_engine, 120) == (120, 0)  # 10:20-11:00 raw, 11-12 rolled, 12:00- raw
+    assert counts_now(db_engine, 120) == (240, 0)  # 10:20-11:00 raw, 11-12 rolled, 12:00- raw
     signals = window_signals(db_engine, cfg, cfg.targets, NOW)[ROUTE]
     assert all(w.bad == 0 and w.valid > 0 for w in signals.values())
+    # Its windows share the raw tail's counts: each as if counted alone.
+    for length, w in signals.items():
+        alone = window_counts_many(db_engine, [ROUTE], NOW - timedelta(seconds=length), NOW)
+        assert (w.valid, w.bad) == alone[ROUTE]
 
     with db_engine.begin() as conn:
         for table in (RAW_TABLE, ROLLUPS, ROLLED, DAILY, ROLLED_DAYS):
@@ -155,6 +166,7 @@ _RESULTS = st.lists(
         st.builds(lambda m, s: m * 540 + s, st.integers(0, 19), st.floats(0, 89)),
         st.sampled_from([None, None, None, ErrorKind.timeout, ErrorKind.rate_limited]),
         st.booleans(),  # maintenance, drawn rarely below
+        st.sampled_from(["http", "http", "models"]),
     ),
     max_size=60,
 )
@@ -174,7 +186,7 @@ START = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 )
 def test_a_window_counts_the_same_from_rollups_and_raw_rows(
     db_engine: Engine,
-    drawn: list[tuple[str | None, float, ErrorKind | None, bool]],
+    drawn: list[tuple[str | None, float, ErrorKind | None, bool, str]],
     interval: str,
     quorum: object,
     edges: tuple[float, float],
@@ -185,8 +197,8 @@ def test_a_window_counts_the_same_from_rollups_and_raw_rows(
     cfg = config(interval, quorum)
     sync_targets(db_engine, cfg)
     items = [
-        (result(loc, START + timedelta(seconds=s), err), maint and s < 1800)
-        for loc, s, err, maint in drawn
+        (result(loc, START + timedelta(seconds=s), err, probe), maint and s < 1800)
+        for loc, s, err, maint, probe in drawn
     ]
     store_results(db_engine, items)
     since, until = (START + timedelta(seconds=e) for e in edges)
@@ -196,10 +208,12 @@ def test_a_window_counts_the_same_from_rollups_and_raw_rows(
     assert rolled == raw
     # ... and both are the pure rule over the window's results.
     rule = RoundRule(cfg.interval(cfg.targets[0]), cfg.alerts(cfg.targets[0]).down.quorum)
-    stored = [
-        Outcome(r.location or "", r.started_at, r.ok, m, r.error.value if r.error else None)
-        for r, m in items
-        if since <= r.started_at < until
-    ]
-    expected = count_rounds(stored, rule)
+    expected = RoundCounts()
+    for probe in ("http", "models"):
+        stored = [
+            Outcome(r.location or "", r.started_at, r.ok, m, r.error.value if r.error else None)
+            for r, m in items
+            if since <= r.started_at < until and r.probe == probe
+        ]
+        expected.add(count_rounds(stored, rule))
     assert raw == {1: expected.of(True), 0: expected.of(False)}

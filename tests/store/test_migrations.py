@@ -89,3 +89,37 @@ def test_a_restart_at_head_does_not_import_alembic(empty_db_url: str) -> None:
         ["False", "True", "True"],
         ["True", "True", "False"],
     ], [r.stderr for r in runs]
+
+
+def test_0011_keeps_rollups_and_targets_across_upgrade_and_downgrade(empty_db_url: str) -> None:
+    # Rows from before 0011 survive it with NULL round counts (read as per-result counts)
+    # and survive its downgrade; the new columns come and go.
+    migrate.upgrade(empty_db_url, "0010")
+    engine = make_engine(empty_db_url)
+    hour = "2026-12-07 10:00:00"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO rollups (hour, target, probe, location, total, ok_count,"
+                    " maintenance_count, sli_ok_count, sli_rate_limited_count, errors,"
+                    " latency_sketch, ttft_sketch, tokens_per_s_sketch, cost_usd, cost_count,"
+                    " prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens)"
+                    " VALUES (:hour, 'a', 'models', 'east', 60, 59, 0, 59, 0, '{}', '{}', '{}',"
+                    " '{}', 0, 0, 0, 0, 0, 0)"
+                ),
+                {"hour": hour},
+            )
+        migrate.upgrade(empty_db_url)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT total, fleet_valid FROM rollups")).one()
+            assert tuple(row) == (60, None)
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("targets")}
+            assert {"interval_s", "quorum_locations", "quorum_share"} <= columns
+        migrate.downgrade(empty_db_url, "0010")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT total FROM rollups")).scalar_one() == 60
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("rollups")}
+            assert "fleet_valid" not in columns
+    finally:
+        engine.dispose()

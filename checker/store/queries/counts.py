@@ -9,7 +9,7 @@ location, every result; with several, one event per round in which several repor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -19,12 +19,13 @@ from sqlalchemy.engine import Connection, Engine
 from checker.store.db import one_of
 from checker.store.fleet_counts import range_rounds, rolled_sums, round_rules
 from checker.store.fleet_rounds import RoundCounts
-from checker.store.plan import DAY, WindowPlan, as_utc
+from checker.store.plan import DAY, Range, WindowPlan, as_utc, floor_hour
 from checker.store.queries.status import counts_by_probe
 from checker.store.queries.window import Counts, Source, plan_for, read_window, snapshot
 from checker.store.tables import RAW
 
 __all__ = [
+    "RoundMemo",
     "probe_round_counts_many",
     "probe_window_counts_many",
     "round_counts",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 Key = tuple[str, str]  # (target, probe)
+# A raw range's round counts by (since, until, targets): see round_counts.
+RoundMemo = dict[tuple[datetime, datetime, tuple[str, ...]], dict[Key, RoundCounts]]
 T = TypeVar("T")
 
 
@@ -64,12 +67,25 @@ def _per_probe(
         return count(conn, targets, plan_for(conn, since, until, until - since >= DAY))
 
 
+def _raw_pieces(ranges: Sequence[Range]) -> Iterator[Range]:
+    """The ranges, each with its last partial hour apart: the raw tail that every window
+    ending now shares, counted once per memo."""
+    for since, until in ranges:
+        last = floor_hour(until)
+        if since < last < until:
+            yield since, last
+            yield last, until
+        else:
+            yield since, until
+
+
 def round_counts(
-    conn: Connection, targets: Sequence[str], plan: WindowPlan
+    conn: Connection, targets: Sequence[str], plan: WindowPlan, memo: RoundMemo | None = None
 ) -> dict[Key, RoundCounts]:
     """Events in fleet rounds per (target, probe) over a plan: rollups sum their stored
     round counts, raw ranges count their rounds (checker.store.fleet_counts), so both give
-    the same numbers for the same hours."""
+    the same numbers for the same hours. `memo` keeps raw ranges' counts between windows
+    that end at the same time (the evaluator's)."""
 
     def sums(source: Source) -> sa.Select[Any] | None:
         if not source.rolled_up:
@@ -85,17 +101,29 @@ def round_counts(
     for _, (target, probe, *values) in read_window(conn, plan, sums):
         out.setdefault((target, probe), RoundCounts()).add_values(values)
     rules = round_rules(conn, targets) if plan.raw else {}
-    for since, until in plan.raw:
-        for key, counts in range_rounds(conn, since, until, targets, rules).items():
+    for since, until in _raw_pieces(plan.raw):
+        piece = (since, until, tuple(targets))
+        counted = memo.get(piece) if memo is not None else None
+        if counted is None:
+            counted = range_rounds(conn, since, until, targets, rules)
+            if memo is not None:
+                memo[piece] = counted
+        for key, counts in counted.items():
             out.setdefault(key, RoundCounts()).add(counts)
     return out
 
 
 def probe_round_counts_many(
-    engine: Engine, targets: Sequence[str], since: datetime, until: datetime
+    engine: Engine,
+    targets: Sequence[str],
+    since: datetime,
+    until: datetime,
+    memo: RoundMemo | None = None,
 ) -> dict[Key, RoundCounts]:
     """Events in fleet rounds per (target, probe) over [since, until)."""
-    return _per_probe(engine, targets, since, until, round_counts)
+    return _per_probe(
+        engine, targets, since, until, lambda conn, ts, plan: round_counts(conn, ts, plan, memo)
+    )
 
 
 def window_counts_many(
@@ -104,12 +132,14 @@ def window_counts_many(
     since: datetime,
     until: datetime,
     count_rate_limited: bool = True,
+    memo: RoundMemo | None = None,
 ) -> dict[str, tuple[int, int]]:
     """(valid, bad) SLO events per target over [since, until), every probe counted, in
-    fleet rounds."""
+    fleet rounds. Pass one `memo` to the calls of one evaluation (same `until`)."""
     targets = list(dict.fromkeys(targets))
     per_target = {t: RoundCounts() for t in targets}
-    for (target, _), counts in probe_round_counts_many(engine, targets, since, until).items():
+    rounds = probe_round_counts_many(engine, targets, since, until, memo)
+    for (target, _), counts in rounds.items():
         per_target[target].add(counts)
     return {t: c.of(count_rate_limited) for t, c in per_target.items()}
 

@@ -92,6 +92,8 @@ def blackbox_binary() -> str:
     install = ["apt-get", "install", "-y", BLACKBOX]
     if os.geteuid() != 0:
         install = ["sudo", *install]
+    if not shutil.which(install[0]):
+        raise SystemExit(f"{BLACKBOX} is missing and `{' '.join(install)}` cannot run here")
     print(f"peer: installing {BLACKBOX}: {' '.join(install)}", file=sys.stderr, flush=True)
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)

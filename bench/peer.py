@@ -92,6 +92,8 @@ def blackbox_binary() -> str:
     install = ["apt-get", "install", "-y", BLACKBOX]
     if os.geteuid() != 0:
         install = ["sudo", *install]
+    if not shutil.which(install[0]):
+        raise SystemExit(f"{BLACKBOX} is missing and `{' '.join(install)}` cannot run here")
     print(f"peer: installing {BLACKBOX}: {' '.join(install)}", file=sys.stderr, flush=True)
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -328,7 +330,7 @@ def report(subjects: list[Subject], n: int, rate: float, rounds: int) -> str:
         [
             s.label,
             f"{s.sent:,} ({rounds} x {n})",
-            s.ok,
+            f"{s.ok:,}",
             fmt(median(s.cpu_ms), 3),
             ", ".join(fmt(x, 3) for x in s.cpu_ms),
             fmt(median(s.cpu_ms) / base),
@@ -336,6 +338,7 @@ def report(subjects: list[Subject], n: int, rate: float, rounds: int) -> str:
         for s in subjects
     ]
     http_ratio = median(subjects[1].cpu_ms) / base
+    tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
     stream_ratio = median(subjects[2].cpu_ms) / base
     return (
         "## CPU per probe beside blackbox_exporter\n\n"
@@ -347,12 +350,11 @@ def report(subjects: list[Subject], n: int, rate: float, rounds: int) -> str:
         f"through `/probe?module=http_2xx` and a checker process running `run_probe` (the "
         f"service's code path, a fresh connection per probe) for `http` and for `stream`, each "
         f"{n} probes at {rate:g} per second per round. CPU = utime + stime of that process "
-        f"(/proc/PID/stat, 10 ms ticks) over the burst / probes, after an uncounted warm-up "
-        f"of {WARMUP}. The exporter's figure includes serving `/probe` and its metrics; the "
-        "checker's includes its fixed-rate driver; neither counts the endpoint.\n\n"
-        + table(header, rows)
-        + "\n\n"
-        + "\n".join(verdicts(http_ratio, stream_ratio))
+        f"(/proc/PID/stat) over the burst / probes, after an uncounted warm-up of {WARMUP}; "
+        f"its clock ticks every {tick_ms:g} ms, so a round's figure moves in steps of "
+        f"{tick_ms / n:.3f} ms. The exporter's figure includes serving `/probe` and its "
+        "metrics; the checker's includes its fixed-rate driver; neither counts the endpoint."
+        "\n\n" + table(header, rows) + "\n\n" + "\n".join(verdicts(http_ratio, stream_ratio))
     )
 
 

@@ -15,6 +15,7 @@ BENCHES: list[list[str]] = [
     ["bench.fidelity"],
     ["bench.capacity"],
     ["bench.memory"],
+    ["bench.footprint"],
     ["bench.storage", "--days", "30", "--targets", "10", "--section", "storage-make-bench"],
     ["bench.alert_latency"],
 ]

@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.common import (
     PYTHON,
     ROOT,
@@ -35,6 +33,7 @@ from bench.common import (
     rss_mb,
     table,
     write_section,
+    write_streaming_config,
 )
 
 INTERVAL_S = 6.0
@@ -47,22 +46,7 @@ TARGET_RSS_MB = 150.0
 
 def write_config(path: Path, sim_url: str, per_minute: int, db: Path) -> None:
     targets = max(1, round(per_minute * INTERVAL_S / 60))
-    cfg = {
-        "targets": [
-            {
-                "name": f"t{i}",
-                "kind": "openai",
-                "base_url": sim_url,
-                "model": "sim-large",
-                "probes": ["stream"],
-                "interval": f"{INTERVAL_S:g}s",
-                "timeout": "10s",
-            }
-            for i in range(targets)
-        ],
-        "storage": {"url": f"sqlite:///{db}"},
-    }
-    path.write_text(yaml.safe_dump(cfg))
+    write_streaming_config(path, sim_url, targets, INTERVAL_S, db)
 
 
 # --- the child: the service itself -----------------------------------------------------------

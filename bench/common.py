@@ -110,6 +110,34 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+# --- a generated config ----------------------------------------------------------------------
+
+
+def write_streaming_config(
+    path: Path, sim_url: str, targets: int, interval_s: float, db: Path
+) -> None:
+    """`targets` targets on one simulated route, each probed with `stream` every `interval_s`,
+    stored in SQLite at `db` (the capacity and footprint benches)."""
+    import yaml
+
+    cfg = {
+        "targets": [
+            {
+                "name": f"t{i}",
+                "kind": "openai",
+                "base_url": sim_url,
+                "model": "sim-large",
+                "probes": ["stream"],
+                "interval": f"{interval_s:g}s",
+                "timeout": "10s",
+            }
+            for i in range(targets)
+        ],
+        "storage": {"url": f"sqlite:///{db}"},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+
+
 # --- the simulator in another process --------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ BENCHES: list[list[str]] = [
     ["bench.fidelity"],
     ["bench.capacity"],
     ["bench.memory"],
+    ["bench.footprint"],
     ["bench.storage", "--days", "30", "--targets", "10", "--section", "storage-make-bench"],
     ["bench.alert_latency"],
     # 3 rounds x 150 probes at 20/s per process: about 80 s (bench.peer's default is 400).

@@ -33,7 +33,7 @@ from checker.config.schema import Config
 from checker.cost.tokens import warm_up as warm_up_tokens
 from checker.probes.base import ProbeResult
 from checker.redact import Redactor
-from checker.service import jobs, sdnotify
+from checker.service import gc_stats, jobs, sdnotify
 from checker.service.accounting import Accounting, CostLimits
 from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.health import Heartbeat, service_health
@@ -95,6 +95,7 @@ class Service:
         self.certs = CertWatch()
         self.metrics.bind_targets(lambda: self.cfg, lambda: self.certs.expiry)
         self.heartbeat = Heartbeat(self.clock.monotonic)
+        self._gc_pauses = gc_stats.from_environment()  # CHECKER_GC_STATS: the bench's
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -179,6 +180,8 @@ class Service:
         # Idleness counts from readiness: a slow start (a loaded machine, a long migration)
         # is not "no probe started".
         self.heartbeat.beat()
+        if self._gc_pauses is not None:
+            self._gc_pauses.install()
         sdnotify.notify("READY=1\nSTATUS=probing")
         if (every := sdnotify.watchdog_interval()) is not None:
             self._watchdog = asyncio.create_task(
@@ -242,6 +245,8 @@ class Service:
         await asyncio.to_thread(self.leadership.release)
         await asyncio.to_thread(self.engine.dispose)
         self._single_node.release()
+        if self._gc_pauses is not None:
+            self._gc_pauses.write()
         gc.unfreeze()  # what start() froze may be garbage now (a process hosting services)
         log.info(
             "stopped: %d results written, %d dropped, %d still queued",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ __all__ = [
     "PROBE_JOB_PREFIX",
     "Job",
     "JobSpec",
+    "StartLag",
     "job_id",
     "schedule",
     "schedule_probes",
@@ -255,10 +257,54 @@ def schedule_probes(
     return added, changed, removed
 
 
+class StartLag:
+    """Each scheduled probe run's start lag: when it got its concurrency slot minus when
+    APScheduler planned it.
+
+    APScheduler's own lateness (submitted - planned) is only part of it: a run then waits
+    for a slot of `scheduler.max_concurrency`, and with too few slots that wait grows
+    until runs are skipped. The planned time is noted at submission, per job id (a job
+    runs at most once at a time, so one entry per id), and taken when the run has its slot.
+    Re-probes ordered by the evaluator are not scheduled runs and have no lag.
+    """
+
+    KEEP = 10_000  # recent lags kept for the bench and tests; the histogram has them all
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._planned: dict[str, tuple[float, float]] = {}  # job id -> (planned, submitted)
+        self.lags: list[float] = []  # seconds, newest last, at most KEEP (2 x KEEP briefly)
+        self.slot_waits: list[float] = []  # the part of each lag spent waiting for a slot
+        self.count = 0  # lags recorded since start (the lists keep only the newest)
+
+    def submitted(self, job: str, planned: datetime) -> None:
+        self._planned[job] = (planned.timestamp(), time.time())
+
+    def started(self, job: str | None) -> None:
+        """The run of `job` has its slot now (None: not a scheduled run)."""
+        entry = self._planned.pop(job, None) if job is not None else None
+        if entry is None:
+            return
+        now = time.time()
+        lag = now - entry[0]
+        self.lags.append(lag)
+        self.slot_waits.append(now - entry[1])
+        self.count += 1
+        self._metrics.lag.observe(max(0.0, lag))
+        if len(self.lags) > 2 * self.KEEP:
+            del self.lags[: self.KEEP]
+            del self.slot_waits[: self.KEEP]
+
+    def forget(self, job: str | None) -> None:
+        """The run was skipped before it asked for a slot (a hold, a spend cap)."""
+        if job is not None:
+            self._planned.pop(job, None)
+
+
 def watch_lag(
-    scheduler: AsyncIOScheduler, metrics: Metrics, lags: list[float], skipped: dict[str, int]
+    scheduler: AsyncIOScheduler, metrics: Metrics, lag: StartLag, skipped: dict[str, int]
 ) -> None:
-    """Record each probe job's start lag in `lags` and the metric; count overlapping runs."""
+    """Note each probe run's planned start in `lag`; count runs skipped as overlapping."""
 
     def on_event(event: Any) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES:
@@ -266,11 +312,6 @@ def watch_lag(
             metrics.skipped.labels("max_instances").inc()
             return
         if isinstance(event, JobSubmissionEvent) and event.job_id.startswith(PROBE_JOB_PREFIX):
-            planned = event.scheduled_run_times[-1]
-            lag = (datetime.now(UTC) - planned).total_seconds()
-            lags.append(lag)
-            metrics.lag.observe(max(0.0, lag))
-            if len(lags) > 10_000:
-                del lags[:5_000]
+            lag.submitted(event.job_id, event.scheduled_run_times[-1])
 
     scheduler.add_listener(on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)

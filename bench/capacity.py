@@ -151,7 +151,7 @@ def report(results: dict[int, dict[str, Any]], pinned: bool) -> str:
         "lag p50 (ms)",
         "lag p99 (ms)",
         "lag max (ms)",
-        "slot wait p99 (ms)",
+        "of which after submission, p99 (ms)",
         "concurrency limit",
         "CPU s / 1,000 probes",
         "CPU use (% of a core)",
@@ -205,8 +205,9 @@ def report(results: dict[int, dict[str, Any]], pinned: bool) -> str:
         f"{BEHAVIOR['completion_tokens']} tokens {BEHAVIOR['inter_token_ms']:g} ms apart. "
         "SQLite storage, evaluator and deliverer running as in production. Figures after a "
         "one-interval warm-up. Lag = when the probe got its concurrency slot - its planned "
-        "start: APScheduler's lateness plus the wait for one of the concurrency limit's "
-        "slots (`scheduler.max_concurrency`, derived from the config when not set); "
+        "start: APScheduler's lateness plus, after APScheduler submitted the run, the wait "
+        "for the event loop to start its task and for one of the concurrency limit's slots "
+        "(`scheduler.max_concurrency`, derived from the config when not set); "
         "skipped (busy) = runs APScheduler skipped because the previous run of the same "
         "job had not finished.\n\n" + table(header, rows) + "\n\n" + "\n".join(verdicts)
     )

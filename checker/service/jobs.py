@@ -36,6 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from checker.alerting.certs import CHECK_EVERY_S
 from checker.config.schema import Config, Target
+from checker.service.concurrency import local_probes
 from checker.web.metrics import Metrics
 
 __all__ = [
@@ -220,12 +221,9 @@ def schedule_probes(
 
     A job whose interval is unchanged keeps its place in time.
     """
-    wanted: dict[str, tuple[Target, str, float]] = {}
-    for t in cfg.targets:
-        if t.locations is not None and cfg.location not in t.locations:
-            continue  # another location's target: the leader still judges it
-        for p in t.probe_names:
-            wanted[job_id(t.name, p)] = (t, p, cfg.interval(t))
+    wanted: dict[str, tuple[Target, str, float]] = {
+        job_id(t.name, p): (t, p, interval) for t, p, interval in local_probes(cfg)
+    }
     existing = {j.id: j for j in scheduler.get_jobs() if j.id.startswith(PROBE_JOB_PREFIX)}
     removed = 0
     for jid in set(existing) - set(wanted):
@@ -265,7 +263,9 @@ class StartLag:
     for a slot of `scheduler.max_concurrency`, and with too few slots that wait grows
     until runs are skipped. The planned time is noted at submission, per job id (a job
     runs at most once at a time, so one entry per id), and taken when the run has its slot.
-    Re-probes ordered by the evaluator are not scheduled runs and have no lag.
+    A run skipped before it asks for a slot (a hold, a spend cap) leaves its entry to be
+    replaced at the job's next submission. Re-probes ordered by the evaluator are not
+    scheduled runs and have no lag.
     """
 
     KEEP = 10_000  # recent lags kept for the bench and tests; the histogram has them all
@@ -281,7 +281,7 @@ class StartLag:
         self._planned[job] = (planned.timestamp(), time.time())
 
     def started(self, job: str | None) -> None:
-        """The run of `job` has its slot now (None: not a scheduled run)."""
+        """The run of `job` has its slot now (None: a re-probe, not a scheduled run)."""
         entry = self._planned.pop(job, None) if job is not None else None
         if entry is None:
             return
@@ -294,11 +294,6 @@ class StartLag:
         if len(self.lags) > 2 * self.KEEP:
             del self.lags[: self.KEEP]
             del self.slot_waits[: self.KEEP]
-
-    def forget(self, job: str | None) -> None:
-        """The run was skipped before it asked for a slot (a hold, a spend cap)."""
-        if job is not None:
-            self._planned.pop(job, None)
 
 
 def watch_lag(

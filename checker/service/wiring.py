@@ -36,6 +36,7 @@ from checker.redact import Redactor
 from checker.service import jobs, sdnotify
 from checker.service.accounting import Accounting, CostLimits
 from checker.service.clock import SYSTEM_CLOCK, Clock
+from checker.service.concurrency import concurrency_limit
 from checker.service.health import Heartbeat, service_health
 from checker.service.housekeeping import (
     digest_wanted,
@@ -87,7 +88,7 @@ class Service:
         self._stopping = asyncio.Event()
         self._started = False
         self._watchdog: asyncio.Task[None] | None = None
-        self.max_concurrency = cfg.scheduler.max_concurrency  # probes in flight at once
+        self.max_concurrency = concurrency_limit(cfg)  # probes in flight at once
         self._semaphore = asyncio.Semaphore(self.max_concurrency)
         self._calendar = MaintenanceCalendar(cfg.maintenance)
         self.metrics = Metrics(cfg.location)
@@ -278,6 +279,8 @@ class Service:
         self._calendar = MaintenanceCalendar(new.maintenance)
         logs.set_redactor(self.redactor)
         self.pool.update(new)
+        if (limit := concurrency_limit(new)) != self.max_concurrency:  # old runs keep old slots
+            self.max_concurrency, self._semaphore = limit, asyncio.Semaphore(limit)
         from checker.cost.prices import PriceBook
         from checker.store.models import sync_targets
 
@@ -330,10 +333,8 @@ class Service:
         jid = jobs.job_id(target_name, probe) if scheduled else None  # None: a re-probe
         target = self._targets.get(target_name)
         if target is None:  # removed by a reload while this run was queued
-            self.lag.forget(jid)
             return
         if (why := self.accounting.why_not(target, probe)) is not None:
-            self.lag.forget(jid)  # not run: no start, so no lag
             self.skipped[why] += 1
             self.metrics.skipped.labels(why).inc()
             return

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from checker.config import load as config_mod
+from checker.service.concurrency import derived_limit
 from checker.service.jobs import job_id, spread_offset
+from checker.service.wiring import Service
 from checker.sim.server import SimServer
 from tests.service.test_control import service_in_process
 from tests.service.test_service import config_yaml, sqlite_url, target_yaml
@@ -41,3 +44,15 @@ async def test_the_lag_includes_the_wait_for_a_concurrency_slot(
     assert max(lags) > 0.4
     assert count is not None and count >= 2
     assert observed is not None and observed >= max(lags)
+
+
+def test_without_a_configured_limit_the_service_derives_it(tmp_path: Path) -> None:
+    # 30 targets, each every 2 s and up to 1 s: 15 runs in flight at worst.
+    targets = [target_yaml(f"t{i}", "http://127.0.0.1:9/v1", interval="2s", extra="timeout: 1s")
+               for i in range(30)]  # fmt: skip
+    text = config_yaml(sqlite_url(tmp_path / "c.db"), targets)
+    cfg = config_mod.parse(text)
+    assert cfg.scheduler.max_concurrency is None
+    assert Service(None, cfg).max_concurrency == derived_limit(cfg) >= 2 * 30 * 0.5
+    explicit = config_mod.parse(text.replace("scheduler: {", "scheduler: {max_concurrency: 7, "))
+    assert Service(None, explicit).max_concurrency == 7

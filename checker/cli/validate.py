@@ -2,7 +2,8 @@
 
 Problems (exit 2, one line each, with the file and line): a channel URL that Apprise cannot
 parse. Warnings: a single failure that would page, a public listen address without basic
-auth, inline API keys in a file others can read, a timeout longer than the interval.
+auth, inline API keys in a file others can read, a timeout longer than the interval, a
+`scheduler.max_concurrency` below the probes that can be in flight at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 from checker.config.load import locate
 from checker.config.schema import Config
+from checker.service.concurrency import shortfall
 from checker.web.server import parse_listen
 
 __all__ = ["channel_problems", "config_warnings", "probe_costs", "raw_channel_problems"]
@@ -93,6 +95,8 @@ def config_warnings(path: Path | None, cfg: Config) -> list[str]:
                 f"target {t.name}: timeout {cfg.timeout(t):g}s is longer than its interval "
                 f"{cfg.interval(t):g}s; a slow route skips runs instead of being probed"
             )
+    if (short := shortfall(cfg)) is not None:
+        warnings.append(str(short))
     if cfg.server is not None and cfg.server.basic_auth is None and _public(cfg.server.listen):
         warnings.append(
             f"server.listen {cfg.server.listen} is reachable from other machines and has no "

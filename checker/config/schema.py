@@ -420,7 +420,10 @@ class Storage(Strict):
 
 
 class Scheduler(Strict):
-    max_concurrency: int = Field(default=200, ge=1, le=100_000)
+    # Probes in flight at once. Unset: derived from the targets (each job's timeout /
+    # interval, at most 1, summed, with headroom; checker.service.concurrency), so a slow
+    # route never makes the others wait for a slot.
+    max_concurrency: int | None = Field(default=None, ge=1, le=100_000)
     misfire_grace: Duration = 30.0
     shutdown_grace: Duration = 5.0
     evaluate_every: Duration = 30.0

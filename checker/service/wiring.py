@@ -36,6 +36,7 @@ from checker.redact import Redactor
 from checker.service import gc_stats, jobs, sdnotify
 from checker.service.accounting import Accounting, CostLimits
 from checker.service.clock import SYSTEM_CLOCK, Clock
+from checker.service.concurrency import concurrency_limit
 from checker.service.health import Heartbeat, service_health
 from checker.service.housekeeping import (
     digest_wanted,
@@ -82,15 +83,17 @@ class Service:
         self.accounting = Accounting(clock, cfg.location)
         self.inflight: set[asyncio.Task[Any]] = set()
         self._jobs_running: set[asyncio.Task[Any]] = set()  # see jobs.schedule
-        self.scheduler_lag_s: list[float] = []  # recent lags, for metrics and the bench
         self.skipped: dict[str, int] = {"retry_after": 0, "spend_cap": 0, "max_instances": 0}
         self._on_result = on_result
         self._stopping = asyncio.Event()
         self._started = False
         self._watchdog: asyncio.Task[None] | None = None
-        self._semaphore = asyncio.Semaphore(cfg.scheduler.max_concurrency)
+        self.max_concurrency = concurrency_limit(cfg)  # probes in flight at once
+        self._semaphore = asyncio.Semaphore(self.max_concurrency)
         self._calendar = MaintenanceCalendar(cfg.maintenance)
         self.metrics = Metrics(cfg.location)
+        self.lag = jobs.StartLag(self.metrics)  # planned start to slot, for metrics and the bench
+        self.scheduler_lag_s = self.lag.lags  # recent lags (seconds), newest last
         self.web: Any = None
         self.certs = CertWatch()
         self.metrics.bind_targets(lambda: self.cfg, lambda: self.certs.expiry)
@@ -148,12 +151,12 @@ class Service:
             self.metrics,
             cfg=lambda: self.cfg,
             now=self.clock.now,
-            reprobe=self._probe_job,
+            reprobe=lambda name, probe: self._probe_job(name, probe, scheduled=False),
             known=lambda name: name in self._targets,
         )
         self.metrics.bind_queue(lambda: self.writer.queue_depth, lambda: self.writer.dropped)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        jobs.watch_lag(self.scheduler, self.metrics, self.scheduler_lag_s, self.skipped)
+        jobs.watch_lag(self.scheduler, self.metrics, self.lag, self.skipped)
         jobs.schedule_probes(self.scheduler, self.cfg, self._probe_job)
         self._schedule(self._job_table(self.cfg))
         self.scheduler.start()
@@ -285,6 +288,8 @@ class Service:
         self._calendar = MaintenanceCalendar(new.maintenance)
         logs.set_redactor(self.redactor)
         self.pool.update(new)
+        if (limit := concurrency_limit(new)) != self.max_concurrency:  # old runs keep old slots
+            self.max_concurrency, self._semaphore = limit, asyncio.Semaphore(limit)
         from checker.cost.prices import PriceBook
         from checker.store.models import sync_targets
 
@@ -330,10 +335,11 @@ class Service:
 
     # --- the probe job ----------------------------------------------------------------------
 
-    async def _probe_job(self, target_name: str, probe: str) -> None:
+    async def _probe_job(self, target_name: str, probe: str, *, scheduled: bool = True) -> None:
         from checker.probes.runner import run_probe
 
         self.heartbeat.beat()
+        jid = jobs.job_id(target_name, probe) if scheduled else None  # None: a re-probe
         target = self._targets.get(target_name)
         if target is None:  # removed by a reload while this run was queued
             return
@@ -346,6 +352,7 @@ class Service:
             self.inflight.add(task)
         try:
             async with self._semaphore:
+                self.lag.started(jid)  # the lag includes the wait for this slot
                 began = perf_counter()  # real elapsed time, for failed runs too
                 result = await run_probe(self.cfg, target, probe, self.pool, self.redactor)
                 took = perf_counter() - began

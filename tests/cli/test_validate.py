@@ -1,6 +1,6 @@
 """`checker validate` catches what loading cannot: channel URLs Apprise rejects (at their
 line, exit 2), absurd numbers, and warns about public listeners, readable inline keys and
-timeouts longer than the interval."""
+timeouts longer than the interval and concurrency limits below rate x timeout."""
 
 from __future__ import annotations
 
@@ -105,3 +105,19 @@ def test_validate_prints_what_paid_probes_cost_per_day(tmp_path: Path) -> None:
     assert f"cost: t/prefill: about ${per_day:.4f}/day at 60s" in out
     assert "t/models" not in out  # free
     assert f"cost: all probes: about ${per_day:.4f}/day" in out
+
+
+def test_a_concurrency_limit_below_rate_times_timeout_is_a_warning(tmp_path: Path) -> None:
+    # 1,000 targets every 3 s = 20,000 probes/min, each run up to 1 s: 334 at once.
+    targets = "".join(
+        f"  - {{name: t{i}, kind: http, base_url: 'http://127.0.0.1:9'}}\n" for i in range(1000)
+    )
+    text = "defaults: {interval: 3s, timeout: 1s}\ntargets:\n" + targets
+    code, out, err = validate(tmp_path, text + "scheduler: {max_concurrency: 200}\n")
+    assert code == 0 and "valid" in out, err
+    assert (
+        "warning: scheduler.max_concurrency 200 is below the 334 probes that can be in "
+        "flight at once at 20,000 probes/min x 1 s (each run taking up to its timeout); "
+        "runs would wait for a slot and be skipped" in err
+    )
+    assert err.count("warning:") == 1, err  # unset, the limit is derived: see test_concurrency

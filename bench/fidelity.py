@@ -39,78 +39,57 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import shutil
-import subprocess
-import tempfile
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 
 import httpx
 
-from bench.common import SimTiming, fmt, percentile, pin_to_core, provenance, table
+from bench.common import SimProcess, fmt, percentile, pin_to_core, provenance, table
 from bench.common import write_section as write_perf_section
+from bench.fidelity_clients import (
+    BEHAVIOR,
+    INTER_TOKEN_MS,
+    TOKENS,
+    TTFT_MS,
+    Errors,
+    Server,
+    behave,
+    checker_probe,
+    curl_level,
+    fidelity_config,
+    httpx_probe,
+    match,
+    run_level,
+)
 from bench.truth_server import TruthServer
-from checker.config.schema import Config
-from checker.probes.runner import run_probe
 from checker.probes.transport.pool import ClientPool
-from checker.redact import Redactor
 from checker.service.housekeeping import freeze_startup_objects
 
-TTFT_MS = 1000.0
-INTER_TOKEN_MS = 30.0
-TOKENS = 16
-PROBE_S = (TTFT_MS + (TOKENS - 1) * INTER_TOKEN_MS) / 1000
-BEHAVIOR = {"ttft_ms": TTFT_MS, "inter_token_ms": INTER_TOKEN_MS, "completion_tokens": TOKENS}
-BODY = {
-    "model": "sim-large",
-    "messages": [{"role": "user", "content": "Count from 1 to 16."}],
-    "max_tokens": 32,
-    "stream": True,
-    "stream_options": {"include_usage": True},
-}
 TARGET_P99_MS = 2.0
 
-
-@dataclass
-class Reading:
-    """One client measurement (ms; tokens/s), None where the tool cannot see it."""
-
-    ttfb_ms: float | None
-    ttft_ms: float | None
-    latency_ms: float | None
-    tokens_per_s: float | None
+__all__ = ["LEVELS", "Setup", "main", "measure", "report", "set_niceness"]
 
 
-@dataclass
-class Errors:
-    ttfb: list[float] = field(default_factory=list)
-    ttft: list[float] = field(default_factory=list)
-    latency: list[float] = field(default_factory=list)
-    tps_rel: list[float] = field(default_factory=list)
-    failed: int = 0
-    # The client's loop thread over the measured probes, in % of wall time: on a CPU, and
-    # runnable but waiting for one (another process had it). Checker rows only.
-    cpu_pct: float | None = None
-    wait_pct: float | None = None
+@dataclass(frozen=True)
+class Setup:
+    """What a run measures with: the truth's source, the client's GC, its CPU weight."""
 
-    def add(self, r: Reading, t: SimTiming) -> None:
-        if t.first_token_sent is None or t.last_byte_sent is None or t.headers_sent is None:
-            self.failed += 1
-            return
-        if r.ttfb_ms is not None:
-            self.ttfb.append(r.ttfb_ms - (t.headers_sent - t.received) * 1000)
-        if r.ttft_ms is not None:
-            self.ttft.append(r.ttft_ms - (t.first_token_sent - t.received) * 1000)
-        if r.latency_ms is not None:
-            self.latency.append(r.latency_ms - (t.last_byte_sent - t.received) * 1000)
-        if r.tokens_per_s is not None and t.tokens_sent > 1:
-            truth = (t.tokens_sent - 1) / (t.last_byte_sent - t.first_token_sent)
-            self.tps_rel.append((r.tokens_per_s / truth - 1) * 100)
+    server: str = "truth"  # "truth": bench.truth_server; "sim": checker.sim's own stamps
+    freeze: bool = True  # gc.freeze() after the warm-up round, as the service does
+    nice: int = 0
+
+    def describe(self) -> str:
+        server = (
+            "`bench.truth_server` (kernel receive and transmit timestamps, its GC off)"
+            if self.server == "truth"
+            else "`checker.sim` in `bench.common.SimProcess` (its own perf_counter stamps)"
+        )
+        gc_text = "frozen after warm-up" if self.freeze else "left as it is (no freeze)"
+        return f"server {server}; client GC {gc_text}; scheduling niceness {self.nice}"
 
 
 def sched_ns() -> tuple[int, int, float]:
@@ -128,152 +107,6 @@ def share(before: tuple[int, int, float], errors: Errors) -> Errors:
     wall = (at - before[2]) * 1e9
     errors.cpu_pct = (cpu - before[0]) / wall * 100
     errors.wait_pct = (wait - before[1]) / wall * 100
-    return errors
-
-
-# --- the three clients ------------------------------------------------------------------------
-
-Probe = Callable[[int], Awaitable[Reading]]
-
-
-def _config(sim: TruthServer, workers: int) -> Config:
-    targets = [
-        {
-            "name": f"w{i}",
-            "kind": "openai",
-            "base_url": sim.url(f"w{i}"),
-            "model": "sim-large",
-            "probes": ["stream"],
-            "timeout": "10s",
-            "max_tokens": 32,
-        }
-        for i in range(workers)
-    ]
-    return Config.model_validate(
-        {"targets": targets, "scheduler": {"max_concurrency": max(workers, 1)}}
-    )
-
-
-def checker_probe(cfg: Config, pool: ClientPool) -> Probe:
-    redactor = Redactor(cfg.secrets())
-
-    async def probe(i: int) -> Reading:
-        r = await run_probe(cfg, cfg.targets[i], "stream", pool, redactor)
-        if not r.ok:
-            raise RuntimeError(f"probe failed: {r.error} {r.detail}")
-        return Reading(r.ttfb_ms, r.ttft_ms, r.latency_ms, r.tokens_per_s)
-
-    return probe
-
-
-def httpx_probe(sim: TruthServer, client: httpx.AsyncClient) -> Probe:
-    """The least a careful person would write: fresh connection, clock before send."""
-
-    async def probe(i: int) -> Reading:
-        t0 = perf_counter()
-        first = end = None
-        tokens = 0
-        async with client.stream("POST", f"{sim.url(f'w{i}')}/chat/completions", json=BODY) as r:
-            ttfb = perf_counter()
-            async for line in r.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                if line == "data: [DONE]":
-                    end = perf_counter()
-                    break
-                doc = json.loads(line[6:])
-                if doc.get("usage"):
-                    tokens = doc["usage"]["completion_tokens"]
-                choices = doc.get("choices") or [{}]
-                if first is None and choices[0].get("delta", {}).get("content"):
-                    first = perf_counter()
-        if first is None or end is None:
-            raise RuntimeError("httpx baseline: incomplete stream")
-        tps = (tokens - 1) / (end - first) if tokens > 1 else None
-        return Reading((ttfb - t0) * 1000, (first - t0) * 1000, (end - t0) * 1000, tps)
-
-    return probe
-
-
-async def run_level(probe: Probe, workers: int, per_worker: int) -> list[list[Reading]]:
-    """`workers` probes in flight; each worker probes its own route back to back."""
-
-    async def worker(i: int) -> list[Reading]:
-        await asyncio.sleep(PROBE_S * i / workers)  # staggered, as the scheduler spreads
-        return [await probe(i) for _ in range(per_worker)]
-
-    return list(await asyncio.gather(*(worker(i) for i in range(workers))))
-
-
-def match(sim: TruthServer, readings: list[list[Reading]]) -> Errors:
-    """Worker i's readings pair with route w<i>'s server timings, in order."""
-    errors = Errors()
-    by_route: dict[str, list[SimTiming]] = {}
-    for t in sim.timings():
-        by_route.setdefault(t.route, []).append(t)
-    for i, worker in enumerate(readings):
-        timings = by_route.get(f"w{i}", [])
-        if len(timings) != len(worker):
-            raise RuntimeError(f"route w{i}: {len(worker)} readings, {len(timings)} timings")
-        for reading, timing in zip(worker, timings, strict=True):
-            errors.add(reading, timing)
-    return errors
-
-
-# --- curl -------------------------------------------------------------------------------------
-
-
-def curl_level(sim: TruthServer, workers: int, per_worker: int) -> Errors | None:
-    """curl --parallel with `workers` transfers at a time; -w gives its TTFB and total.
-
-    curl's time_starttransfer is the first response byte (the headers), not the first
-    token, so it is compared with the server's headers_sent; there is no curl ttft.
-    """
-    curl = shutil.which("curl")
-    if curl is None:
-        return None
-    # One route per transfer: curl --parallel starts and ends transfers in any order, so
-    # only a unique route pairs a curl line with its server timing.
-    count = workers * per_worker
-    sim.reset()
-    with tempfile.TemporaryDirectory() as tmp:
-        body = Path(tmp) / "body.json"
-        body.write_text(json.dumps(BODY))
-        lines = [
-            f'url = "{sim.url(f"c{k}")}/chat/completions"\noutput = "/dev/null"'
-            for k in range(count)
-        ]
-        config = Path(tmp) / "curl.cfg"
-        config.write_text("\n".join(lines) + "\n")
-        out = subprocess.run(
-            [
-                curl,
-                "-s",
-                "--parallel",
-                "--parallel-max",
-                str(workers),
-                "-H",
-                "content-type: application/json",
-                "--data-binary",
-                f"@{body}",
-                "-w",
-                "%{url_effective} %{time_starttransfer} %{time_total}\\n",
-                "-K",
-                str(config),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    by_route = {t.route: t for t in sim.timings()}
-    errors = Errors()
-    for line in out.splitlines():
-        url, start, total = line.split()
-        timing = by_route.get(url.split("/")[3])
-        if timing is None:
-            errors.failed += 1
-            continue
-        errors.add(Reading(float(start) * 1000, None, float(total) * 1000, None), timing)
     return errors
 
 
@@ -301,7 +134,7 @@ def verdicts(rows: list[Row]) -> tuple[bool, list[float]]:
     return bool(p99s) and all(p < TARGET_P99_MS for p in p99s), p99s
 
 
-def report(rows: list[Row], curl_missing: bool, nice: int = 0) -> str:
+def report(rows: list[Row], curl_missing: bool, setup: Setup) -> str:
     header = ["run", "client", "in flight", "n"]
     for what in ("ttft", "ttfb", "latency"):
         header += [f"{what} abs err p50", "p99", "max"]
@@ -328,14 +161,12 @@ def report(rows: list[Row], curl_missing: bool, nice: int = 0) -> str:
     return (
         "## Fidelity: measured versus server truth\n\n"
         f"{provenance()}\n\n"
-        f"Server: `bench.truth_server`, ttft {TTFT_MS:g} ms, {TOKENS} tokens "
-        f"{INTER_TOKEN_MS:g} ms apart, in its own process pinned to its own core with its "
-        "garbage collector off; its truth is the kernel's receive timestamp of each request "
-        "and transmit timestamp of each answer. Clients pinned to the other core; the "
-        "checker's process frozen (`gc.freeze()`) after each level's warm-up round, as the "
-        f"service does after start-up. Both at scheduling niceness {nice}. Absolute errors "
-        "in ms (|client interval - server interval|, see `bench/fidelity.py`); tok/s error "
-        "in % of the server's decode rate. "
+        f"Setup: {setup.describe()}. The server answers with ttft {TTFT_MS:g} ms and "
+        f"{TOKENS} tokens {INTER_TOKEN_MS:g} ms apart, in its own process pinned to its own "
+        "core; the clients are pinned to the other core. Absolute errors in ms (|client "
+        "interval - server interval|, see `bench/fidelity.py`); tok/s error in % of the "
+        "server's decode rate; client CPU and waiting: the checker's loop thread on a CPU "
+        "and runnable but waiting for one, in % of the measured wall time (schedstat). "
         "The checker's intervals run from its request's first byte sent to the kernel's "
         "arrival timestamp of the bytes (connect is its separate `connect_ms`); the httpx "
         "loop's and curl's from before they connect to when their code sees the bytes."
@@ -362,17 +193,19 @@ def set_niceness(nice: int) -> None:
 
 
 async def measure(
-    sim: TruthServer, samples: int, run: int, levels: tuple[int, ...] = LEVELS
+    sim: Server, samples: int, run: int, levels: tuple[int, ...], setup: Setup
 ) -> list[Row]:
     rows: list[Row] = []
     for level in levels:
         # Sequential probes cost their full duration: the 1-in-flight level gets fewer.
         per_worker = max(2, math.ceil((samples if level > 1 else samples / 16) / level))
-        cfg = _config(sim, level)
+        cfg = fidelity_config(sim, level)
+        behave(sim, [f"w{i}" for i in range(level)])
         async with ClientPool(cfg) as pool:
             probe = checker_probe(cfg, pool)
             await run_level(probe, level, 1)  # warm-up round, not counted
-            freeze_startup_objects()
+            if setup.freeze:
+                freeze_startup_objects()
             sim.reset()
             before = sched_ns()
             readings = await run_level(probe, level, per_worker)
@@ -403,16 +236,19 @@ def main(argv: list[str] | None = None) -> None:
         help="scheduling niceness of the client and the server (negative needs root): on a "
         "machine that other work keeps busy, what measures the checker, not its neighbours",
     )
+    parser.add_argument("--server", choices=("truth", "sim"), default="truth")
+    parser.add_argument("--no-freeze", action="store_true", help="leave the client's GC alone")
     args = parser.parse_args(argv)
     levels = tuple(int(x) for x in args.levels.split(","))
+    setup = Setup(args.server, not args.no_freeze, args.nice)
     if args.nice:
         set_niceness(args.nice)
     rows: list[Row] = []
-    with TruthServer(BEHAVIOR) as sim:
+    with TruthServer(BEHAVIOR) if setup.server == "truth" else SimProcess() as sim:
         pin_to_core(0)
         for run in range(1, args.runs + 1):
-            rows += asyncio.run(measure(sim, args.samples, run, levels))
-    text = report(rows, curl_missing=shutil.which("curl") is None, nice=args.nice)
+            rows += asyncio.run(measure(sim, args.samples, run, levels, setup))
+    text = report(rows, curl_missing=shutil.which("curl") is None, setup=setup)
     write_perf_section(args.section, text)
     print(text)
 

@@ -82,6 +82,7 @@ class Errors:
     ttft: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     tps_rel: list[float] = field(default_factory=list)
+    first_sent: list[float] = field(default_factory=list)  # the truth's, one per ttft
     failed: int = 0
     # The client's loop thread over the measured probes, in % of wall time: on a CPU, and
     # runnable but waiting for one (another process had it). Checker rows only.
@@ -96,6 +97,7 @@ class Errors:
             self.ttfb.append(r.ttfb_ms - (t.headers_sent - t.received) * 1000)
         if r.ttft_ms is not None:
             self.ttft.append(r.ttft_ms - (t.first_token_sent - t.received) * 1000)
+            self.first_sent.append(t.first_token_sent)
         if r.latency_ms is not None:
             self.latency.append(r.latency_ms - (t.last_byte_sent - t.received) * 1000)
         if r.tokens_per_s is not None and t.tokens_sent > 1:

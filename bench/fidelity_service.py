@@ -20,6 +20,8 @@ what a paused client merges, is the same.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import json
 import os
 import shutil
@@ -103,7 +105,93 @@ def pair(results: list[dict[str, Any]], truths: list[Truth], wall_minus_mono: fl
     return errors
 
 
-def run_service(truth: TruthServer, seconds: float, tmp: Path) -> tuple[Errors, dict[str, Any]]:
+# --- the child: bench.capacity's service run, watched ----------------------------------------
+
+STALL_S = 0.02  # a loop held this long can merge two token segments 30 ms apart
+
+
+async def _watched(config: Path, warmup: float, seconds: float, freeze: bool) -> dict[str, Any]:
+    """bench.capacity's run, plus when the loop was held (a heartbeat's late wake-ups) and
+    when the collector ran: the two are matched against the results that missed. With
+    `freeze`, the bench freezes what exists after the first round of probes (the
+    service itself froze only what start() built)."""
+    from bench.capacity import _child
+    from checker.service.housekeeping import freeze_startup_objects
+
+    stalls: list[tuple[float, float]] = []  # (start, end), perf_counter
+    pauses: list[tuple[float, float, int]] = []  # (start, end, generation)
+    began: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began.append(time.perf_counter())
+        elif began:
+            start = began.pop()
+            if time.perf_counter() - start > 0.002:
+                pauses.append((start, time.perf_counter(), info["generation"]))
+
+    async def heartbeat() -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.005)
+            after = time.perf_counter()
+            if after - before > STALL_S:
+                stalls.append((before + 0.005, after))
+
+    heap: dict[str, int] = {}
+
+    async def count_heap() -> None:
+        # What a full collection walks and the frozen objects it skips, once, at the end
+        # of the window (past the results compared; stop() unfreezes).
+        await asyncio.sleep(warmup + seconds - 1)
+        heap.update(gen2_objects=len(gc.get_objects(2)), frozen_objects=gc.get_freeze_count())
+
+    async def freeze_after_first_round() -> None:
+        await asyncio.sleep(warmup - 2)
+        freeze_startup_objects()
+
+    gc.callbacks.append(on_gc)
+    tasks = [asyncio.create_task(heartbeat()), asyncio.create_task(count_heap())]
+    if freeze:
+        tasks.append(asyncio.create_task(freeze_after_first_round()))
+    try:
+        figures = await _child(config, warmup, seconds)
+    finally:
+        for task in tasks:
+            task.cancel()
+        gc.callbacks.remove(on_gc)
+    return figures | {"stalls": stalls, "gc_pauses": pauses} | heap
+
+
+def child_main(config: Path, warmup: float, seconds: float, out: Path, freeze: bool) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    out.write_text(json.dumps(asyncio.run(_watched(config, warmup, seconds, freeze))))
+
+
+def causes(errors: Errors, figures: dict[str, Any]) -> tuple[int, int, int]:
+    """(results off by more than the target, of those while the loop was held, of those
+    while a full collection ran): a held loop lets the first token's segment sit until
+    the next one arrives and merges it."""
+    stalls = figures["stalls"]
+    full = [(a, b) for a, b, gen in figures["gc_pauses"] if gen == 2]
+    bad = held = by_gc = 0
+    for err, first in zip(errors.ttft, errors.first_sent, strict=True):
+        if abs(err) < TARGET_P99_MS:
+            continue
+        bad += 1
+        window = (first, first + 0.031)
+        if any(a < window[1] and b > window[0] for a, b in stalls):
+            held += 1
+            if any(a < window[1] and b > window[0] for a, b in full):
+                by_gc += 1
+    return bad, held, by_gc
+
+
+def run_service(
+    truth: TruthServer, seconds: float, tmp: Path, freeze: bool
+) -> tuple[Errors, dict[str, Any]]:
     """One service run: warm-up interval, then `seconds` measured; errors and its figures."""
     config, out, db = tmp / "service.yaml", tmp / "service.json", tmp / "service.db"
     for stale in (db, out):
@@ -111,8 +199,9 @@ def run_service(truth: TruthServer, seconds: float, tmp: Path) -> tuple[Errors, 
     write_config(config, truth, db)
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
     warmup = INTERVAL_S + PROBE_S
-    cmd = [*pin, PYTHON, "-m", "bench.capacity", "--child", str(config), "--out", str(out)]
+    cmd = [*pin, PYTHON, "-m", "bench.fidelity_service", "--child", str(config), "--out", str(out)]
     cmd += ["--warmup", str(warmup), "--seconds", str(seconds)]
+    cmd += ["--freeze-after-warmup"] if freeze else []
     truth.reset()
     since = datetime.now(UTC).timestamp() + warmup + 5  # past start-up and the warm-up
     subprocess.run(cmd, check=True, cwd=ROOT, timeout=warmup + seconds + 180)
@@ -123,14 +212,18 @@ def run_service(truth: TruthServer, seconds: float, tmp: Path) -> tuple[Errors, 
         if r["started_at"] < since + seconds - PROBE_S - 10  # finished before the stop
     ]
     figures = json.loads(out.read_text())
+    # The measured window on the monotonic clock, for the pauses and stalls counted in it.
+    figures["window"] = (since - wall_minus_mono, since + seconds - PROBE_S - 10 - wall_minus_mono)
     return pair(results, truth.truths(), wall_minus_mono), figures
 
 
-def report(runs: list[tuple[Errors, dict[str, Any]]], nice: int) -> str:
+def report(runs: list[tuple[Errors, dict[str, Any]]], nice: int, freeze: bool) -> str:
     header = ["run", "results joined", "not joined / failed"]
     for what in ("ttft", "ttfb", "latency"):
         header += [f"{what} abs err p50", "p99", "max"]
     header += ["tok/s err p99 (%)", "lag p99 (ms)", "CPU (% of a core)"]
+    header += [f"ttft off > {TARGET_P99_MS:g} ms", "loop held", "full GC", "full GCs > 2 ms"]
+    header += ["gen 2 / frozen objects"]
     body = []
     p99s = []
     for i, (e, fig) in enumerate(runs, 1):
@@ -143,7 +236,12 @@ def report(runs: list[tuple[Errors, dict[str, Any]]], nice: int) -> str:
         lag = percentile([x * 1000 for x in fig["lags_s"]], 99)
         cpu = fig["cpu_s"] / fig["elapsed_s"] * 100
         tps = fmt(percentile([abs(v) for v in e.tps_rel], 99))
-        body.append([i, len(e.ttft), e.failed, *cells, tps, fmt(lag), fmt(cpu, 0)])
+        lo, hi = fig["window"]
+        full = [b - a for a, b, gen in fig["gc_pauses"] if gen == 2 and lo <= a <= hi]
+        longest = f" (max {max(full) * 1000:.0f} ms)" if full else ""
+        heap = f"{fig.get('gen2_objects', 0):,} / {fig.get('frozen_objects', 0):,}"
+        why = [*causes(e, fig), f"{len(full)}{longest}", heap]
+        body.append([i, len(e.ttft), e.failed, *cells, tps, fmt(lag), fmt(cpu, 0), *why])
     ok = bool(p99s) and all(p < TARGET_P99_MS for p in p99s)
     return (
         "## Fidelity inside a running service (1,000 targets)\n\n"
@@ -155,7 +253,20 @@ def report(runs: list[tuple[Errors, dict[str, Any]]], nice: int) -> str:
         f"{TARGETS * PROBE_S / INTERVAL_S:.0f} probes in flight). Each stored result "
         "(SQLite) is joined to the server's kernel stamps of its request; errors are "
         "|stored - truth| in ms. Both processes at scheduling niceness "
-        f"{nice}. Lag and CPU are the service's own figures over the measured window.\n\n"
+        f"{nice}. Lag and CPU are the service's own figures over the measured window. "
+        + (
+            "**The bench froze the service's objects after its first round of probes** "
+            "(`gc.collect()`, `gc.freeze()`), which the service itself does not do: it "
+            "freezes what `start()` built. "
+            if freeze
+            else "The service's GC as the service sets it (it freezes what `start()` built). "
+        )
+        + f"The last four columns: results whose ttft is off by more than "
+        f"{TARGET_P99_MS:g} ms, how many of them had the service's loop held for more than "
+        f"{STALL_S * 1000:g} ms (a heartbeat woke late) within 31 ms after the first token "
+        "was sent, how many of those overlapped a full (generation 2) collection, and "
+        "the full collections over 2 ms in the measured window; then the objects such a collection "
+        "walks and the frozen ones it skips, counted at the end of the window.\n\n"
         + table(header, body)
         + f"\n\nTarget (|ttft error| p99 < {TARGET_P99_MS:g} ms in every run): "
         f"**{'met' if ok else 'MISSED'}** ({', '.join(fmt(p) for p in p99s)} ms)."
@@ -168,15 +279,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured, per run")
     parser.add_argument("--nice", type=int, default=0, help="as bench.fidelity --nice")
     parser.add_argument("--section", default="fidelity-service")
+    parser.add_argument(
+        "--freeze-after-warmup",
+        action="store_true",
+        help="also gc.freeze() the service after its first round (what it does not do yet)",
+    )
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--warmup", type=float, default=INTERVAL_S, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child is not None:
+        child_main(args.child, args.warmup, args.seconds, args.out, args.freeze_after_warmup)
+        return
     if args.nice:
         set_niceness(args.nice)
     runs = []
     with TruthServer(BEHAVIOR) as truth, tempfile.TemporaryDirectory() as tmp:
         for run in range(1, args.runs + 1):
-            runs.append(run_service(truth, args.seconds, Path(tmp)))
+            runs.append(run_service(truth, args.seconds, Path(tmp), args.freeze_after_warmup))
             print(f"fidelity-service: run {run} done", flush=True)
-    text = report(runs, args.nice)
+    text = report(runs, args.nice, args.freeze_after_warmup)
     write_section(args.section, text)
     print(text)
 

@@ -13,11 +13,11 @@ import shutil
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 PERFORMANCE_MD = ROOT / "docs" / "PERFORMANCE.md"
@@ -178,18 +178,16 @@ class SimTiming:
     tokens_sent: int
 
 
-class SimProcess:
-    """checker.sim.SimServer in a separate process (own GIL, own core when there is one).
+class ChildServer:
+    """A loopback server in a separate process (multiprocessing spawn: own GIL, own core
+    when there is one), controlled over a pipe: `target(conn, core, *args)` sends its port,
+    then answers (op, args) messages until "stop"."""
 
-    Its timing stamps are time.perf_counter() values: CLOCK_MONOTONIC on Linux, one clock
-    for every process on the machine, so they compare directly with the checker's.
-    """
-
-    def __init__(self, core: int | None = SIM_CORE) -> None:
+    def __init__(self, target: Any, args: tuple[Any, ...] = (), core: int | None = SIM_CORE):
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         use_core = core if core is not None and (os.cpu_count() or 1) > core else None
-        self._proc = ctx.Process(target=_sim_main, args=(child, use_core), daemon=True)
+        self._proc = ctx.Process(target=target, args=(child, use_core, *args), daemon=True)
         self._proc.start()
         self.port: int = self._conn.recv()
 
@@ -205,12 +203,6 @@ class SimProcess:
         self._conn.send((op, args))
         return self._conn.recv()
 
-    def set(self, route: str, **fields: Any) -> None:
-        self._call("set", (route, fields))
-
-    def timings(self, route: str | None = None) -> list[SimTiming]:
-        return [SimTiming(**t) for t in self._call("timings", route)]
-
     def reset(self) -> None:
         self._call("reset")
 
@@ -222,11 +214,30 @@ class SimProcess:
             if self._proc.is_alive():
                 self._proc.kill()
 
-    def __enter__(self) -> SimProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SimProcess(ChildServer):
+    """checker.sim.SimServer in a separate process (own GIL, own core when there is one).
+
+    Its timing stamps are time.perf_counter() values: CLOCK_MONOTONIC on Linux, one clock
+    for every process on the machine, so they compare directly with the checker's.
+    """
+
+    def __init__(self, core: int | None = SIM_CORE) -> None:
+        super().__init__(_sim_main, core=core)
+
+    def set(self, route: str, **fields: Any) -> None:
+        self._call("set", (route, fields))
+
+    def timings(self, route: str | None = None) -> list[SimTiming]:
+        # The simulator's Timing holds more than the benches compare (token times, prompt).
+        names = {f.name for f in fields(SimTiming)}
+        return [SimTiming(**{k: t[k] for k in names}) for t in self._call("timings", route)]
 
 
 # --- PERFORMANCE.md ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import asyncio
 import gc
 import importlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from checker.store.prune import prune
 if TYPE_CHECKING:  # genai_prices takes ~30 ms to import; the service loads it in a thread
     from checker.cost.prices import PriceBook
 
-__all__ = ["digest_wanted", "freeze_startup_objects", "prune_old", "send_digest"]
+__all__ = ["digest_wanted", "freeze_startup_objects", "prune_old", "roll_up", "send_digest"]
 
 log = logging.getLogger("checker.service")
 
@@ -49,6 +49,19 @@ async def send_digest(
         await digest.run_scheduled(engine, cfg, now, prices=prices)
     except Exception as exc:  # the next run retries; the service keeps probing
         log.error("digest failed: %s", redactor.text(f"{type(exc).__name__}: {exc}"))
+
+
+async def roll_up(engine: Engine, clock: Callable[[], datetime]) -> None:
+    """Every hour since the newest rolled one (hours missed while the service was down
+    included), the last two again for late results, and hours rolled before the digest's
+    rollup columns existed (migration 0005); then the window cache catches up with whatever
+    was rolled (rollup itself knows nothing of the cache)."""
+    from checker.store.queries import window_cache
+    from checker.store.rollup import rollup_due
+
+    now = clock()
+    await asyncio.to_thread(rollup_due, engine, now)
+    await asyncio.to_thread(window_cache.refresh, engine, now)
 
 
 async def prune_old(engine: Engine, storage: Storage, now: datetime) -> None:

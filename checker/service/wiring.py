@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -42,14 +43,13 @@ from checker.service.housekeeping import (
     digest_wanted,
     freeze_startup_objects,
     prune_old,
+    roll_up,
     send_digest,
 )
 from checker.service.judging import Judging
 from checker.service.node import TICK_S, Node
 from checker.service.results import log_transition, settle
 from checker.store.leader import Leadership
-from checker.store.queries import window_cache
-from checker.store.rollup import rollup_due
 from checker.store.single_node import SingleNodeLock
 from checker.web.metrics import Metrics
 
@@ -321,7 +321,7 @@ class Service:
                 self.engine, self.cfg, self.prices, self.redactor, self.clock.now()
             ),
             digest_wanted=lambda: digest_wanted(self.channels, self.cfg),
-            rollup=self._rollup_job,
+            rollup=partial(roll_up, self.engine, self.clock.now),
             prune=lambda: prune_old(self.engine, self.cfg.storage, self.clock.now()),
             certs=lambda: self.certs.refresh(self.cfg),
             node_tick=self.node.tick,
@@ -396,14 +396,3 @@ class Service:
     def _on_delivery(self, outcome: str) -> None:
         if outcome != "delivered":
             self.metrics.delivery_failures.inc()
-
-    # --- housekeeping -----------------------------------------------------------------------
-
-    async def _rollup_job(self) -> None:
-        # Every hour since the newest rolled one (hours missed while the service was down
-        # included), the last two again for late results, and hours rolled before the
-        # digest's rollup columns existed (migration 0005); then the window cache catches up
-        # with whatever was rolled (rollup itself knows nothing of the cache).
-        now = self.clock.now()
-        await asyncio.to_thread(rollup_due, self.engine, now)
-        await asyncio.to_thread(window_cache.refresh, self.engine, now)

@@ -343,6 +343,22 @@ async def test_page_shows_targets_and_escapes_details(loaded: tuple[Engine, Item
     assert 'class="beat b-failed" title="2026-06-03 09:23:41 UTC · failed: server_error"' in html
 
 
+async def test_large_answers_are_gzipped_for_clients_that_accept_it(
+    loaded: tuple[Engine, Items],
+) -> None:
+    engine, _ = loaded
+    async with serving(engine, config()) as client:
+        plain = await client.get("/", headers={"Accept-Encoding": "identity"})
+        packed = await client.get("/", headers={"Accept-Encoding": "gzip"})
+        badge = await client.get("/badge/alpha/uptime/24h.svg", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.text == plain.text  # the same page, decoded
+    wire = int(packed.headers["content-length"])
+    assert wire * 4 < len(plain.content), (wire, len(plain.content))
+    assert "content-encoding" not in badge.headers  # small: sent as it is
+
+
 def test_page_data_matches_brute_force(loaded: tuple[Engine, Items]) -> None:
     engine, items = loaded
     cfg = config()

@@ -40,7 +40,7 @@ def test_demo_serves_the_page_and_its_next_commands_work_as_printed(tmp_path: Pa
 
     def answered() -> bool:
         try:
-            pages.append(httpx.get(url, timeout=2))
+            pages.append(httpx.get(url, timeout=20))
         except httpx.ConnectError:
             return False
         return True

@@ -272,7 +272,7 @@ def open_sockets() -> int:
 
 async def settled_sockets(expected: int) -> int:
     """Open sockets once the servers' threads closed their ends (they close on our EOF)."""
-    for _ in range(100):
+    for _ in range(500):  # up to 10 s: a loaded machine closes late
         if (now := open_sockets()) <= expected:
             return now
         await asyncio.sleep(0.02)

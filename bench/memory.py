@@ -1,7 +1,7 @@
 """Memory: where the service's resident set comes from (imports, then token encodings).
 
 Measured in a fresh process, in the order the service pays for them: importing the
-modules `checker run` loads, then the tiktoken encodings `checker.tokens.warm_up` loads
+modules `checker run` loads, then the token encodings `checker.cost.tokens.warm_up` loads
 (the service warms up the encodings its targets' models need; an unknown model, as the
 simulator's, gets the proxy encoding).
 """
@@ -34,7 +34,7 @@ def child() -> list[tuple[str, float]]:
 
     for name in sorted(tokens.BUNDLED_ENCODINGS):
         tokens.load_encoding(name)
-        out.append((f"tiktoken encoding {name}", rss_mb()))
+        out.append((f"encoding {name}", rss_mb()))
     return out
 
 
@@ -57,8 +57,8 @@ def main() -> None:
         "once, at start). `checker.web` is loaded only with a `server:` section, "
         "`checker.digest` only when a notify channel is tagged for the digest; the service "
         "loads the encodings its targets' models need (`o200k_base` for any model tiktoken "
-        "does not know). An encoding's figure is after `checker.tokens` released "
-        "tiktoken's Python copy of its ranks.\n\n" + table(["step", "RSS (MB)", "added (MB)"], rows)
+        "does not know), held compactly by `checker.cost.bpe` (not by tiktoken's Rust "
+        "core).\n\n" + table(["step", "RSS (MB)", "added (MB)"], rows)
     )
     write_section("memory", text)
     print(text)

@@ -10,8 +10,6 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import apprise
-
 from checker.config.schema import Config
 
 __all__ = ["EMAIL_SCHEMES", "Channel", "channel_id", "load_channels", "route"]
@@ -48,6 +46,8 @@ def load_channels(cfg: Config) -> list[Channel]:
         if (u := c.url.get_secret_value())
     ]
     if cfg.apprise_config:
+        import apprise  # only for a config file: Apprise costs ~17 MB resident
+
         ac = apprise.AppriseConfig()
         # Apprise reads the file lazily and only logs when it cannot: an unreadable or empty
         # file must fail here, not leave every alert without a channel.

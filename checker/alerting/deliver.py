@@ -14,15 +14,17 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import apprise
 from sqlalchemy.engine import Engine
 
 from checker.alerting.channels import Channel, route
 from checker.alerting.outbox import claim, finish, reroute
 from checker.config.schema import _url_secrets
 from checker.redact import Redactor
+
+if TYPE_CHECKING:  # Apprise and its plugins: ~17 MB resident, loaded once a channel exists
+    import apprise
 
 __all__ = [
     "CLOSE_GRACE_S",
@@ -55,6 +57,8 @@ def load_plugins() -> None:
 
     Done at start, before probes run; done at the first alert, it would stall every probe in
     flight (even from a thread: much of it holds the GIL)."""
+    import apprise
+
     apprise.Apprise().add("json://localhost")
 
 
@@ -87,6 +91,8 @@ def _with_id(url: str, nid: str | None) -> str:
 
 
 def _apprise_for(url: str) -> apprise.Apprise | None:
+    import apprise
+
     a = apprise.Apprise()
     return a if a.add(url) else None
 
@@ -114,6 +120,8 @@ async def send(
         a = await asyncio.to_thread(_apprise_for, _with_id(channel.url, nid))  # without rto
     if a is None:
         return "Apprise cannot parse this channel URL"
+    import apprise
+
     with apprise.LogCapture(level=logging.WARNING) as captured:
         try:
             async with asyncio.timeout(channel.timeout_s):
@@ -167,7 +175,10 @@ class Deliverer:
         self._wake.set()
 
     def start(self) -> None:
-        load_plugins()
+        # Without a channel nothing is ever sent: Apprise (~17 MB resident) stays unloaded.
+        # A reload that adds one loads it at the first send, in a thread (see send).
+        if self._channels():
+            load_plugins()
         self._task = asyncio.create_task(self._loop())
 
     async def close(self, grace_s: float = CLOSE_GRACE_S) -> None:

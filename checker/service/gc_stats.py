@@ -1,9 +1,11 @@
 """Garbage-collector pauses of the running service, for the footprint bench.
 
 With `CHECKER_GC_STATS=PATH` in its environment the service times every collection from
-the end of its start-up (after `gc.freeze()`) with a `gc.callbacks` callback and writes a
-summary per generation to PATH as JSON when it stops. Without the variable nothing is
-installed. The pure part (`summarize`) takes the recorded pauses and does no I/O.
+the end of its start-up (after `gc.freeze()`) with a `gc.callbacks` callback, in wall time
+(the pause the event loop sees) and in the thread's CPU time (the collector's own work,
+without the time another process held the core), and writes a summary per generation to
+PATH as JSON when it stops. Without the variable nothing is installed. The pure part
+(`summarize`) takes the recorded pauses and does no I/O.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import gc
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 __all__ = ["ENV_VAR", "GcPauses", "from_environment", "summarize"]
@@ -51,17 +55,35 @@ class GcPauses:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.pauses_s: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        # The same collections in CPU time of the collecting thread: the wall-clock pause
+        # also holds any time the OS gave the core to another process meanwhile.
+        self.cpu_s: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self.freezes_s: list[float] = []  # the service's own collect-and-freeze, apart
         self._began: float | None = None
+        self._began_cpu = 0.0
         self._kept = 0
+        self._paused = False
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if self._paused:
+            return
         if phase == "start":
-            self._began = perf_counter()
+            self._began, self._began_cpu = perf_counter(), thread_time()
         elif self._began is not None:
             if self._kept < _MAX_PAUSES:
                 self.pauses_s[info["generation"]].append(perf_counter() - self._began)
+                self.cpu_s[info["generation"]].append(thread_time() - self._began_cpu)
                 self._kept += 1
             self._began = None
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Collections inside are not recorded (the service's deliberate ones)."""
+        self._paused, self._began = True, None
+        try:
+            yield
+        finally:
+            self._paused = False
 
     def install(self) -> None:
         if self._callback not in gc.callbacks:
@@ -73,8 +95,10 @@ class GcPauses:
             gc.callbacks.remove(self._callback)
         report = {
             "generations": summarize(self.pauses_s),
+            "cpu": summarize(self.cpu_s),
             "thresholds": list(gc.get_threshold()),
             "frozen": gc.get_freeze_count(),
+            "freezes_ms": [round(f * 1000, 1) for f in self.freezes_s],
         }
         self.path.write_text(json.dumps(report))
 

@@ -7,7 +7,6 @@ resident, and a service with no digest channel never needs them.
 from __future__ import annotations
 
 import asyncio
-import gc
 import importlib
 import logging
 from collections.abc import Callable, Iterable
@@ -24,7 +23,7 @@ from checker.store.prune import prune
 if TYPE_CHECKING:  # genai_prices takes ~30 ms to import; the service loads it in a thread
     from checker.cost.prices import PriceBook
 
-__all__ = ["digest_wanted", "freeze_startup_objects", "prune_old", "roll_up", "send_digest"]
+__all__ = ["digest_wanted", "prune_old", "roll_up", "send_digest"]
 
 log = logging.getLogger("checker.service")
 
@@ -67,16 +66,3 @@ async def roll_up(engine: Engine, clock: Callable[[], datetime]) -> None:
 async def prune_old(engine: Engine, storage: Storage, now: datetime) -> None:
     """Delete raw results and rollups past their retention."""
     await asyncio.to_thread(prune, engine, storage.raw_retention, storage.rollup_retention, now)
-
-
-def freeze_startup_objects() -> None:
-    """Keep what start() built out of the garbage collector's full passes.
-
-    Modules, the config, the tokenizer, SQLAlchemy's and pydantic's structures: hundreds of
-    thousands of objects that live as long as the process. Every full collection walked
-    them all, 130-250 ms on the event loop every few seconds at 5,000 probes/min, and those
-    pauses were the scheduler's p99 lag. gc.freeze() moves them to the permanent generation;
-    objects made later are collected as before.
-    """
-    gc.collect()
-    gc.freeze()

@@ -8,7 +8,6 @@ accounting.py; the SLO gauges are gauges.py.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -34,18 +33,13 @@ from checker.config.schema import Config
 from checker.cost.tokens import warm_up as warm_up_tokens
 from checker.probes.base import ProbeResult
 from checker.redact import Redactor
-from checker.service import gc_stats, jobs, sdnotify
+from checker.service import jobs, sdnotify
 from checker.service.accounting import Accounting, CostLimits
 from checker.service.clock import SYSTEM_CLOCK, Clock
 from checker.service.concurrency import concurrency_limit
+from checker.service.gc_policy import CollectorPolicy
 from checker.service.health import Heartbeat, service_health
-from checker.service.housekeeping import (
-    digest_wanted,
-    freeze_startup_objects,
-    prune_old,
-    roll_up,
-    send_digest,
-)
+from checker.service.housekeeping import digest_wanted, prune_old, roll_up, send_digest
 from checker.service.judging import Judging
 from checker.service.node import TICK_S, Node
 from checker.service.results import log_transition, settle
@@ -98,7 +92,7 @@ class Service:
         self.certs = CertWatch()
         self.metrics.bind_targets(lambda: self.cfg, lambda: self.certs.expiry)
         self.heartbeat = Heartbeat(self.clock.monotonic)
-        self._gc_pauses = gc_stats.from_environment()  # CHECKER_GC_STATS: the bench's
+        self._gc = CollectorPolicy()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -179,12 +173,10 @@ class Service:
                 cert_days_left=self.certs.days_left,
             )
             await self.web.start()
-        freeze_startup_objects()
+        self._gc.started(self.cfg)
         # Idleness counts from readiness: a slow start (a loaded machine, a long migration)
         # is not "no probe started".
         self.heartbeat.beat()
-        if self._gc_pauses is not None:
-            self._gc_pauses.install()
         sdnotify.notify("READY=1\nSTATUS=probing")
         if (every := sdnotify.watchdog_interval()) is not None:
             self._watchdog = asyncio.create_task(
@@ -248,9 +240,7 @@ class Service:
         await asyncio.to_thread(self.leadership.release)
         await asyncio.to_thread(self.engine.dispose)
         self._single_node.release()
-        if self._gc_pauses is not None:
-            self._gc_pauses.write()
-        gc.unfreeze()  # what start() froze may be garbage now (a process hosting services)
+        self._gc.stopped()  # unfreezes: what start() froze may be garbage now
         log.info(
             "stopped: %d results written, %d dropped, %d still queued",
             self.writer.written,
@@ -303,6 +293,7 @@ class Service:
         for gone in {t.name for t in old.targets} - {t.name for t in new.targets}:
             self.metrics.forget_target(gone, old.target(gone).probe_names)
         self.metrics.reloads.labels("ok").inc()
+        self._gc.reloaded()  # the new config, jobs and series join the frozen objects
         log.info("config reloaded: %d jobs added, %d changed, %d removed", added, changed, removed)
         return True
 

@@ -43,6 +43,7 @@ __all__ = [
     "PROBE_JOB_PREFIX",
     "Job",
     "JobSpec",
+    "ProbeScheduler",
     "StartLag",
     "job_id",
     "schedule",
@@ -55,6 +56,32 @@ __all__ = [
 PROBE_JOB_PREFIX = "probe:"
 
 Job = Callable[[], Awaitable[object]]
+
+
+class ProbeScheduler(AsyncIOScheduler):
+    """APScheduler's asyncio scheduler with a cheaper timer, for thousands of probe jobs.
+
+    Its timer calls `wakeup`, which is thread-safe: every wakeup wrote to the loop's
+    self-pipe and waited a loop iteration for it, and with spread start times there was a
+    wakeup per run (333 a second at 20,000 probes/min). Here the timer runs the due jobs
+    directly, and never sooner than TICK_S after the last round, so runs due within a tick
+    start together: APScheduler's CPU per run 150 -> 85 us (a bare scheduler with 2,000
+    jobs at 6 s, one core), for at most TICK_S more lag, which the lag reports.
+    `wakeup()` (after add_job, modify_job, resume) stays as it is.
+    """
+
+    TICK_S = 0.01
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None:
+            self._timeout = self._eventloop.call_later(
+                max(wait_seconds, self.TICK_S), self._on_timer
+            )
+
+    def _on_timer(self) -> None:
+        self._timeout = None
+        self._start_timer(self._process_jobs())
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
 from checker import logs
@@ -149,7 +148,7 @@ class Service:
             known=lambda name: name in self._targets,
         )
         self.metrics.bind_queue(lambda: self.writer.queue_depth, lambda: self.writer.dropped)
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler = jobs.ProbeScheduler(timezone=UTC)
         jobs.watch_lag(self.scheduler, self.metrics, self.lag, self.skipped)
         jobs.schedule_probes(self.scheduler, self.cfg, self._probe_job)
         self._schedule(self._job_table(self.cfg))

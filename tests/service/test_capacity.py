@@ -6,13 +6,18 @@ the service's own lag record and its Prometheus histogram.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from apscheduler.triggers.interval import IntervalTrigger
 
 from checker.config import load as config_mod
 from checker.service.concurrency import derived_limit
-from checker.service.jobs import job_id, spread_offset
+from checker.service.jobs import ProbeScheduler, StartLag, job_id, spread_offset, watch_lag
 from checker.service.wiring import Service
 from checker.sim.server import SimServer
+from checker.web.metrics import Metrics
 from tests.service.test_control import service_in_process
 from tests.service.test_service import config_yaml, sqlite_url, target_yaml
 from tests.waiting import abecomes_true
@@ -56,3 +61,31 @@ def test_without_a_configured_limit_the_service_derives_it(tmp_path: Path) -> No
     assert Service(None, cfg).max_concurrency == derived_limit(cfg) >= 2 * 30 * 0.5
     explicit = config_mod.parse(text.replace("scheduler: {", "scheduler: {max_concurrency: 7, "))
     assert Service(None, explicit).max_concurrency == 7
+
+
+async def test_the_probe_scheduler_starts_every_run_on_time_within_its_tick() -> None:
+    # 40 jobs spread over a 200 ms interval: a timer round every 5 ms on average, so most
+    # rounds wait for the 10 ms tick and start the runs due within it together.
+    metrics = Metrics("here")
+    lag = StartLag(metrics)
+    scheduler = ProbeScheduler(timezone=UTC)
+    watch_lag(scheduler, metrics, lag, {"max_instances": 0})
+
+    async def run(jid: str) -> None:
+        lag.started(jid)
+
+    start = datetime.now(UTC) + timedelta(seconds=0.05)
+    for i in range(40):
+        jid = job_id(f"t{i}", "stream")
+        trigger = IntervalTrigger(
+            seconds=0.2, start_date=start + timedelta(seconds=i * 0.005), timezone=UTC
+        )
+        scheduler.add_job(run, trigger=trigger, args=[jid], id=jid, max_instances=1)
+    scheduler.start()
+    try:
+        assert await abecomes_true(lambda: lag.count >= 120, 5)
+    finally:
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)
+    assert min(lag.lags) >= 0  # never early
+    assert max(lag.lags) < ProbeScheduler.TICK_S + 0.09  # at most a tick late, plus the loop

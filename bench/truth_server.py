@@ -41,7 +41,7 @@ from bench.common import SIM_CORE, ChildServer, SimTiming, pin_to_core
 from checker.sim.behaviour import Behavior, plan_tokens
 from checker.sim.dialects import OpenAIStream, last_user_text
 
-__all__ = ["Truth", "TruthServer"]
+__all__ = ["Truth", "TruthLoop", "TruthServer"]
 
 # Linux constants the socket module does not name.
 SO_TIMESTAMPNS = 35
@@ -143,7 +143,7 @@ def _plan(behavior: dict[str, Any], body: dict[str, Any]) -> tuple[list[tuple[fl
     return sends, hashlib.sha256(prompt.encode()).hexdigest()[:16]
 
 
-class _Server:
+class TruthLoop:
     """The child's single-threaded loop: accept, read requests, send at deadlines."""
 
     def __init__(self, behavior: dict[str, Any], control: Connection) -> None:
@@ -309,7 +309,7 @@ class _Server:
 def _main(conn: Connection, core: int | None, behavior: dict[str, Any]) -> None:
     if core is not None:
         pin_to_core(core)
-    server = _Server(behavior, conn)
+    server = TruthLoop(behavior, conn)
     # Nothing here lives in a cycle worth collecting over a bench run: no collector pauses.
     gc.collect()
     gc.freeze()

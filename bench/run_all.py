@@ -1,6 +1,7 @@
 """`make bench`: every benchmark, one after the other, each writing its section of
-docs/PERFORMANCE.md. Runs in under 10 minutes on 2 cores; the storage benchmark runs at a
-reduced scale here (see its section and bench/storage.py for the full-size command)."""
+docs/PERFORMANCE.md. Runs in about 15 minutes on 2 cores (footprint about 5 of them); the
+storage benchmark runs at a reduced scale here (see its section and bench/storage.py for the
+full-size command)."""
 
 from __future__ import annotations
 

@@ -40,6 +40,7 @@ from bench.common import (
 INTERVAL_S = 30.0
 BEHAVIOR = {"ttft_ms": 300.0, "inter_token_ms": 20.0, "completion_tokens": 16}
 LEVELS = (250, 5000)
+TIMEOUT_S = 10.0  # write_streaming_config's: the warm-up freeze comes interval + timeout in
 SETTLE_S = 3.0  # after the interval: the last probes finish streaming and are flushed
 TARGET_RSS_MB = {250: 80.0, 5000: 150.0}
 TARGET_KB_PER_TARGET = 5.0
@@ -110,6 +111,7 @@ def run_level(sim: SimProcess, targets: int, intervals: int, tmp: Path) -> dict[
         "probed": probed,
         "seconds": time.monotonic() - ready,
         "gc": json.loads(gc_out.read_text()),
+        "warmup_s": INTERVAL_S + TIMEOUT_S,
     }
 
 
@@ -180,10 +182,16 @@ def report(results: dict[int, dict[str, Any]], intervals: int) -> str:
         "frozen)."
     )
     for n, r in results.items():
+        if full := r["gc"].get("full"):
+            listed = ", ".join(f"{at:g} s: {wall:g} / {cpu:g} ms" for at, wall, cpu in full)
+            lines.append(
+                f"Full collections at {n:,} targets (seconds after READY: wall / CPU): {listed}."
+            )
         if freezes := r["gc"].get("freezes_ms"):
             lines.append(
-                f"The service's own collect-and-freeze at {n:,} targets (after start-up, after "
-                f"the first interval; not in the columns above): "
+                f"The service's own collect-and-freeze at {n:,} targets (after start-up, and "
+                f"{r['warmup_s']:g} s after READY, the first interval and a timeout; not in "
+                "the columns above): "
                 f"{', '.join(fmt(f, 0) for f in freezes)} ms."
             )
     return (

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, one after the other, each writing its section of
-docs/PERFORMANCE.md. Runs in under 10 minutes on 2 cores; the storage benchmark and the
-CPU-per-probe comparison run at a reduced scale here (see their sections and bench/storage.py,
-bench/peer.py for the full-size commands)."""
+docs/PERFORMANCE.md. Runs in about 15 minutes on 2 cores (footprint about 5 of them); the
+storage benchmark and the CPU-per-probe comparison run at a reduced scale here (see their
+sections and bench/storage.py, bench/peer.py for the full-size commands)."""
 
 from __future__ import annotations
 

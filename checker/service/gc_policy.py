@@ -10,7 +10,9 @@ no collection looks; objects made later are collected as before.
 
 So: freeze at the end of start-up, again once the first interval has run (warm-up: every
 target probed once), and after each reload (the new config and its jobs). Each freeze
-follows a full `gc.collect()`, so no garbage is frozen. `stopped()` unfreezes: what was
+follows a full `gc.collect()`, so no garbage is frozen (unless another thread is collecting
+at that moment, its finalizer having released the GIL: then `gc.collect()` returns at once
+and that round's cyclic garbage is frozen with the rest, once). `stopped()` unfreezes: what was
 frozen may be garbage once the service is gone (a process hosting services, the tests).
 
 The young generation's threshold is raised from 700 to 10,000 allocations: a probe

@@ -59,6 +59,9 @@ class GcPauses:
         # also holds any time the OS gave the core to another process meanwhile.
         self.cpu_s: dict[int, list[float]] = {0: [], 1: [], 2: []}
         self.freezes_s: list[float] = []  # the service's own collect-and-freeze, apart
+        # Each full collection: seconds since install, wall ms, CPU ms (they are few).
+        self.full: list[tuple[float, float, float]] = []
+        self._installed = perf_counter()
         self._began: float | None = None
         self._began_cpu = 0.0
         self._kept = 0
@@ -74,6 +77,10 @@ class GcPauses:
                 self.pauses_s[info["generation"]].append(perf_counter() - self._began)
                 self.cpu_s[info["generation"]].append(thread_time() - self._began_cpu)
                 self._kept += 1
+                if info["generation"] == 2:
+                    wall, cpu = self.pauses_s[2][-1], self.cpu_s[2][-1]
+                    at = self._began - self._installed
+                    self.full.append((round(at, 1), round(wall * 1000, 1), round(cpu * 1000, 1)))
             self._began = None
 
     @contextmanager
@@ -86,6 +93,7 @@ class GcPauses:
             self._paused = False
 
     def install(self) -> None:
+        self._installed = perf_counter()
         if self._callback not in gc.callbacks:
             gc.callbacks.append(self._callback)
 
@@ -99,6 +107,7 @@ class GcPauses:
             "thresholds": list(gc.get_threshold()),
             "frozen": gc.get_freeze_count(),
             "freezes_ms": [round(f * 1000, 1) for f in self.freezes_s],
+            "full": self.full,
         }
         self.path.write_text(json.dumps(report))
 

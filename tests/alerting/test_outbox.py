@@ -383,8 +383,9 @@ from checker.store import migrate
 async def main() -> None:
     migrate.upgrade(sys.argv[2])
     engine = sa.create_engine(sys.argv[2])
-    deliverer = Deliverer(engine, lambda: [], lambda: Redactor())
-    deliverer.start()  # as the service does, before its probes start
+    channel = Channel("h", sys.argv[1], frozenset())
+    deliverer = Deliverer(engine, lambda: [channel], lambda: Redactor())
+    deliverer.start()  # as the service does with a channel, before its probes start
     stalls = []
 
     async def ticker() -> None:
@@ -396,7 +397,7 @@ async def main() -> None:
 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0.05)
-    error = await send(Channel("h", sys.argv[1], frozenset()), "t", "b", "markdown", "info")
+    error = await send(channel, "t", "b", "markdown", "info")
     await asyncio.sleep(0.05)
     task.cancel()
     await deliverer.close()
@@ -408,7 +409,7 @@ asyncio.run(main())
 
 def test_sending_does_not_stall_the_event_loop(webhook: Webhook, tmp_path: Path) -> None:
     """Apprise loads its plugins on first use: in a fresh process that must not happen while
-    probes are in flight (the deliverer loads them at start)."""
+    probes are in flight (the deliverer loads them at start when a channel exists)."""
     done = subprocess.run(
         [sys.executable, "-c", STALL_PROBE, webhook.url("hook"), f"sqlite:///{tmp_path}/o.db"],
         capture_output=True,

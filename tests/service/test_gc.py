@@ -52,6 +52,7 @@ async def test_gc_stats_env_writes_the_pauses_of_each_generation_at_stop(
     assert full["collections"] >= 1
     assert 0 < full["p50_ms"] <= full["p99_ms"] <= full["max_ms"]
     assert report["cpu"]["2"]["collections"] == full["collections"]
+    assert len(report["full"]) == full["collections"]  # each with when, wall and CPU time
     assert report["frozen"] > 0
 
 

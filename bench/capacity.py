@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -53,6 +54,19 @@ def write_config(path: Path, sim_url: str, per_minute: int, db: Path) -> None:
 # --- the child: the service itself -----------------------------------------------------------
 
 
+def _watch_gc(pauses: list[float]) -> None:
+    """Record each collection's duration (any generation): a pause stops the event loop."""
+    started = [0.0]
+
+    def on_gc(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(on_gc)
+
+
 async def _child(config: Path, warmup: float, seconds: float) -> dict[str, Any]:
     from checker.config import load as config_mod
     from checker.service.wiring import Service
@@ -67,6 +81,8 @@ async def _child(config: Path, warmup: float, seconds: float) -> dict[str, Any]:
     await service.start()
     await asyncio.sleep(warmup)
     seen = service.lag.count
+    pauses: list[float] = []
+    _watch_gc(pauses)
     lags: list[float] = []
     waits: list[float] = []
     cpu0, done0, t0 = cpu_seconds(), dict(done), time.monotonic()
@@ -81,6 +97,8 @@ async def _child(config: Path, warmup: float, seconds: float) -> dict[str, Any]:
             lags += service.lag.lags[-new:]
             waits += service.lag.slot_waits[-new:]
         seen = service.lag.count
+    pauses: list[float] = []
+    _watch_gc(pauses)
     cpu = cpu_seconds() - cpu0
     elapsed = time.monotonic() - t0
     load = os.getloadavg()[0]  # other work on the machine shares the service's core
@@ -89,6 +107,7 @@ async def _child(config: Path, warmup: float, seconds: float) -> dict[str, Any]:
     await service.stop()
     return {
         "lags_s": lags,
+        "gc_pauses_s": pauses,
         "load": load,
         "slot_waits_s": waits,
         "max_concurrency": service.max_concurrency,
@@ -142,6 +161,7 @@ def report(results: dict[int, dict[str, Any]], pinned: bool) -> str:
         "writer queue max",
         "RSS max (MB)",
         "skipped (busy)",
+        "GC pause max / total (ms)",
         "load avg (1 min)",
     ]
     rows = []
@@ -149,6 +169,7 @@ def report(results: dict[int, dict[str, Any]], pinned: bool) -> str:
     for rate, r in results.items():
         lags = [x * 1000 for x in r["lags_s"]]
         waits = [x * 1000 for x in r["slot_waits_s"]]
+        gcs = [x * 1000 for x in r["gc_pauses_s"]]
         per_k = r["cpu_s"] / r["probes"] * 1000 if r["probes"] else float("nan")
         rss_max = max(r["rss_mb"]) if r["rss_mb"] else float("nan")
         skipped = r["skipped"].get("max_instances", 0)
@@ -167,6 +188,7 @@ def report(results: dict[int, dict[str, Any]], pinned: bool) -> str:
                 max(r["depth"] or [0]),
                 fmt(rss_max, 0),
                 skipped,
+                f"{fmt(max(gcs, default=0), 0)} / {fmt(sum(gcs), 0)}",
                 fmt(r["load"], 1),
             ]
         )
@@ -193,7 +215,11 @@ def report(results: dict[int, dict[str, Any]], pinned: bool) -> str:
         "for the event loop to start its task and for one of the concurrency limit's slots "
         "(`scheduler.max_concurrency`, derived from the config when not set); "
         "skipped (busy) = runs APScheduler skipped because the previous run of the same "
-        "job had not finished.\n\n" + table(header, rows) + "\n\n" + "\n".join(verdicts)
+        "job had not finished; GC pauses = the garbage collector's runs in the measured "
+        "window (each stops the event loop).\n\n"
+        + table(header, rows)
+        + "\n\n"
+        + "\n".join(verdicts)
     )
 
 

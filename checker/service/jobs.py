@@ -64,22 +64,27 @@ class ProbeScheduler(AsyncIOScheduler):
     Its timer calls `wakeup`, which is thread-safe: every wakeup wrote to the loop's
     self-pipe and waited a loop iteration for it, and with spread start times there was a
     wakeup per run (333 a second at 20,000 probes/min). Here the timer runs the due jobs
-    directly, and never sooner than TICK_S after the last round, so runs due within a tick
-    start together: APScheduler's CPU per run 150 -> 85 us (a bare scheduler with 2,000
-    jobs at 6 s, one core), for at most TICK_S more lag, which the lag reports.
+    directly; and while rounds come less than TICK_S apart, the next one waits at least
+    TICK_S, so the runs due within a tick start together: APScheduler's CPU per run
+    150 -> 85 us (a bare scheduler with 2,000 jobs at 6 s, one core), for at most TICK_S
+    more lag, which the lag reports. At low rates rounds are further apart and on time.
     `wakeup()` (after add_job, modify_job, resume) stays as it is.
     """
 
     TICK_S = 0.01
+    _last_round = -1.0  # loop time of the last timer round
+    _busy = False  # the last two timer rounds came less than TICK_S apart
 
     def _start_timer(self, wait_seconds: float | None) -> None:
         self._stop_timer()
         if wait_seconds is not None:
-            self._timeout = self._eventloop.call_later(
-                max(wait_seconds, self.TICK_S), self._on_timer
-            )
+            wait = max(wait_seconds, self.TICK_S) if self._busy else wait_seconds
+            self._timeout = self._eventloop.call_later(wait, self._on_timer)
 
     def _on_timer(self) -> None:
+        now = self._eventloop.time()
+        self._busy = now - self._last_round < self.TICK_S * 1.5
+        self._last_round = now
         self._timeout = None
         self._start_timer(self._process_jobs())
 

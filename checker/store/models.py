@@ -22,6 +22,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from checker.config.schema import Config, Target
 from checker.probes.base import TRANSIENT_FIELDS, ErrorKind, ProbeResult, utcnow
 from checker.redact import Redactor
+from checker.store.upsert import insert_ignore
 
 __all__ = [
     "AlertStateRow",
@@ -489,7 +490,14 @@ def sync_targets(db: Session | Engine, cfg: Config, now: datetime | None = None)
         }
         row = existing.pop(target.name, None)
         if row is None:
-            session.add(TargetRow(name=target.name, created_at=now, updated_at=now, **values))
+            # Insert-or-ignore: nodes of a fleet start together, and a second insert of the
+            # same name must not stop a node from starting (it carries the same config).
+            insert_ignore(
+                session.connection(),
+                TargetRow.__table__,  # type: ignore[attr-defined]
+                [{"name": target.name, "created_at": now, "updated_at": now, **values}],
+                ["name"],
+            )
             continue
         changed = row.retired_at is not None or any(
             getattr(row, key) != value for key, value in values.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -155,6 +156,41 @@ def test_sync_targets_upserts_retires_and_returns(db_engine: Engine) -> None:
         dump = " ".join(str(v) for row in conn.execute(sa.select(TargetRow)) for v in row)
     for secret in ("pw-in-url-123", "query-secret-456", "sk-test-abcdef"):
         assert secret not in dump
+
+
+def test_nodes_starting_together_each_sync_the_targets(db_url: str) -> None:
+    # A fleet's nodes start at once against one database: the second insert of a target's
+    # name must not stop a node from starting (it crashed one of three in the fleet test).
+    cfg = parse(
+        "targets:\n"
+        + "".join(
+            f"  - {{name: t{i}, kind: http, base_url: 'http://127.0.0.1:9/'}}\n" for i in range(40)
+        )
+    )
+    engines = [make_engine(db_url) for _ in range(4)]
+    start = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def node(engine: Engine) -> None:
+        start.wait()
+        try:
+            sync_targets(engine, cfg)
+        except Exception as exc:  # collected: the assertion below says which
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        with engines[0].connect() as conn:
+            names = conn.execute(sa.text("SELECT name FROM targets")).scalars().all()
+        assert sorted(names) == sorted(f"t{i}" for i in range(40))
+    finally:
+        for engine in engines:
+            engine.dispose()
 
 
 def test_public_base_url_strips_credentials() -> None:

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -262,21 +262,40 @@ def root_cause(exc: BaseException) -> BaseException:
         exc = inner
 
 
-def open_sockets() -> int:
+def _inodes_on(ports: Collection[int]) -> set[str]:
+    """Socket inodes of TCP connections and listeners with an end on one of `ports`."""
+    inodes = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                if local in ports or remote in ports:
+                    inodes.add(fields[9])
+    return inodes
+
+
+def open_sockets(ports: Collection[int] | None = None) -> int:
+    """This process's open sockets; with `ports`, only those with an end on them (so a
+    thread another test left running cannot move the count)."""
+    wanted = _inodes_on(ports) if ports is not None else None
     count = 0
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
-            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:") and (wanted is None or link[8:-1] in wanted):
+                count += 1
     return count
 
 
-async def settled_sockets(expected: int) -> int:
+async def settled_sockets(expected: int, ports: Collection[int] | None = None) -> int:
     """Open sockets once the servers' threads closed their ends (they close on our EOF)."""
     for _ in range(500):  # up to 10 s: a loaded machine closes late
-        if (now := open_sockets()) <= expected:
+        if (now := open_sockets(ports)) <= expected:
             return now
         await asyncio.sleep(0.02)
-    return open_sockets()
+    return open_sockets(ports)
 
 
 class Blackhole:
@@ -535,7 +554,8 @@ async def test_no_socket_leaks_after_hundreds_of_probes_failures_and_cancellatio
     }
     async with ClientPool(cfg) as pool:
         await run_probe(cfg, cfg.targets[0], "http", pool, Redactor())  # warm up
-        before = await settled_sockets(open_sockets())
+        ports = {ok.port, quiet.port, tls_bad.port, refused_port}
+        before = await settled_sockets(open_sockets(ports), ports)
         for _ in range(60):
             results = await asyncio.gather(
                 *(run_probe(cfg, t, "http", pool, Redactor()) for t in cfg.targets)
@@ -547,7 +567,7 @@ async def test_no_socket_leaks_after_hundreds_of_probes_failures_and_cancellatio
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        assert await settled_sockets(before) <= before
+        assert await settled_sockets(before, ports) <= before
 
 
 # --- 5. IPv6 and happy eyeballs --------------------------------------------------------------

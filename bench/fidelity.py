@@ -26,7 +26,7 @@ each as it is defined:
 The truth server runs in its own process on its own core with its garbage collector off,
 so it never shares the GIL or a CPU with the client being measured. The client freezes
 what it built before measuring (gc.collect() then gc.freeze(), after the warm-up round),
-as the service does after start-up (checker.service.housekeeping.freeze_startup_objects):
+as the service does after start-up (checker.service.gc_policy.freeze_now):
 full collections then walk only what the probes made since, not every module and
 structure of the process; a 40-77 ms full pass used to hold the client long enough for
 the kernel to merge two token segments under the later one's stamp. "N in flight"
@@ -67,7 +67,7 @@ from bench.fidelity_clients import (
 )
 from bench.truth_server import TruthServer
 from checker.probes.transport.pool import ClientPool
-from checker.service.housekeeping import freeze_startup_objects
+from checker.service.gc_policy import freeze_now
 
 TARGET_P99_MS = 2.0
 
@@ -134,7 +134,13 @@ def verdicts(rows: list[Row]) -> tuple[bool, list[float]]:
     return bool(p99s) and all(p < TARGET_P99_MS for p in p99s), p99s
 
 
-def report(rows: list[Row], curl_missing: bool, setup: Setup) -> str:
+def report(
+    rows: list[Row],
+    curl_missing: bool,
+    setup: Setup,
+    loads: list[tuple[float, float]],
+    section: str = "fidelity",
+) -> str:
     header = ["run", "client", "in flight", "n"]
     for what in ("ttft", "ttfb", "latency"):
         header += [f"{what} abs err p50", "p99", "max"]
@@ -159,8 +165,12 @@ def report(rows: list[Row], curl_missing: bool, setup: Setup) -> str:
         "headers), so its ttfb and latency columns are the comparable ones."
     )
     return (
-        "## Fidelity: measured versus server truth\n\n"
-        f"{provenance()}\n\n"
+        "## Fidelity: measured versus server truth"
+        + ("" if section == "fidelity" else f" (`{section}`)")
+        + "\n\n"
+        f"{provenance()} Machine load (1-minute load average, before and after each run): "
+        + ", ".join(f"{a:.1f} -> {b:.1f}" for a, b in loads)
+        + ".\n\n"
         f"Setup: {setup.describe()}. The server answers with ttft {TTFT_MS:g} ms and "
         f"{TOKENS} tokens {INTER_TOKEN_MS:g} ms apart, in its own process pinned to its own "
         "core; the clients are pinned to the other core. Absolute errors in ms (|client "
@@ -205,7 +215,7 @@ async def measure(
             probe = checker_probe(cfg, pool)
             await run_level(probe, level, 1)  # warm-up round, not counted
             if setup.freeze:
-                freeze_startup_objects()
+                freeze_now()
             sim.reset()
             before = sched_ns()
             readings = await run_level(probe, level, per_worker)
@@ -226,7 +236,7 @@ async def measure(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=400, help="probes per level and client")
-    parser.add_argument("--runs", type=int, default=3, help="runs in a row, each reported")
+    parser.add_argument("--runs", type=int, default=1, help="runs in a row, each reported")
     parser.add_argument("--section", default="fidelity", help="PERFORMANCE.md section key")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="e.g. 200")
     parser.add_argument(
@@ -244,11 +254,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.nice:
         set_niceness(args.nice)
     rows: list[Row] = []
+    loads: list[tuple[float, float]] = []  # 1-minute load average before and after each run
     with TruthServer(BEHAVIOR) if setup.server == "truth" else SimProcess() as sim:
         pin_to_core(0)
         for run in range(1, args.runs + 1):
+            load = os.getloadavg()[0]
             rows += asyncio.run(measure(sim, args.samples, run, levels, setup))
-    text = report(rows, curl_missing=shutil.which("curl") is None, setup=setup)
+            loads.append((load, os.getloadavg()[0]))
+    text = report(
+        rows,
+        curl_missing=shutil.which("curl") is None,
+        setup=setup,
+        loads=loads,
+        section=args.section,
+    )
     write_perf_section(args.section, text)
     print(text)
 

@@ -116,7 +116,7 @@ async def _watched(config: Path, warmup: float, seconds: float, freeze: bool) ->
     `freeze`, the bench freezes what exists after the first round of probes (the
     service itself froze only what start() built)."""
     from bench.capacity import _child
-    from checker.service.housekeeping import freeze_startup_objects
+    from checker.service.gc_policy import freeze_now
 
     stalls: list[tuple[float, float]] = []  # (start, end), perf_counter
     pauses: list[tuple[float, float, int]] = []  # (start, end, generation)
@@ -148,7 +148,7 @@ async def _watched(config: Path, warmup: float, seconds: float, freeze: bool) ->
 
     async def freeze_after_first_round() -> None:
         await asyncio.sleep(warmup - 2)
-        freeze_startup_objects()
+        freeze_now()
 
     gc.callbacks.append(on_gc)
     tasks = [asyncio.create_task(heartbeat()), asyncio.create_task(count_heap())]
@@ -217,7 +217,7 @@ def run_service(
     return pair(results, truth.truths(), wall_minus_mono), figures
 
 
-def report(runs: list[tuple[Errors, dict[str, Any]]], nice: int, freeze: bool) -> str:
+def report(runs: list[tuple[Errors, dict[str, Any]]], nice: int, freeze: bool, section: str) -> str:
     header = ["run", "results joined", "not joined / failed"]
     for what in ("ttft", "ttfb", "latency"):
         header += [f"{what} abs err p50", "p99", "max"]
@@ -244,7 +244,9 @@ def report(runs: list[tuple[Errors, dict[str, Any]]], nice: int, freeze: bool) -
         body.append([i, len(e.ttft), e.failed, *cells, tps, fmt(lag), fmt(cpu, 0), *why])
     ok = bool(p99s) and all(p < TARGET_P99_MS for p in p99s)
     return (
-        "## Fidelity inside a running service (1,000 targets)\n\n"
+        "## Fidelity inside a running service (1,000 targets)"
+        + ("" if section == "fidelity-service" else f" (`{section}`)")
+        + "\n\n"
         f"{provenance()}\n\n"
         f"`checker.service.Service` (bench.capacity's child, `taskset -c 0`) probes `stream` "
         f"on {TARGETS:,} targets every {INTERVAL_S:g} s against `bench.truth_server` on core "
@@ -298,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         for run in range(1, args.runs + 1):
             runs.append(run_service(truth, args.seconds, Path(tmp), args.freeze_after_warmup))
             print(f"fidelity-service: run {run} done", flush=True)
-    text = report(runs, args.nice, args.freeze_after_warmup)
+    text = report(runs, args.nice, args.freeze_after_warmup, args.section)
     write_section(args.section, text)
     print(text)
 

@@ -184,6 +184,9 @@ class TruthLoop:
         conn.sock.close()
 
     def _read(self, conn: _Conn) -> None:
+        # A transmit stamp left on the error queue would make the selector report the
+        # socket again and again (POLLERR); loopback queues them within send(), drained there.
+        self._drain_errqueue(conn)
         try:
             data, ancdata, _flags, _addr = conn.sock.recvmsg(READ_BYTES, _CMSG)
         except (BlockingIOError, InterruptedError):
@@ -194,7 +197,7 @@ class TruthLoop:
         if not data:
             self._close(conn)
             return
-        if not conn.inbuf and conn.rx is None:
+        if conn.rx is None:  # the first bytes of a request
             conn.rx = _stamp(ancdata, SO_TIMESTAMPNS) or time.perf_counter()
         conn.inbuf += data
         self._maybe_respond(conn)

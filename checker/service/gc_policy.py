@@ -33,10 +33,17 @@ from time import perf_counter
 from checker.config.schema import Config
 from checker.service import gc_stats
 
-__all__ = ["GEN0_THRESHOLD", "MAX_WARMUP_S", "CollectorPolicy", "warmup_s"]
+__all__ = ["GEN0_THRESHOLD", "MAX_WARMUP_S", "CollectorPolicy", "freeze_now", "warmup_s"]
 
 GEN0_THRESHOLD = 10_000
 MAX_WARMUP_S = 600.0  # a 1 h interval still gets its warm-up freeze within 10 minutes
+
+
+def freeze_now() -> None:
+    """Collect, then move every surviving object to the permanent generation (the benches
+    do this to their own clients, as the service does)."""
+    gc.collect()
+    gc.freeze()
 
 
 def warmup_s(cfg: Config) -> float:
@@ -71,10 +78,9 @@ class CollectorPolicy:
         began = perf_counter()
         if self._pauses is not None:
             with self._pauses.paused():
-                gc.collect()
+                freeze_now()
         else:
-            gc.collect()
-        gc.freeze()
+            freeze_now()
         if self._pauses is not None:
             self._pauses.freezes_s.append(perf_counter() - began)
 

@@ -144,7 +144,10 @@ class CostLimits:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._known: dict[tuple[str, str, str], float | None] = {}
+        # Today's limits only: the day is the cache's generation, so a long-running service
+        # does not keep one entry per target, probe and day forever.
+        self._day = ""
+        self._known: dict[tuple[str, str], float | None] = {}
 
     def limit(self, target: Target | None, probe: str, prices: PriceBook) -> float | None:
         if target is None:
@@ -152,7 +155,9 @@ class CostLimits:
         if target.probe_cost_max_usd is not None:
             return target.probe_cost_max_usd
         now = self.clock.now()
-        key = (target.name, probe, now.date().isoformat())
+        if (day := now.date().isoformat()) != self._day:
+            self._day, self._known = day, {}
+        key = (target.name, probe)
         if key not in self._known:
             expected = prices.expected_cost(target, probe, now)
             self._known[key] = None if expected is None else COST_ALERT_FACTOR * expected

@@ -82,3 +82,25 @@ async def test_a_model_that_ignores_max_tokens_opens_a_probe_cost_ticket(
         assert "over its limit $0.002000" in message.payload["message"]
     finally:
         await service.stop()
+
+
+def test_cost_limits_keep_only_todays_entries() -> None:
+    # A service runs for months: the limits cache must not grow by a day's worth daily.
+    from checker.service.accounting import CostLimits
+    from checker.service.clock import OffsetClock
+
+    cfg = parse(
+        "targets:\n  - {name: a, kind: openai, base_url: 'http://127.0.0.1:9/v1', model: m,"
+        " pricing: {input_per_mtok: 1.0, output_per_mtok: 2.0}}\n",
+        "c.yaml",
+        "none",
+    )
+    clock = OffsetClock()
+    limits = CostLimits(clock)
+    book = PriceBook(cfg)
+    first = limits.limit(cfg.targets[0], "stream", book)
+    assert first is not None and first > 0
+    for _ in range(30):
+        clock.advance(86400)
+        assert limits.limit(cfg.targets[0], "stream", book) == first
+    assert len(limits._known) == 1

@@ -276,6 +276,20 @@ def _inodes_on(ports: Collection[int]) -> set[str]:
     return inodes
 
 
+def describe_sockets(ports: Collection[int]) -> list[str]:
+    """local port -> remote port and TCP state of each connection on `ports` (for a failure)."""
+    out = []
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+                if local in ports or remote in ports:
+                    out.append(f"{local}->{remote} state {fields[3]} inode {fields[9]}")
+    return out
+
+
 def open_sockets(ports: Collection[int] | None = None) -> int:
     """This process's open sockets; with `ports`, only those with an end on them (so a
     thread another test left running cannot move the count)."""
@@ -567,7 +581,7 @@ async def test_no_socket_leaks_after_hundreds_of_probes_failures_and_cancellatio
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-        assert await settled_sockets(before, ports) <= before
+        assert await settled_sockets(before, ports) <= before, (ports, describe_sockets(ports))
 
 
 # --- 5. IPv6 and happy eyeballs --------------------------------------------------------------

@@ -78,7 +78,7 @@ class _Inflater:
             yield tail
 
 
-async def body_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
+def body_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body as it arrives, decoded (gzip, deflate, several in a row) in bounded pieces;
     other encodings pass through undecoded, as httpx itself does without their packages."""
     encodings = [
@@ -86,9 +86,16 @@ async def body_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
         for e in response.headers.get("content-encoding", "").split(",")
         if e.strip().lower() in ("gzip", "x-gzip", "deflate")
     ]
+    if not encodings:
+        # A plain body (an SSE stream nearly always): httpx's reads as they are, without
+        # the generator layer per read that inflating needs (~1 us a chunk of a stream).
+        return response.aiter_raw()
     # Applied in order by the server, so undone last-first.
     inflaters = [_Inflater("deflate" if e == "deflate" else "gzip") for e in reversed(encodings)]
+    return _inflated(response, inflaters)
 
+
+async def _inflated(response: httpx.Response, inflaters: list[_Inflater]) -> AsyncIterator[bytes]:
     def through(pieces: Iterator[bytes], level: int) -> Iterator[bytes]:
         if level == len(inflaters):
             yield from pieces

@@ -225,23 +225,17 @@ class Metrics:
             children = self._children[key] = {}
         child = children.get
 
-        def of(family: CompactHistogram) -> Any:
-            got = child(family)
-            if got is None:
-                got = children[family] = family.labels(*key)
-            return got
-
-        def value(family: CompactGauge, *extra: str) -> Any:
-            name = (family, *extra)
+        def of(family: CompactHistogram | CompactGauge, *extra: str) -> Any:
+            name = (family, *extra) if extra else family
             got = child(name)
             if got is None:
                 got = children[name] = family.labels(*key, *extra)
             return got
 
-        value(self.results, "ok" if r.ok else str(r.error)).inc()
-        value(self.up).set(1 if r.ok else 0)
-        value(self.last_run).set(r.started_at.timestamp())
-        value(self.status_code).set(r.status or 0)
+        of(self.results, "ok" if r.ok else str(r.error)).inc()
+        of(self.up).set(1 if r.ok else 0)
+        of(self.last_run).set(r.started_at.timestamp())
+        of(self.status_code).set(r.status or 0)
         if duration_s is None and r.latency_ms is not None:
             duration_s = r.latency_ms / 1000
         if duration_s is not None:

@@ -147,7 +147,7 @@ async def read_error_text(response: httpx.Response, limit: int) -> str:
 
 
 class CappedText:
-    """What httpx_sse.EventSource reads (headers, aiter_text) with max_body_bytes enforced
+    """A stream's text as the SSE decoding reads it (aiter_text), with max_body_bytes enforced
     as bytes arrive, so even one endless line without a newline is never buffered whole."""
 
     def __init__(self, response: httpx.Response, limit: int) -> None:

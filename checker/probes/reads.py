@@ -147,29 +147,26 @@ async def read_error_text(response: httpx.Response, limit: int) -> str:
 
 
 class CappedText:
-    """A stream's text as the SSE decoding reads it (aiter_text), with max_body_bytes enforced
-    as bytes arrive, so even one endless line without a newline is never buffered whole."""
+    """A stream's bytes turned into text, with max_body_bytes enforced as bytes arrive, so
+    even one endless line without a newline is never buffered whole. Fed by the reader's
+    own loop (a method call per read, not one more generator to resume)."""
 
-    def __init__(self, response: httpx.Response, limit: int) -> None:
-        self._response = response
+    def __init__(self, limit: int) -> None:
         self._limit = limit
         self.bytes_read = 0
-
-    @property
-    def headers(self) -> httpx.Headers:
-        return self._response.headers
-
-    async def aiter_text(self) -> AsyncIterator[str]:
         # SSE is UTF-8 by definition, whatever the charset header claims.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        async for chunk in body_bytes(self._response):
-            self.bytes_read += len(chunk)
-            if self.bytes_read > self._limit:
-                raise too_large(self._limit)
-            if text := decoder.decode(chunk):
-                yield text
-        if tail := decoder.decode(b"", final=True):
-            yield tail
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, chunk: bytes) -> str:
+        """The text `chunk` completes (may be empty); too_large past the limit."""
+        self.bytes_read += len(chunk)
+        if self.bytes_read > self._limit:
+            raise too_large(self._limit)
+        return self._decoder.decode(chunk)
+
+    def tail(self) -> str:
+        """What is left at the end of the body (an incomplete character, replaced)."""
+        return self._decoder.decode(b"", final=True)
 
 
 async def off_loop(fn: Callable[[T], R], arg: T, size: int) -> R:

@@ -18,7 +18,7 @@ from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from checker.probes.base import ErrorKind, ProbeResult
 from checker.probes.classify import ProbeFailure
 from checker.probes.exchange import arrival
-from checker.probes.reads import CappedText
+from checker.probes.reads import CappedText, body_bytes
 from checker.probes.transport.arrival import stream_clock
 
 # After the end marker, how long a stream may take to close so its connection can be reused.
@@ -73,17 +73,24 @@ class EventStream:
                 raise  # a failure of the stream itself, not of the optional drain
 
     async def _parsed(self) -> AsyncGenerator[ServerSentEvent, None]:
-        """httpx_sse's EventSource.aiter_sse, with its own line and event decoders, in one
-        generator instead of two stacked on the text: a stream pays that once per read.
-        (The content type was checked before: chat.require_event_stream.)"""
-        lines, events = SSELineDecoder(), SSEDecoder()
-        async for text in CappedText(self._response, self._max_bytes).aiter_text():
-            for line in lines.decode(text):
-                if (sse := events.decode(line.rstrip("\n"))) is not None:
+        """httpx_sse's EventSource.aiter_sse on the capped text, with its own line and event
+        decoders, in one generator instead of three stacked on the bytes: a stream resumes
+        each once per read. (The content type was checked: chat.require_event_stream.)"""
+        text, lines, events = CappedText(self._max_bytes), SSELineDecoder(), SSEDecoder()
+
+        def complete(new_lines: list[str]) -> list[ServerSentEvent]:
+            # The events these lines complete; no read happens between them, so yielding
+            # them after decoding them all stamps each with the same read as before.
+            decoded = (events.decode(line.rstrip("\n")) for line in new_lines)
+            return [e for e in decoded if e is not None]
+
+        async for chunk in body_bytes(self._response):
+            if piece := text.feed(chunk):
+                for sse in complete(lines.decode(piece)):
                     yield sse
-        for line in lines.flush():
-            if (sse := events.decode(line.rstrip("\n"))) is not None:
-                yield sse
+        tail = text.tail()
+        for sse in complete([*(lines.decode(tail) if tail else []), *lines.flush()]):
+            yield sse
 
 
 @dataclass(slots=True)

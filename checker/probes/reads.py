@@ -78,7 +78,7 @@ class _Inflater:
             yield tail
 
 
-async def body_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
+def body_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body as it arrives, decoded (gzip, deflate, several in a row) in bounded pieces;
     other encodings pass through undecoded, as httpx itself does without their packages."""
     encodings = [
@@ -86,9 +86,16 @@ async def body_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
         for e in response.headers.get("content-encoding", "").split(",")
         if e.strip().lower() in ("gzip", "x-gzip", "deflate")
     ]
+    if not encodings:
+        # A plain body (an SSE stream nearly always): httpx's reads as they are, without
+        # the generator layer per read that inflating needs (~1 us a chunk of a stream).
+        return response.aiter_raw()
     # Applied in order by the server, so undone last-first.
     inflaters = [_Inflater("deflate" if e == "deflate" else "gzip") for e in reversed(encodings)]
+    return _inflated(response, inflaters)
 
+
+async def _inflated(response: httpx.Response, inflaters: list[_Inflater]) -> AsyncIterator[bytes]:
     def through(pieces: Iterator[bytes], level: int) -> Iterator[bytes]:
         if level == len(inflaters):
             yield from pieces
@@ -140,29 +147,26 @@ async def read_error_text(response: httpx.Response, limit: int) -> str:
 
 
 class CappedText:
-    """What httpx_sse.EventSource reads (headers, aiter_text) with max_body_bytes enforced
-    as bytes arrive, so even one endless line without a newline is never buffered whole."""
+    """A stream's bytes turned into text, with max_body_bytes enforced as bytes arrive, so
+    even one endless line without a newline is never buffered whole. Fed by the reader's
+    own loop (a method call per read, not one more generator to resume)."""
 
-    def __init__(self, response: httpx.Response, limit: int) -> None:
-        self._response = response
+    def __init__(self, limit: int) -> None:
         self._limit = limit
         self.bytes_read = 0
-
-    @property
-    def headers(self) -> httpx.Headers:
-        return self._response.headers
-
-    async def aiter_text(self) -> AsyncIterator[str]:
         # SSE is UTF-8 by definition, whatever the charset header claims.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        async for chunk in body_bytes(self._response):
-            self.bytes_read += len(chunk)
-            if self.bytes_read > self._limit:
-                raise too_large(self._limit)
-            if text := decoder.decode(chunk):
-                yield text
-        if tail := decoder.decode(b"", final=True):
-            yield tail
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, chunk: bytes) -> str:
+        """The text `chunk` completes (may be empty); too_large past the limit."""
+        self.bytes_read += len(chunk)
+        if self.bytes_read > self._limit:
+            raise too_large(self._limit)
+        return self._decoder.decode(chunk)
+
+    def tail(self) -> str:
+        """What is left at the end of the body (an incomplete character, replaced)."""
+        return self._decoder.decode(b"", final=True)
 
 
 async def off_loop(fn: Callable[[T], R], arg: T, size: int) -> R:

@@ -95,3 +95,20 @@ def test_per_target_series_follow_the_running_config_and_forget_removed_targets(
         "checker_probe_up",
     ):
         assert after[name][1] == {}, name
+
+
+def test_a_target_removed_then_added_back_gets_its_series_again() -> None:
+    # observe keeps each series' child; a removed series must not keep receiving values
+    # where no scrape looks.
+    metrics = Metrics("east")
+    ok = ProbeResult("beta", "stream", T0, ok=True, status=200, latency_ms=700.0, ttft_ms=300.0)
+    metrics.observe(ok)
+    metrics.forget_target("beta", ["stream"])
+    metrics.observe(ok)
+    after = families(metrics.render().decode())
+    assert after["checker_probe_ttft_seconds"][1][("checker_probe_ttft_seconds_count", "beta")] == 1
+    assert after["checker_probe_duration_seconds"][1][
+        ("checker_probe_duration_seconds_sum", "beta")
+    ] == (0.7)
+    assert after["checker_probe_up"][1] == {("checker_probe_up", "beta"): 1}
+    assert after["checker_probe_results"][1][("checker_probe_results_total", "beta")] == 2

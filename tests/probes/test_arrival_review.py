@@ -262,22 +262,9 @@ def root_cause(exc: BaseException) -> BaseException:
         exc = inner
 
 
-def _inodes_on(ports: Collection[int]) -> set[str]:
-    """Socket inodes of TCP connections and listeners with an end on one of `ports`."""
-    inodes = set()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as lines:
-            next(lines)
-            for line in lines:
-                fields = line.split()
-                local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
-                if local in ports or remote in ports:
-                    inodes.add(fields[9])
-    return inodes
-
-
-def describe_sockets(ports: Collection[int]) -> list[str]:
-    """local port -> remote port and TCP state of each connection on `ports` (for a failure)."""
+def _connections_on(ports: Collection[int]) -> list[tuple[int, int, str, str]]:
+    """(local port, remote port, TCP state, inode) of each TCP socket with an end on one of
+    `ports`, listeners included (/proc/self/net/tcp and tcp6)."""
     out = []
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as lines:
@@ -286,8 +273,17 @@ def describe_sockets(ports: Collection[int]) -> list[str]:
                 fields = line.split()
                 local, remote = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
                 if local in ports or remote in ports:
-                    out.append(f"{local}->{remote} state {fields[3]} inode {fields[9]}")
+                    out.append((local, remote, fields[3], fields[9]))
     return out
+
+
+def _inodes_on(ports: Collection[int]) -> set[str]:
+    return {inode for *_, inode in _connections_on(ports)}
+
+
+def describe_sockets(ports: Collection[int]) -> list[str]:
+    """local port -> remote port and TCP state of each connection on `ports` (for a failure)."""
+    return [f"{lo}->{re} state {st} inode {ino}" for lo, re, st, ino in _connections_on(ports)]
 
 
 def open_sockets(ports: Collection[int] | None = None) -> int:

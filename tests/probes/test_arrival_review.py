@@ -278,7 +278,9 @@ def _connections_on(ports: Collection[int]) -> list[tuple[int, int, str, str]]:
 
 
 def _inodes_on(ports: Collection[int]) -> set[str]:
-    return {inode for *_, inode in _connections_on(ports)}
+    # The checker's own sockets: connected to one of the ports. The servers' listeners and
+    # accepted ends are the test's, and a loaded machine's server threads close them late.
+    return {inode for _, remote, _, inode in _connections_on(ports) if remote in ports}
 
 
 def describe_sockets(ports: Collection[int]) -> list[str]:
@@ -287,8 +289,8 @@ def describe_sockets(ports: Collection[int]) -> list[str]:
 
 
 def open_sockets(ports: Collection[int] | None = None) -> int:
-    """This process's open sockets; with `ports`, only those with an end on them (so a
-    thread another test left running cannot move the count)."""
+    """This process's open sockets; with `ports`, only client sockets connected to them (so
+    neither a thread another test left running nor a slow server thread moves the count)."""
     wanted = _inodes_on(ports) if ports is not None else None
     count = 0
     for fd in os.listdir("/proc/self/fd"):

@@ -10,7 +10,6 @@ import platform
 import re
 import shlex
 import shutil
-import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -270,14 +269,6 @@ def provenance() -> str:
 
 
 # --- processes under test ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now, for a server that takes its port as a flag."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pinned(cmd: list[str], core: int) -> list[str]:

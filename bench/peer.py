@@ -46,13 +46,13 @@ from bench.common import (
     SimProcess,
     cpu_seconds,
     fmt,
-    free_port,
     pin_to_core,
     pinned,
     provenance,
     table,
     write_section,
 )
+from checker.demo import free_port
 
 BLACKBOX = "prometheus-blackbox-exporter"
 PROBED_CORE = 0  # the processes under test; the simulator is on bench.common.SIM_CORE
